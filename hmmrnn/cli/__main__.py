@@ -1,0 +1,5 @@
+import sys
+
+from hmmrnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""`hmmrnn train` and `hmmrnn resume`: every config field is a flag named after its JSON key."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hmmrnn.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    UserError,
+    console,
+    sigint_cancels,
+    user_errors,
+)
+from hmmrnn.config import ExperimentConfig
+
+_SKIP = {"extra", "seed"}
+
+
+def config_flag_names() -> list[str]:
+    """Config keys that have a command-line flag (`--hidden-size` for hidden_size)."""
+    return [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in _SKIP]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, as_list: bool = False) -> None:
+    """One flag per config key; values are parsed by `parse_flag_value` so errors name the key."""
+    group = parser.add_argument_group("config fields (override the preset or --config)")
+    for name in config_flag_names():
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=f"cfg_{name}", metavar="VALUE", default=None
+        )
+
+
+def parse_flag_value(name: str, text: str) -> Any:
+    """Flags arrive as text: JSON when it parses (numbers, lists, null, true), else a string."""
+    if name in ("learning_rates", "betas") and "," in text and not text.strip().startswith("["):
+        text = "[" + text + "]"
+    try:
+        return json.loads(text)
+    except ValueError:
+        if name in (
+            "learning_rates",
+            "betas",
+            "custom_transition_matrix",
+            "custom_emission_matrix",
+        ):
+            raise UserError(f"--{name.replace('_', '-')}: cannot parse {text!r}") from None
+        return text
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    if args.preset and args.config:
+        raise UserError("give either --preset or --config, not both")
+    overrides = {
+        name: parse_flag_value(name, value)
+        for name in config_flag_names()
+        if (value := getattr(args, f"cfg_{name}", None)) is not None
+    }
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    with user_errors():
+        if args.config:
+            data = ExperimentConfig.load(args.config).to_dict()
+            data.update(overrides)
+            return ExperimentConfig.from_dict(data)
+        return ExperimentConfig.from_preset(args.preset or "Three", **overrides)
+
+
+def default_out(config: ExperimentConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = config.preset or f"{config.states}states"
+    return (
+        Path("runs") / f"{name}_h{config.hidden_size}_i{config.input_size}_s{config.seed}_{stamp}"
+    )
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a preset or a config file")
+    p.add_argument("--preset", help="Two, Three, Four, Five, Fully or Cyclic (default Three)")
+    p.add_argument("--config", type=Path, help="a config.json to start from")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<preset>_...)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_config_flags(p)
+    p.set_defaults(func=run_train)
+
+    r = sub.add_parser("resume", help="continue a cancelled or interrupted run")
+    r.add_argument("folder", type=Path)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=run_resume)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from hmmrnn import train
+
+    config = config_from_args(args)
+    out = args.out or default_out(config)
+    console.print(f"training [bold]{config.preset or 'custom'}[/] into {out}")
+    return _drive(
+        lambda **kw: train.train(config, out, overwrite=args.overwrite, **kw), config, args
+    )
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from hmmrnn import train
+
+    with user_errors():
+        config = ExperimentConfig.load(args.folder / "config.json")
+    console.print(f"resuming {args.folder}")
+    return _drive(lambda **kw: train.resume(args.folder, **kw), config, args)
+
+
+def _drive(job, config: ExperimentConfig, args: argparse.Namespace) -> int:
+    from hmmrnn.cancel import CancelToken
+    from hmmrnn.cli.progress import TrainingDisplay
+
+    token = CancelToken()
+    total = config.epochs * len(config.learning_rates)
+    with sigint_cancels(token), user_errors(), TrainingDisplay(total, quiet=args.quiet) as display:
+        try:
+            result = job(
+                device=args.device, cancel=token, on_epoch=display.epoch, on_batch=display.batch
+            )
+        except ValueError as exc:  # device errors and other bad input
+            raise UserError(str(exc)) from exc
+    console.print(
+        f"{result.status}: {result.epochs_done} epochs, best validation loss "
+        f"{result.best_val:.4f} (floor {result.floor:.4f}), lr {result.best_lr}"
+    )
+    if result.model_file:
+        console.print(f"best model: {result.model_file}")
+    if result.status == "cancelled":
+        console.print(f"resume with: hmmrnn resume {result.folder}")
+        return EXIT_CANCELLED
+    if result.status == "diverged":
+        console.print(f"[red]{result.message}[/]")
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,258 @@
+"""The experiment config: one typed record for HMM, data, RNN and training, stored as config.json.
+
+Key names are the study's (ANALYSES.md section 2) so that its configs load unchanged; our own
+additions (seed, loss, noise_std, ...) take defaults when absent. Unknown keys are kept verbatim and
+reported, never dropped, so that a round trip through hmmrnn loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hmmrnn.hmm import HMM, build_emission, build_transition, get_preset
+from hmmrnn.io import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """A config value or file that cannot be used; the message names the key and the value."""
+
+
+LOSS_METHODS = ("sinkhorn", "sinkhorn-pot")
+H0_MODES = ("zero", "random")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything needed to reproduce a run. Defaults are the study's (Three preset sizes)."""
+
+    # HMM (study keys)
+    states: int = 3
+    outputs: int = 3
+    stay_prob: float = 0.95
+    target_prob: float = 0.05
+    transition_method: str = "target_prob"
+    emission_method: str = "linear"
+    custom_transition_matrix: list | None = None
+    custom_emission_matrix: list | None = None
+    # data
+    num_seq: int = 30000
+    seq_len: int = 30
+    # RNN
+    input_size: int = 100
+    hidden_size: int = 150
+    num_layers: int = 1
+    biased: bool = False
+    # training
+    batch_size: int = 4096
+    epochs: int = 500
+    learning_rates: list = field(default_factory=lambda: [0.001])
+    tau: float = 1.0
+    grad_clip: float = 0.9
+    init: Any = None
+    weight_decay: float = 0.0
+    pretrained_model_path: str | None = None
+    # hmmrnn additions
+    preset: str | None = None
+    seed: int = 0
+    loss: str = "sinkhorn"
+    blur: float = 0.2
+    scaling: float = 0.5
+    noise_std: float = 1.0
+    h0: str = "zero"
+    checkpoint_every: int = 0
+    betas: list = field(default_factory=lambda: [0.9, 0.9])
+    # keys we do not know, kept for the round trip
+    extra: dict = field(default_factory=dict)
+
+    # --- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> ExperimentConfig:
+        """Config of one of the study presets, with field overrides."""
+        p = get_preset(name)
+        base = dict(
+            preset=p.name,
+            states=p.states,
+            transition_method=p.transition_method,
+            emission_method=p.emission_method,
+            seq_len=p.seq_len,
+            epochs=p.epochs,
+            grad_clip=p.grad_clip,
+            custom_transition_matrix=p.custom_transition_matrix,
+            custom_emission_matrix=p.custom_emission_matrix,
+        )
+        base.update(overrides)
+        return cls.from_dict(base)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExperimentConfig:
+        """Typed, validated config from a JSON-like dict; unknown keys go to `extra`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: _coerce(k, v) for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        cfg = cls(**values, extra=extra)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        data = self.to_dict()
+        data.update(changes)
+        return ExperimentConfig.from_dict(data)
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        return sorted(self.extra)
+
+    # --- meaning --------------------------------------------------------------------------------
+
+    def build_hmm(self) -> HMM:
+        """The HMM this config describes."""
+        t = build_transition(
+            self.transition_method,
+            self.states,
+            target_prob=self.target_prob,
+            stay_prob=self.stay_prob,
+            custom=self.custom_transition_matrix,
+        )
+        e = build_emission(
+            self.emission_method, self.states, self.outputs, custom=self.custom_emission_matrix
+        )
+        return HMM(t, e)
+
+    def validate(self) -> None:
+        """Check ranges and cross-field consistency; raise ConfigError naming the key."""
+        _positive_int(self, "states", "outputs", "num_seq", "seq_len", "input_size", "hidden_size")
+        _positive_int(self, "batch_size", "epochs")
+        if self.outputs < 2:
+            raise ConfigError(f"outputs must be >= 2, got {self.outputs}")
+        if self.num_layers != 1:
+            raise ConfigError(f"num_layers must be 1 (single-layer RNN), got {self.num_layers}")
+        if self.biased:
+            raise ConfigError("biased must be false: hmmrnn's RNN is bias-free, as in the study")
+        if self.num_seq < 3:
+            raise ConfigError(f"num_seq must be >= 3 (train/val/test split), got {self.num_seq}")
+        if not self.learning_rates or any(
+            lr <= 0 or not math.isfinite(lr) for lr in self.learning_rates
+        ):
+            raise ConfigError(f"learning_rates must be positive numbers, got {self.learning_rates}")
+        for key in ("tau", "blur", "noise_std"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 < self.scaling < 1:
+            raise ConfigError(f"scaling must be in (0, 1), got {self.scaling}")
+        if self.grad_clip < 0 or self.weight_decay < 0 or self.checkpoint_every < 0:
+            raise ConfigError("grad_clip, weight_decay and checkpoint_every must be >= 0")
+        if self.loss not in LOSS_METHODS:
+            raise ConfigError(f"loss must be one of {LOSS_METHODS}, got {self.loss!r}")
+        if self.h0 not in H0_MODES:
+            raise ConfigError(f"h0 must be one of {H0_MODES}, got {self.h0!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        try:
+            self.build_hmm()
+        except ValueError as exc:
+            raise ConfigError(f"HMM settings are invalid: {exc}") from exc
+
+
+_INT_KEYS = {
+    "states", "outputs", "num_seq", "seq_len", "input_size", "hidden_size", "num_layers",
+    "batch_size", "epochs", "seed", "checkpoint_every",
+}  # fmt: skip
+_FLOAT_KEYS = {
+    "stay_prob", "target_prob", "tau", "grad_clip", "weight_decay", "blur", "scaling", "noise_std",
+}  # fmt: skip
+_STR_KEYS = {"transition_method", "emission_method", "loss", "h0"}
+_OPTIONAL_STR_KEYS = {"pretrained_model_path", "preset"}
+_MATRIX_KEYS = {"custom_transition_matrix", "custom_emission_matrix"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check one value's type; accept ints for floats and integral floats for ints."""
+    if key in _INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if key in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if key in _STR_KEYS:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if key in _OPTIONAL_STR_KEYS:
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string or null, got {value!r}")
+        return value
+    if key == "biased":
+        if not isinstance(value, bool):
+            raise ConfigError(f"biased must be true or false, got {value!r}")
+        return value
+    if key in ("learning_rates", "betas"):
+        return _number_list(key, value)
+    if key in _MATRIX_KEYS:
+        return _matrix(key, value)
+    return value
+
+
+def _number_list(key: str, value: Any) -> list[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
+    return [float(v) for v in value]
+
+
+def _matrix(key: str, value: Any) -> list | None:
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key} must be a matrix of numbers, got {value!r}") from exc
+    if arr.ndim != 2:
+        raise ConfigError(f"{key} must be a 2-D matrix, got shape {arr.shape}")
+    return arr.tolist()
+
+
+def _positive_int(cfg: ExperimentConfig, *keys: str) -> None:
+    for key in keys:
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")

@@ -1,0 +1,101 @@
+"""File helpers: atomic writes and safe weight loading.
+
+Every write goes to a temporary file in the target folder and is moved into place with os.replace,
+so a crash or a full disk never leaves a half-written model, config or log behind. Weights are read
+with torch.load(weights_only=True) only: a pickle that needs code to load is refused, not executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ModelFileError(ValueError):
+    """A weights file that cannot be used; the message says why."""
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "wb")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda fh: fh.write(data), "wb")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    import torch
+
+    _atomic_write(path, lambda fh: torch.save(obj, fh), "wb")
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def safe_torch_load(path: Path) -> Any:
+    """Load tensors only; translate every failure into a ModelFileError with a reason."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path.name}: file not found") from exc
+    except pickle.UnpicklingError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "unpickling failed"
+        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc):
+            msg = "refused: the pickle needs code to load (only plain tensors are accepted)"
+        raise ModelFileError(f"{path.name}: {msg}") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"{path.name}: not a readable torch file ({first[:160]})") from exc
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Content hash used to key caches and figure sidecars."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

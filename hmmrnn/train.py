@@ -1,0 +1,431 @@
+"""Training: fit an HMMRNN to an HMM's sequences by minimising the Sinkhorn divergence.
+
+One function, `train`, serves the CLI, the TUI's background process and sweeps. A run folder is
+self-describing: `config.json` (all it needs to be reproduced), `metrics.jsonl` (one line per epoch,
+flushed as it goes so other processes can follow), `run.json` (status), `checkpoint.pt` (resume) and
+the best weights in `models/` under the study's file name. Randomness is derived from
+(seed, learning-rate index, epoch), so a resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hmmrnn.cancel import CancelToken
+from hmmrnn.config import ConfigError, ExperimentConfig
+from hmmrnn.device import resolve_device, torch_generator
+from hmmrnn.io import atomic_torch_save, atomic_write_json, safe_torch_load
+from hmmrnn.rnn import HMMRNN
+from hmmrnn.tree import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    EVOLUTION_DIR,
+    METRICS_NAME,
+    MODELS_DIR,
+    RUN_NAME,
+    is_running,
+    read_run_info,
+    save_model,
+)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must see (diverged loss, bad resume)."""
+
+
+@dataclass
+class EpochRecord:
+    """One line of metrics.jsonl."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    val_loss: float
+    floor: float
+    seconds: float
+    best_val: float
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with."""
+
+    folder: Path
+    status: str  # finished | cancelled | diverged
+    best_val: float
+    best_lr: float | None
+    epochs_done: int
+    floor: float
+    model_file: Path | None
+    message: str = ""
+
+
+@dataclass
+class SplitData:
+    """One-hot flattened targets (N, L*K) for train / validation / test, on the training device."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+# --- data and initialisation ---------------------------------------------------------------------
+
+
+def make_data(config: ExperimentConfig, device: torch.device) -> SplitData:
+    """Sample num_seq sequences from the config's HMM and split them in thirds."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xDA7A]))
+    sample = config.build_hmm().sample(config.num_seq, config.seq_len, rng)
+    flat = sample.one_hot(config.outputs).reshape(config.num_seq, -1)
+    third = config.num_seq // 3
+    cuts = (third, 2 * third)
+    parts = np.split(flat, cuts)
+    return SplitData(*(torch.from_numpy(p).to(device) for p in parts))
+
+
+def init_model(config: ExperimentConfig, device: torch.device) -> HMMRNN:
+    """PyTorch's default uniform(-1/sqrt(H), 1/sqrt(H)) initialisation, drawn from the run's seed."""
+    model = HMMRNN(config.input_size, config.hidden_size, config.outputs, tau=config.tau)
+    gen = torch_generator(config.seed)
+    bound = 1.0 / math.sqrt(config.hidden_size)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen) * 2 * bound - bound)
+    if config.pretrained_model_path:
+        _load_pretrained(model, Path(config.pretrained_model_path))
+    return model.to(device)
+
+
+def _load_pretrained(model: HMMRNN, path: Path) -> None:
+    from hmmrnn.tree import build_model
+
+    pre = build_model(path)
+    if pre.state_dict().keys() != model.state_dict().keys() or any(
+        a.shape != b.shape
+        for a, b in zip(pre.state_dict().values(), model.state_dict().values(), strict=True)
+    ):
+        raise ConfigError(f"pretrained_model_path {path}: sizes differ from the config")
+    model.load_state_dict(pre.state_dict())
+
+
+def epoch_generator(
+    config: ExperimentConfig, lr_index: int, epoch: int, device, stream: int = 0
+) -> torch.Generator:
+    """Fresh noise every epoch, reproducible from (seed, lr index, epoch, stream) alone."""
+    seed = np.random.SeedSequence([config.seed, lr_index, epoch, stream]).generate_state(1)[0]
+    return torch_generator(int(seed), device)
+
+
+def make_loss(config: ExperimentConfig):
+    from hmmrnn.loss import SinkhornLoss
+
+    method = "annealed" if config.loss == "sinkhorn" else "pot"
+    return SinkhornLoss(blur=config.blur, scaling=config.scaling, method=method)
+
+
+def loss_floor(config: ExperimentConfig, data: SplitData, loss_fn) -> float:
+    """Divergence between validation targets and an independent HMM sample: the best reachable."""
+    n = min(config.batch_size, data.val.shape[0])
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xF100]))
+    other = config.build_hmm().sample(n, config.seq_len, rng).one_hot(config.outputs)
+    other_t = torch.from_numpy(other.reshape(n, -1)).to(data.val.device)
+    with torch.no_grad():
+        return float(loss_fn(other_t, data.val[:n]))
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """State of one run; `run()` trains every learning rate, resuming where a checkpoint left off."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        folder: Path,
+        device: torch.device,
+        cancel: CancelToken | None,
+        on_epoch: Callable[[EpochRecord], None] | None,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> None:
+        self.config = config
+        self.folder = folder
+        self.device = device
+        self.cancel = cancel or CancelToken()
+        self.on_epoch = on_epoch
+        self.on_batch = on_batch
+        self.data = make_data(config, device)
+        self.loss_fn = make_loss(config)
+        self.floor = loss_floor(config, self.data, self.loss_fn)
+        self.best_val = math.inf
+        self.best_lr: float | None = None
+        self.best_state: dict | None = None
+        self.epochs_done = 0
+        self.started = time.time()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def write_status(self, status: str, message: str = "", model_file: Path | None = None) -> None:
+        info = {
+            "status": status,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "device": str(self.device),
+            "started": self.started,
+            "updated": time.time(),
+            "epochs_done": self.epochs_done,
+            "total_epochs": self.config.epochs * len(self.config.learning_rates),
+            "best_val": None if math.isinf(self.best_val) else self.best_val,
+            "best_lr": self.best_lr,
+            "floor": self.floor,
+            "message": message,
+        }
+        if model_file is not None:
+            info["model_file"] = str(model_file.relative_to(self.folder))
+        atomic_write_json(self.folder / RUN_NAME, info)
+
+    def log_epoch(self, record: EpochRecord) -> None:
+        with open(self.folder / METRICS_NAME, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(record)) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if self.on_epoch:
+            self.on_epoch(record)
+
+    def save_checkpoint(self, lr_index: int, epoch: int, model, optimizer) -> None:
+        atomic_torch_save(
+            self.folder / CHECKPOINT_NAME,
+            {
+                "lr_index": lr_index,
+                "epoch": epoch,
+                "epochs_done": self.epochs_done,
+                "model": _cpu_state(model),
+                "optimizer": optimizer.state_dict(),
+                "best_val": self.best_val,
+                "best_lr": self.best_lr if self.best_lr is not None else -1.0,
+                "best_state": self.best_state or {},
+                "started": self.started,
+            },
+        )
+
+    def save_evolution(self, model, lr_index: int, epoch: int) -> None:
+        every = self.config.checkpoint_every
+        if not every or epoch % every:
+            return
+        evo = self.folder / MODELS_DIR / EVOLUTION_DIR
+        if len(self.config.learning_rates) > 1:
+            evo = evo / f"lr_{self.config.learning_rates[lr_index]:g}"
+        atomic_torch_save(evo / f"model_epoch_{epoch}.pth", _cpu_state(model))
+
+    def save_best(self) -> Path | None:
+        if self.best_state is None:
+            return None
+        model = HMMRNN(self.config.input_size, self.config.hidden_size, self.config.outputs)
+        model.load_state_dict(self.best_state)
+        return save_model(self.folder, model, self.config, self.best_lr or 0.0, self.best_val)
+
+    # -- one epoch ------------------------------------------------------------------------------
+
+    def batches(self, data: torch.Tensor):
+        bs = self.config.batch_size
+        for i, start in enumerate(range(0, data.shape[0], bs)):
+            yield i, data[start : start + bs]
+
+    def forward_outputs(self, model: HMMRNN, n: int, gen: torch.Generator) -> torch.Tensor:
+        cfg = self.config
+        noise = model.sample_noise(n, cfg.seq_len, cfg.noise_std, gen)
+        h0 = model.initial_state(n, cfg.h0, gen)
+        return model(noise, h0, gen).outputs.reshape(n, -1)
+
+    def train_epoch(self, model, optimizer, lr_index: int, epoch: int) -> float | None:
+        """Mean training loss, or None when cancelled mid-epoch."""
+        gen = epoch_generator(self.config, lr_index, epoch, self.device)
+        total, count = 0.0, 0
+        n_batches = math.ceil(self.data.train.shape[0] / self.config.batch_size)
+        for i, target in self.batches(self.data.train):
+            x = self.forward_outputs(model, target.shape[0], gen)
+            loss = self.loss_fn(x, target, target_key=("train", i))
+            if self.config.weight_decay:
+                loss = loss + self.config.weight_decay * sum(p.norm() for p in model.parameters())
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
+                    "(try a smaller learning rate or grad_clip); the last good checkpoint is kept"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * target.shape[0]
+            count += target.shape[0]
+            if self.on_batch:
+                self.on_batch(i + 1, n_batches)
+            if self.cancel.cancelled:
+                return None
+        return total / count
+
+    @torch.no_grad()
+    def validate(self, model, lr_index: int, epoch: int) -> float:
+        gen = epoch_generator(self.config, lr_index, epoch, self.device, stream=1)
+        total, count = 0.0, 0
+        for i, target in self.batches(self.data.val):
+            x = self.forward_outputs(model, target.shape[0], gen)
+            total += float(self.loss_fn(x, target, target_key=("val", i))) * target.shape[0]
+            count += target.shape[0]
+        return total / count
+
+    # -- learning rates -------------------------------------------------------------------------
+
+    def run_lr(self, lr_index: int, start_epoch: int, resume_state: dict | None) -> bool:
+        """Train one learning rate from start_epoch; False when cancelled."""
+        cfg = self.config
+        lr = cfg.learning_rates[lr_index]
+        model = init_model(cfg, self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(cfg.betas))
+        if resume_state is not None:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+        elif start_epoch == 1:
+            self.save_evolution(model, lr_index, 0)
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.time()
+            train_loss = self.train_epoch(model, optimizer, lr_index, epoch)
+            if train_loss is None:
+                return False
+            val_loss = self.validate(model, lr_index, epoch)
+            if val_loss < self.best_val:
+                self.best_val, self.best_lr = val_loss, lr
+                self.best_state = _cpu_state(model)  # a real copy, not a live reference
+            self.epochs_done += 1
+            self.save_evolution(model, lr_index, epoch)
+            self.save_checkpoint(lr_index, epoch, model, optimizer)
+            record = EpochRecord(
+                epoch, lr, train_loss, val_loss, self.floor, time.time() - t0, self.best_val
+            )
+            self.log_epoch(record)
+            self.write_status("running")
+            if self.cancel.cancelled:
+                return epoch == cfg.epochs and lr_index == len(cfg.learning_rates) - 1
+        return True
+
+    def run(self, start: tuple[int, int] = (0, 1), resume_state: dict | None = None) -> TrainResult:
+        self.write_status("running")
+        status, message = "finished", ""
+        try:
+            for lr_index in range(start[0], len(self.config.learning_rates)):
+                first = start[1] if lr_index == start[0] else 1
+                state = resume_state if lr_index == start[0] else None
+                if not self.run_lr(lr_index, first, state):
+                    status, message = "cancelled", "cancelled by the user; resume to continue"
+                    break
+        except TrainingError as exc:
+            status, message = "diverged", str(exc)
+        model_file = self.save_best()
+        self.write_status(status, message, model_file)
+        return TrainResult(
+            self.folder, status, self.best_val, self.best_lr, self.epochs_done, self.floor,
+            model_file, message,
+        )  # fmt: skip
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+# --- entry points -----------------------------------------------------------------------------------
+
+
+def train(
+    config: ExperimentConfig,
+    folder: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    cancel: CancelToken | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a fresh run into `folder` (which must be empty or absent unless overwrite)."""
+    folder = Path(folder)
+    if (folder / RUN_NAME).exists() or (folder / METRICS_NAME).exists():
+        if not overwrite:
+            raise ConfigError(f"{folder} already holds a run; resume it or choose another --out")
+        for name in (METRICS_NAME, CHECKPOINT_NAME, RUN_NAME):
+            (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save(folder / CONFIG_NAME)
+    trainer = Trainer(config, folder, resolve_device(device), cancel, on_epoch, on_batch)
+    return trainer.run()
+
+
+def resume(
+    folder: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    cancel: CancelToken | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Continue a cancelled or interrupted run from its last completed epoch."""
+    folder = Path(folder)
+    config = ExperimentConfig.load(folder / CONFIG_NAME)
+    info = read_run_info(folder)
+    if is_running(folder):
+        raise ConfigError(f"{folder}: already being trained by process {info.get('pid')}")
+    if info.get("status") == "finished":
+        raise ConfigError(f"{folder}: the run already finished; nothing to resume")
+    dev = resolve_device(device)
+    trainer = Trainer(config, folder, dev, cancel, on_epoch, on_batch)
+    ckpt_path = folder / CHECKPOINT_NAME
+    if not ckpt_path.exists():
+        _truncate_metrics(folder, 0)
+        return trainer.run()
+    ckpt = safe_torch_load(ckpt_path)
+    trainer.epochs_done = int(ckpt["epochs_done"])
+    trainer.best_val = float(ckpt["best_val"])
+    trainer.best_lr = None if ckpt["best_lr"] < 0 else float(ckpt["best_lr"])
+    trainer.best_state = ckpt["best_state"] or None
+    trainer.started = float(ckpt.get("started", time.time()))
+    _truncate_metrics(folder, trainer.epochs_done)
+    lr_index, epoch = int(ckpt["lr_index"]), int(ckpt["epoch"])
+    if epoch >= config.epochs:
+        return trainer.run((lr_index + 1, 1), None)
+    return trainer.run((lr_index, epoch + 1), ckpt)
+
+
+def _truncate_metrics(folder: Path, lines: int) -> None:
+    """Drop log lines of epochs after the checkpoint, so a resumed log has no duplicates."""
+    path = folder / METRICS_NAME
+    if not path.exists():
+        return
+    kept = path.read_text(encoding="utf-8").splitlines()[:lines]
+    from hmmrnn.io import atomic_write_text
+
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """Epoch records written so far; a partial last line (a run writing right now) is skipped."""
+    path = Path(folder) / METRICS_NAME
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records

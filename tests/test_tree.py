@@ -1,0 +1,134 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from hmmrnn.config import ConfigError, ExperimentConfig
+from hmmrnn.io import ModelFileError
+from hmmrnn.tree import discover, load_model, model_file_name, save_model
+from tests.conftest import study_state, write_study_model
+
+
+def test_discovers_study_layout_with_spaces(study_tree):
+    entries = discover(study_tree)
+    assert [e.rel for e in entries] == ["Fully_Connected/Seed 1", "Three/hidden_12/input_4/seed_0"]
+    assert all(e.status == "ok" for e in entries)
+    assert entries[1].sizes == (4, 12, 3)
+
+
+def test_load_from_folder_and_file(study_tree):
+    folder = study_tree / "Three" / "hidden_12" / "input_4" / "seed_0"
+    a = load_model(folder)
+    b = load_model(next((folder / "models").glob("*.pth")))
+    assert a.model_file == b.model_file and a.folder == folder
+    assert a.model.hidden_size == 12 and a.config.states == 3
+
+
+def test_evolution_checkpoints_listed(study_tree):
+    folder = study_tree / "Three" / "hidden_12" / "input_4" / "seed_0"
+    evo = folder / "models" / "evolution"
+    evo.mkdir()
+    for n in (10, 2, 1):
+        torch.save(study_state(), evo / f"model_epoch_{n}.pth")
+    entry = [e for e in discover(study_tree) if e.path == folder][0]
+    assert [n for n, _ in entry.evolution] == [1, 2, 10]
+    # best model is picked from models/, never from evolution/
+    assert entry.model_file.parent.name == "models"
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/hmmrnn_pwned",))
+
+
+def _break(kind, folder):
+    pth = next((folder / "models").glob("*.pth"))
+    if kind == "truncated":
+        data = pth.read_bytes()
+        pth.write_bytes(data[: len(data) // 2])
+    elif kind == "not torch":
+        pth.write_text("hello")
+    elif kind == "wrong shapes":
+        s = study_state()
+        s["rnn.weight_hh_l0"] = torch.zeros(12, 5)
+        torch.save(s, pth)
+    elif kind == "inconsistent":
+        s = study_state()
+        s["fc.weight"] = torch.zeros(3, 9)
+        torch.save(s, pth)
+    elif kind == "nan":
+        s = study_state()
+        s["rnn.weight_ih_l0"][0, 0] = float("nan")
+        torch.save(s, pth)
+    elif kind == "no config":
+        (folder / "config.json").unlink()
+    elif kind == "bad config":
+        (folder / "config.json").write_text(json.dumps({"states": "three"}))
+    elif kind == "pickle":
+        with open(pth, "wb") as fh:
+            pickle.dump(Evil(), fh)
+    elif kind == "torch pickle":
+        torch.save({"model": Evil()}, pth)
+
+
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("truncated", "not a readable torch file"),
+        ("not torch", "not a readable torch file"),
+        ("wrong shapes", "inconsistent shapes"),
+        ("inconsistent", "inconsistent shapes"),
+        ("nan", "NaN"),
+        ("no config", "missing config.json"),
+        ("bad config", "states must be an integer"),
+        ("pickle", "refused"),
+        ("torch pickle", "refused"),
+    ],
+)
+def test_broken_entries_are_listed_not_fatal(study_tree, kind, reason):
+    if os.path.exists("/tmp/hmmrnn_pwned"):
+        os.unlink("/tmp/hmmrnn_pwned")
+    bad = study_tree / "Three" / "hidden_12" / "input_4" / "seed_0"
+    _break(kind, bad)
+    entries = {e.rel: e for e in discover(study_tree)}
+    assert entries["Fully_Connected/Seed 1"].status == "ok"
+    broken = entries["Three/hidden_12/input_4/seed_0"]
+    assert broken.status == "broken"
+    assert reason in broken.reason
+    assert not os.path.exists("/tmp/hmmrnn_pwned"), "a pickle executed code"
+    with pytest.raises((ModelFileError, ConfigError)):
+        load_model(bad)
+
+
+def test_no_weights_and_mismatch_warning(tmp_path):
+    write_study_model(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps({"states": 2}))
+    cfg = ExperimentConfig.from_dict({"hidden_size": 99, "input_size": 4}).to_dict()
+    write_study_model(tmp_path / "c", config=cfg)
+    entries = {e.rel: e for e in discover(tmp_path)}
+    assert entries["b"].status == "broken" and "no .pth" in entries["b"].reason
+    assert entries["c"].status == "ok"
+    assert any("hidden_size=99" in w for w in entries["c"].warnings)
+
+
+def test_save_round_trip(tmp_path):
+    loaded = load_model(write_study_model(tmp_path / "src"))
+    cfg = loaded.config.replace(num_seq=3000)
+    path = save_model(tmp_path / "dst", loaded.model, cfg, lr=0.003, loss=9.87)
+    assert path.name == "3HMM_3Outputs_linear_3kData_0.003lr_9.9Loss.pth"
+    assert path.name == model_file_name(cfg, 0.003, 9.87)
+    again = load_model(tmp_path / "dst")
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[k], v)
+    assert again.config.num_seq == 3000
+    assert not list((tmp_path / "dst").rglob("*.tmp"))
+
+
+def test_missing_path_and_root(tmp_path):
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError):
+        discover(tmp_path / "nothing")
