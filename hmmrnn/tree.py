@@ -140,6 +140,11 @@ def build_model(path: Path, tau: float = 1.0):
         raise ModelFileError(f"{path.name}: {exc}") from exc
 
 
+def model_folder(path: Path) -> Path:
+    """The model folder of a folder or of a weights file inside it."""
+    return _folder_for(path)[0]
+
+
 def _folder_for(path: Path) -> tuple[Path, Path | None]:
     """(model folder, weights file or None) for a folder or a .pth path."""
     if path.is_file():

@@ -100,12 +100,12 @@ def _cell(value, fmt: str = "") -> str:
 
 def model_info(path: Path) -> dict:
     """Everything `info` prints, as plain data."""
-    from hmmrnn.tree import discover, read_run_info
+    from hmmrnn.tree import inspect_folder, model_folder, read_run_info
 
-    entries = discover(path if path.is_dir() else path.parent)
-    if not entries:
-        raise UserError(f"{path}: not a model folder")
-    entry = entries[0]
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    folder = model_folder(path)
+    entry = inspect_folder(folder, folder.parent)
     if entry.status == "broken":
         raise UserError(f"{entry.rel} is broken: {entry.reason}")
     row = entry_row(entry)
@@ -239,11 +239,11 @@ def evaluation_table(result) -> Table:
         f"{result.hmm_volatility_mean:.2f} ± {result.hmm_volatility_std:.2f}",
         f"{result.rnn_volatility_mean:.2f} ± {result.rnn_volatility_std:.2f}",
     )
-    for k in range(len(result.hmm_frequency_mean)):
+    for k in range(len(result.hmm_freq_mean)):
         t.add_row(
             f"frequency of output {k}",
-            f"{result.hmm_frequency_mean[k]:.3f}",
-            f"{result.rnn_frequency_mean[k]:.3f}",
+            f"{result.hmm_freq_mean[k]:.3f}",
+            f"{result.rnn_freq_mean[k]:.3f}",
         )
     t.add_row("transition error (max |Δ|)", "", f"{result.transition_error:.3f}")
     return t

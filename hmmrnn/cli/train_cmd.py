@@ -20,7 +20,7 @@ from hmmrnn.cli.common import (
 )
 from hmmrnn.config import ExperimentConfig
 
-_SKIP = {"extra", "seed"}
+_SKIP = {"extra", "seed", "preset"}
 
 
 def config_flag_names() -> list[str]:

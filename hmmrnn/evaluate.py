@@ -1,0 +1,612 @@
+"""Evaluation: are an RNN's output sequences statistically indistinguishable from an HMM's?
+
+All statistics work on integer output arrays of shape (N, L) with values in [0, K) (ANALYSES.md
+section 4). They are vectorised over sequences and time; torch tensors are accepted and moved to
+numpy.
+
+Matched distance. A sequence is a point in R^(K L) (its flattened one-hot encoding); the Euclidean
+distance between two one-hot sequences is sqrt(2 * mismatches). The mismatch matrix between two sets
+comes from one matrix product of one-hot arrays. Identical sequences are merged first into weighted
+points (a unique sequence with its count), which shrinks the problem when outputs repeat; the
+per-sequence distances reported are nevertheless exact, one per input sequence.
+
+Two matchings are offered, and every result says which one it used:
+
+* ``"assignment"`` (default): a one-to-one pairing of the two sets that minimises the sum of
+  Euclidean distances (an exact optimal assignment). Without repeated sequences it is solved by
+  ``scipy.optimize.linear_sum_assignment`` on the N x N distance matrix; when merging repeats makes
+  the problem at most half as large, by POT's exact network simplex ``ot.emd`` on the weighted points,
+  whose integer flow is then expanded back into a permutation. Both give the same optimal total.
+* ``"argmax"``: the study's matching. An entropic Sinkhorn plan (``ot.sinkhorn``, epsilon = ``reg``)
+  on the squared-distance cost, which is divided by its maximum so that ``reg`` is relative to the
+  largest squared distance (with the raw cost, entries up to 2 L and epsilon = 0.1, the Gibbs kernel
+  underflows); each sequence of ``a`` is then paired with the sequence of ``b`` holding the largest
+  plan entry in its row. This is not one-to-one; ``unique_fraction`` reports the share of distinct
+  partners (the study's column argmax was about 80% unique, ANALYSES.md section 7).
+
+Memory: the distance matrix holds (unique sequences in a) x (unique sequences in b) float64 entries;
+above ``MAX_PAIRS`` entries a ValueError is raised rather than exhausting memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hmmrnn.io import atomic_write_json
+
+MATCH_METHODS = ("assignment", "argmax")
+MAX_PAIRS = 250_000_000  # 2 GB of float64 distances
+DEFAULT_SEQ_LEN = 30  # the config's default sequence length, used when seq_len is None
+FREQUENT_ROW_SHARE = 0.05  # transition rows checked by transition_error: symbols emitted >= 5%
+_DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <= half the full one
+FORMAT = "hmmrnn.evaluation/1"
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _as_outputs(x: Any, num_outputs: int | None, name: str = "outputs") -> np.ndarray:
+    """A validated (N, L) int64 array with values in [0, num_outputs) (only >= 0 if None)."""
+    if num_outputs is not None:
+        if isinstance(num_outputs, bool) or not isinstance(num_outputs, (int, np.integer)):
+            raise ValueError(f"num_outputs must be an integer, got {num_outputs!r}")
+        if num_outputs < 1:
+            raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, on any device
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (sequences, steps) array, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer symbols, got dtype {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or (num_outputs is not None and hi >= num_outputs):
+        bound = "inf" if num_outputs is None else num_outputs
+        raise ValueError(f"{name} values must lie in [0, {bound}), found range [{lo}, {hi}]")
+    return arr.astype(np.int64, copy=False)
+
+
+# --- matched distances ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Distance of each sequence of `a` to its partner in `b` (partners: indices into `b`).
+
+    `mean` and `std` are over the N distances (population std, ddof = 0).
+    """
+
+    distances: np.ndarray
+    mean: float
+    std: float
+    method: str
+    unique_fraction: float
+    partners: np.ndarray
+
+
+def _dedup(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unique rows, index of each row's first occurrence, row -> unique id, counts."""
+    uniq, first, inverse, counts = np.unique(
+        x, axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
+    return uniq, first, inverse.reshape(-1), counts
+
+
+def mismatch_matrix(a: np.ndarray, b: np.ndarray, num_outputs: int) -> np.ndarray:
+    """Number of differing steps between every sequence of `a` and of `b`, (Na, Nb) int32.
+
+    One GEMM of float32 one-hot arrays (exact: counts are far below 2**24).
+    """
+    a = _as_outputs(a, num_outputs, "a")
+    b = _as_outputs(b, num_outputs, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"sequence lengths differ: a has {a.shape[1]} steps, b has {b.shape[1]}")
+    eye = np.eye(num_outputs, dtype=np.float32)
+    oa = eye[a].reshape(a.shape[0], -1)
+    ob = eye[b].reshape(b.shape[0], -1)
+    matches = np.rint(oa @ ob.T).astype(np.int32)
+    return a.shape[1] - matches
+
+
+def _distance_table(length: int) -> np.ndarray:
+    """sqrt(2 m) for m = 0..length, indexed by the mismatch count."""
+    return np.sqrt(2.0 * np.arange(length + 1, dtype=np.float64))
+
+
+def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.ndarray:
+    """Turn an integer flow between unique points into a permutation of the original sequences.
+
+    flow[i, j] copies of unique a-point i go to unique b-point j. Returns partners (Na,) with each
+    index of b used exactly once.
+    """
+    rows, cols = np.nonzero(flow)  # row-major: sorted by i, then j
+    reps = flow[rows, cols]
+    order_a = np.argsort(inv_a, kind="stable")  # positions in a, grouped by unique id
+    order_b = np.argsort(inv_b, kind="stable")
+    partner_uid = np.repeat(cols, reps)  # aligned with order_a
+    by_b = np.argsort(partner_uid, kind="stable")  # group the pairs by their b-point
+    partners = np.empty(inv_a.shape[0], dtype=np.int64)
+    partners[order_a[by_b]] = order_b
+    return partners
+
+
+def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) -> np.ndarray:
+    """Partners (indices into b) of an optimal one-to-one assignment minimising summed distance."""
+    import ot
+    from scipy.optimize import linear_sum_assignment
+
+    n, length = a.shape
+    ua, _, inv_a, ca = _dedup(a)
+    ub, _, inv_b, cb = _dedup(b)
+    small = ua.shape[0] * ub.shape[0] <= _DEDUP_RATIO * n * n
+    use_dedup = small if dedup is None else dedup
+    table = _distance_table(length)
+    if not use_dedup:
+        _check_pairs(n, n)
+        dist = table[mismatch_matrix(a, b, num_outputs)]
+        rows, cols = linear_sum_assignment(dist)
+        partners = np.empty(n, dtype=np.int64)
+        partners[rows] = cols
+        return partners
+    _check_pairs(ua.shape[0], ub.shape[0])
+    dist = table[mismatch_matrix(ua, ub, num_outputs)]
+    flow, log = ot.emd(
+        ca.astype(np.float64), cb.astype(np.float64), dist, numItermax=10**9, log=True
+    )
+    if log.get("warning"):
+        raise RuntimeError(f"exact assignment (ot.emd) did not finish: {log['warning']}")
+    flow_int = np.rint(flow).astype(np.int64)
+    # Network simplex on integer margins returns an integer vertex; verify rather than assume.
+    if not (
+        np.allclose(flow, flow_int, atol=1e-6)
+        and np.array_equal(flow_int.sum(axis=1), ca)
+        and np.array_equal(flow_int.sum(axis=0), cb)
+    ):
+        _check_pairs(n, n)
+        full = table[mismatch_matrix(a, b, num_outputs)]
+        rows, cols = linear_sum_assignment(full)
+        partners = np.empty(n, dtype=np.int64)
+        partners[rows] = cols
+        return partners
+    return _expand_flow(flow_int, inv_a, inv_b)
+
+
+def _argmax_match(a: np.ndarray, b: np.ndarray, num_outputs: int, reg: float) -> np.ndarray:
+    """Partners (indices into b): row argmax of the entropic plan, computed on unique points.
+
+    With repeated sequences the full-problem Sinkhorn scalings are equal across copies, so the plan
+    entry between one copy of unique a-point i and one copy of unique b-point j is
+    P[i, j] / (count_a[i] * count_b[j]); its row argmax is argmax_j P[i, j] / count_b[j]. Ties
+    between copies go to the first copy in `b`, as numpy's argmax would on the full plan.
+    """
+    import ot
+
+    ua, _, inv_a, ca = _dedup(a)
+    ub, first_b, _, cb = _dedup(b)
+    _check_pairs(ua.shape[0], ub.shape[0])
+    cost = 2.0 * mismatch_matrix(ua, ub, num_outputs).astype(np.float64)  # squared distance
+    top = cost.max()
+    if top > 0:
+        cost /= top
+    plan = ot.sinkhorn(ca / ca.sum(), cb / cb.sum(), cost, reg)
+    best = np.argmax(plan / cb[None, :], axis=1)  # per unique a-point
+    return first_b[best][inv_a]
+
+
+def _check_pairs(na: int, nb: int) -> None:
+    if na * nb > MAX_PAIRS:
+        raise ValueError(
+            f"matching {na} x {nb} distinct sequences needs {na * nb * 8 / 1e9:.1f} GB of distances "
+            f"(limit {MAX_PAIRS * 8 / 1e9:.1f} GB); use fewer sequences"
+        )
+
+
+def matched_distances(
+    a: Any,
+    b: Any,
+    num_outputs: int,
+    method: str = "assignment",
+    reg: float = 0.1,
+    *,
+    dedup: bool | None = None,
+) -> MatchResult:
+    """Pair each sequence of `a` with one of `b` and return the Euclidean distances of the pairs.
+
+    method "assignment" (one-to-one, needs len(a) == len(b)) or "argmax" (the study's Sinkhorn
+    row argmax, epsilon = reg on the max-normalised squared cost). `dedup` forces (True) or forbids
+    (False) solving the assignment on merged repeated sequences; None chooses by problem size.
+    """
+    if method not in MATCH_METHODS:
+        raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
+    a = _as_outputs(a, num_outputs, "a")
+    b = _as_outputs(b, num_outputs, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"sequence lengths differ: a has {a.shape[1]} steps, b has {b.shape[1]}")
+    if method == "assignment":
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(
+                f"a one-to-one assignment needs equal set sizes, got {a.shape[0]} and {b.shape[0]}"
+            )
+        partners = _assign(a, b, num_outputs, dedup)
+    else:
+        if not (reg > 0 and math.isfinite(reg)):
+            raise ValueError(f"reg must be a positive number, got {reg!r}")
+        partners = _argmax_match(a, b, num_outputs, float(reg))
+    mismatches = (a != b[partners]).sum(axis=1)
+    distances = np.sqrt(2.0 * mismatches)
+    return MatchResult(
+        distances=distances,
+        mean=float(distances.mean()),
+        std=float(distances.std()),
+        method=method,
+        unique_fraction=float(np.unique(partners).size / a.shape[0]),
+        partners=partners,
+    )
+
+
+# --- sequence statistics -------------------------------------------------------------------------
+
+
+def volatility(outputs: Any) -> np.ndarray:
+    """Number of output changes (o_{t+1} != o_t) in each sequence, (N,) int."""
+    x = _as_outputs(outputs, None)
+    return (x[:, 1:] != x[:, :-1]).sum(axis=1)
+
+
+def output_frequencies(outputs: Any, num_outputs: int) -> np.ndarray:
+    """Per-sequence frequency of each symbol, (N, K); rows sum to 1."""
+    x = _as_outputs(outputs, num_outputs)
+    n, length = x.shape
+    offsets = (np.arange(n) * num_outputs)[:, None]
+    counts = np.bincount((x + offsets).ravel(), minlength=n * num_outputs)
+    return counts.reshape(n, num_outputs) / length
+
+
+def symbol_share(outputs: Any, num_outputs: int) -> np.ndarray:
+    """Overall frequency of each symbol over all sequences and steps, (K,)."""
+    x = _as_outputs(outputs, num_outputs)
+    return np.bincount(x.ravel(), minlength=num_outputs) / x.size
+
+
+def transition_counts(outputs: Any, num_outputs: int) -> np.ndarray:
+    """Counts of consecutive output pairs (o_t = i, o_{t+1} = j) within sequences, (K, K) int."""
+    x = _as_outputs(outputs, num_outputs)
+    pairs = x[:, :-1] * num_outputs + x[:, 1:]
+    counts = np.bincount(pairs.ravel(), minlength=num_outputs * num_outputs)
+    return counts.reshape(num_outputs, num_outputs)
+
+
+def transition_matrix(outputs: Any, num_outputs: int) -> np.ndarray:
+    """Row-normalised transition counts P(o_{t+1} = j | o_t = i), (K, K).
+
+    A row whose symbol never precedes another output (never emitted, or only at the last step, or
+    L = 1) has no data and is all zeros, not NaN; check `symbol_share` to tell such rows apart.
+    """
+    counts = transition_counts(outputs, num_outputs).astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+# --- evaluation result ---------------------------------------------------------------------------
+
+
+class EvaluationFileError(ValueError):
+    """An evaluation file that cannot be read back; the message says why."""
+
+
+_ARRAY_FIELDS = {
+    "hmm_freq_mean": 1,
+    "hmm_freq_std": 1,
+    "rnn_freq_mean": 1,
+    "rnn_freq_std": 1,
+    "hmm_symbol_share": 1,
+    "rnn_symbol_share": 1,
+    "hmm_transition": 2,
+    "rnn_transition": 2,
+    "transition_sq_diff": 2,
+}
+_INT_FIELDS = ("num_sequences", "seq_len", "seed")
+_STR_FIELDS = ("method", "h0")
+
+
+@dataclass
+class EvaluationResult:
+    """HMM vs RNN statistics on fresh samples (HMM, an independent HMM sample, and the RNN).
+
+    Distances: baseline = second HMM sample matched to the reference HMM sample; rnn = RNN outputs
+    matched to the same reference. `transition_error` is the largest |difference| of the transition
+    matrices over rows whose symbol the HMM emits >= 5% of the time, and `transition_sq_error` its
+    square (the study plots squared differences; the full matrix is in `transition_sq_diff`). Rows of
+    rarely emitted symbols are estimated from too few transitions to be judged.
+    """
+
+    num_sequences: int
+    seq_len: int
+    seed: int
+    method: str
+    noise_std: float
+    h0: str
+    baseline_mean: float
+    baseline_std: float
+    baseline_unique_fraction: float
+    rnn_mean: float
+    rnn_std: float
+    rnn_unique_fraction: float
+    distance_ratio: float
+    hmm_volatility_mean: float
+    hmm_volatility_std: float
+    rnn_volatility_mean: float
+    rnn_volatility_std: float
+    volatility_rel_error: float
+    hmm_freq_mean: np.ndarray
+    hmm_freq_std: np.ndarray
+    rnn_freq_mean: np.ndarray
+    rnn_freq_std: np.ndarray
+    hmm_symbol_share: np.ndarray
+    rnn_symbol_share: np.ndarray
+    hmm_transition: np.ndarray
+    rnn_transition: np.ndarray
+    transition_sq_diff: np.ndarray
+    transition_error: float
+    transition_sq_error: float
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.hmm_transition.shape[0])
+
+    # --- the bar --------------------------------------------------------------------------------
+
+    def passes_bar(
+        self,
+        max_ratio: float = 1.05,
+        max_abs: float = 0.1,
+        max_sq: float = 0.01,
+        max_vol_rel: float = 0.15,
+    ) -> tuple[bool, list[str]]:
+        """Whether the RNN emulates the HMM well enough; the list says why not (empty if it does).
+
+        Checks: distance_ratio <= max_ratio, transition_error <= max_abs (frequent rows),
+        transition_sq_error <= max_sq (frequent rows), volatility_rel_error <= max_vol_rel. A NaN
+        value fails its check.
+        """
+        checks = (
+            ("distance ratio (rnn / baseline)", self.distance_ratio, max_ratio),
+            ("transition max |diff| on frequent rows", self.transition_error, max_abs),
+            ("transition max squared diff on frequent rows", self.transition_sq_error, max_sq),
+            ("volatility relative error", self.volatility_rel_error, max_vol_rel),
+        )
+        reasons = [
+            f"{name} {value:.4g} > {limit:g}"
+            for name, value, limit in checks
+            if not (value <= limit)  # NaN fails
+        ]
+        return (not reasons, reasons)
+
+    # --- serialisation --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain JSON-safe dict: arrays become lists, non-finite scalars the strings inf/-inf/nan."""
+        out: dict[str, Any] = {"format": FORMAT}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _ARRAY_FIELDS:
+                out[f.name] = np.asarray(value, dtype=np.float64).tolist()
+            elif f.name in _INT_FIELDS:
+                out[f.name] = int(value)
+            elif f.name in _STR_FIELDS:
+                out[f.name] = str(value)
+            else:
+                v = float(value)
+                out[f.name] = v if math.isfinite(v) else str(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EvaluationResult:
+        """Inverse of to_dict; a ValueError names the first bad or missing field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"evaluation must be a JSON object, got {type(data).__name__}")
+        if data.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"unknown evaluation format {data.get('format')!r}, expected {FORMAT}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"evaluation lacks field(s): {', '.join(missing)}")
+        values: dict[str, Any] = {}
+        for name in names:
+            raw = data[name]
+            if name in _ARRAY_FIELDS:
+                try:
+                    arr = np.asarray(raw, dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{name} must be a numeric array") from exc
+                if arr.ndim != _ARRAY_FIELDS[name]:
+                    raise ValueError(
+                        f"{name} must be {_ARRAY_FIELDS[name]}-D, got shape {arr.shape}"
+                    )
+                values[name] = arr
+            elif name in _INT_FIELDS:
+                if isinstance(raw, bool) or not isinstance(raw, int):
+                    raise ValueError(f"{name} must be an integer, got {raw!r}")
+                values[name] = raw
+            elif name in _STR_FIELDS:
+                if not isinstance(raw, str):
+                    raise ValueError(f"{name} must be a string, got {raw!r}")
+                values[name] = raw
+            else:
+                if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                    raise ValueError(f"{name} must be a number, got {raw!r}")
+                try:
+                    values[name] = float(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+        k = values["hmm_transition"].shape[0]
+        for name, ndim in _ARRAY_FIELDS.items():
+            expected = (k,) * ndim
+            if values[name].shape != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {values[name].shape}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvaluationResult:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise EvaluationFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise EvaluationFileError(f"{path} is not a UTF-8 text file") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EvaluationFileError(
+                f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})"
+            ) from exc
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise EvaluationFileError(f"{path}: {exc}") from exc
+
+
+# --- whole evaluation ----------------------------------------------------------------------------
+
+
+def _ratio(value: float, reference: float) -> float:
+    """value / reference, with 0 / 0 = 1 (both perfect) and x / 0 = inf."""
+    if reference == 0:
+        return 1.0 if value == 0 else math.inf
+    return value / reference
+
+
+def _relative_error(value: float, reference: float) -> float:
+    if reference == 0:
+        return 0.0 if value == 0 else math.inf
+    return abs(value - reference) / abs(reference)
+
+
+def compare_outputs(
+    hmm_ref: Any,
+    hmm_other: Any,
+    rnn: Any,
+    num_outputs: int,
+    *,
+    method: str = "assignment",
+    reg: float = 0.1,
+    seed: int = 0,
+    noise_std: float = 1.0,
+    h0: str = "zero",
+) -> EvaluationResult:
+    """All statistics from three output arrays of equal shape: a reference HMM sample, an
+    independent HMM sample (the baseline) and the RNN's outputs."""
+    ref = _as_outputs(hmm_ref, num_outputs, "hmm_ref")
+    other = _as_outputs(hmm_other, num_outputs, "hmm_other")
+    gen = _as_outputs(rnn, num_outputs, "rnn")
+    if not (ref.shape == other.shape == gen.shape):
+        raise ValueError(
+            f"output arrays must share one shape, got {ref.shape}, {other.shape} and {gen.shape}"
+        )
+    base = matched_distances(other, ref, num_outputs, method, reg)
+    test = matched_distances(gen, ref, num_outputs, method, reg)
+
+    vol_h, vol_r = volatility(ref), volatility(gen)
+    freq_h, freq_r = output_frequencies(ref, num_outputs), output_frequencies(gen, num_outputs)
+    share_h, share_r = symbol_share(ref, num_outputs), symbol_share(gen, num_outputs)
+    trans_h, trans_r = transition_matrix(ref, num_outputs), transition_matrix(gen, num_outputs)
+    diff = trans_r - trans_h
+    frequent = share_h >= FREQUENT_ROW_SHARE
+    trans_err = float(np.abs(diff[frequent]).max()) if frequent.any() else 0.0
+    return EvaluationResult(
+        num_sequences=int(ref.shape[0]),
+        seq_len=int(ref.shape[1]),
+        seed=int(seed),
+        method=method,
+        noise_std=float(noise_std),
+        h0=str(h0),
+        baseline_mean=base.mean,
+        baseline_std=base.std,
+        baseline_unique_fraction=base.unique_fraction,
+        rnn_mean=test.mean,
+        rnn_std=test.std,
+        rnn_unique_fraction=test.unique_fraction,
+        distance_ratio=_ratio(test.mean, base.mean),
+        hmm_volatility_mean=float(vol_h.mean()),
+        hmm_volatility_std=float(vol_h.std()),
+        rnn_volatility_mean=float(vol_r.mean()),
+        rnn_volatility_std=float(vol_r.std()),
+        volatility_rel_error=_relative_error(float(vol_r.mean()), float(vol_h.mean())),
+        hmm_freq_mean=freq_h.mean(axis=0),
+        hmm_freq_std=freq_h.std(axis=0),
+        rnn_freq_mean=freq_r.mean(axis=0),
+        rnn_freq_std=freq_r.std(axis=0),
+        hmm_symbol_share=share_h,
+        rnn_symbol_share=share_r,
+        hmm_transition=trans_h,
+        rnn_transition=trans_r,
+        transition_sq_diff=diff**2,
+        transition_error=trans_err,
+        transition_sq_error=trans_err**2,
+    )
+
+
+def evaluate_model(
+    model: Any,
+    hmm: Any,
+    num_sequences: int = 5000,
+    seq_len: int | None = None,
+    seed: int = 0,
+    method: str = "assignment",
+    noise_std: float = 1.0,
+    h0: Any = "zero",
+    reg: float = 0.1,
+) -> EvaluationResult:
+    """Sample the HMM twice (numpy Generator from `seed`) and the RNN once (torch Generator on the
+    model's device from `seed`), then compare. seq_len None means DEFAULT_SEQ_LEN (30).
+
+    Works for a model on CPU or CUDA; the RNN's outputs are moved to numpy.
+    """
+    from hmmrnn.device import torch_generator
+
+    length = DEFAULT_SEQ_LEN if seq_len is None else seq_len
+    for name, value in (("num_sequences", num_sequences), ("seq_len", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if method not in MATCH_METHODS:
+        raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
+    k = int(hmm.num_outputs)
+    if int(model.output_size) != k:
+        raise ValueError(f"the model has {model.output_size} outputs but the HMM has {k}")
+    rng = np.random.default_rng(seed)
+    ref = hmm.sample(int(num_sequences), int(length), rng).outputs
+    other = hmm.sample(int(num_sequences), int(length), rng).outputs
+    gen = torch_generator(seed, model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        run = model.generate(
+            int(num_sequences), int(length), noise_std=noise_std, h0=h0, generator=gen
+        )
+    finally:
+        model.train(was_training)
+    rnn = run.symbols.detach().cpu().numpy()
+    return compare_outputs(
+        ref,
+        other,
+        rnn,
+        k,
+        method=method,
+        reg=reg,
+        seed=seed,
+        noise_std=noise_std,
+        h0=h0 if isinstance(h0, str) else "custom",
+    )

@@ -1,0 +1,342 @@
+"""Kick neurons, integrating populations, ablation sweeps and training evolution.
+
+The kick-neuron tests use a hand-built network whose switches are caused by two planted units: a
+winner-take-all pair (m0, m1) holds the output, fed by a tonic unit; unit 3 (4) receives its own
+noise input and pushes m1 up and m0 down (the reverse), so large noise on it flips 0 -> 1 (1 -> 0).
+Filler units see unrelated noise. Everything else is detected, not told.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hmmrnn.analyses.ablation import ablation_sweep, default_sets, modulated_rollout
+from hmmrnn.analyses.base import ResultCache, set_cache
+from hmmrnn.analyses.dynamics import rollout
+from hmmrnn.analyses.evolution import (
+    bifurcation_epoch,
+    second_order_noise,
+    training_evolution,
+)
+from hmmrnn.analyses.neurons import (
+    KickResult,
+    PopulationResult,
+    group_activity,
+    integrating_populations,
+    kick_neurons,
+    preactivations,
+    silenced_rates,
+    weight_blocks,
+)
+from hmmrnn.analyses.registry import run_analysis
+from hmmrnn.rnn import HMMRNN
+from hmmrnn.tree import load_model
+from tests.conftest import study_state, write_study_model
+
+TONIC, M0, M1, K01, K10 = 0, 1, 2, 3, 4
+
+
+def planted_state(hidden: int = 10, inputs: int = 4, kick_weight: float = 0.12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w_ih, w_hh, w_out = (
+        torch.zeros(hidden, inputs),
+        torch.zeros(hidden, hidden),
+        torch.zeros(2, hidden),
+    )
+    w_ih[TONIC, 0] = w_ih[K01, 1] = w_ih[K10, 2] = 1.0
+    w_hh[M0, M0] = w_hh[M1, M1] = 0.9  # slow memory
+    w_hh[M0, M1] = w_hh[M1, M0] = -0.5  # mutual inhibition: winner takes all
+    w_hh[M0, TONIC] = w_hh[M1, TONIC] = 0.1
+    w_hh[M1, K01], w_hh[M0, K01] = kick_weight, -kick_weight
+    w_hh[M0, K10], w_hh[M1, K10] = kick_weight, -kick_weight
+    filler = torch.arange(5, hidden)
+    w_ih[filler, inputs - 1] = torch.randn(len(filler), generator=g).abs() + 0.5
+    w_hh[filler[:, None], filler] = torch.randn(len(filler), len(filler), generator=g) * 0.2
+    w_out[0, M0] = w_out[1, M1] = 1.0
+    w_out[0, M1] = w_out[1, M0] = -1.0
+    return {"rnn.weight_ih_l0": w_ih, "rnn.weight_hh_l0": w_hh, "fc.weight": w_out}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return HMMRNN.from_state_dict(planted_state())
+
+
+@pytest.fixture(scope="module")
+def kick(planted):
+    return kick_neurons(planted, steps=4000, n_runs=8, seed=0)
+
+
+@pytest.fixture
+def tmp_cache(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    set_cache(cache)
+    yield cache
+    set_cache(None)
+
+
+# --- kick neurons -----------------------------------------------------------------------------------
+
+
+def test_planted_kick_units_are_detected(kick):
+    assert kick.directions.tolist() == [[0, 1], [1, 0]]
+    assert kick.n_events.min() > 50
+    assert kick.group(0, 1).tolist() == [K01]
+    assert kick.group(1, 0).tolist() == [K10]
+    # m1 also rises before 0 -> 1 but keeps rising after: a new level, not a kick
+    assert kick.z_after[0, M1] > kick.z[0, M1]
+    assert kick.eta.shape == (2, kick.window, 10)
+    flat, offsets = kick.flat
+    assert flat.tolist() == [K01, K10] and offsets.tolist() == [0, 1, 2]
+
+
+def test_silencing_planted_units_stops_their_switches(kick):
+    assert kick.confirmed.all()
+    assert (kick.rate_nominal > 0.01).all()
+    assert (kick.rate_silenced < 0.2 * kick.rate_nominal).all()
+    # silencing the 0 -> 1 kick unit does not stop 1 -> 0 switches (there are few 1-dwells to leave)
+    assert kick.rate_matrix[0, 1] < kick.rate_nominal[1]
+
+
+def test_silencing_a_filler_unit_changes_nothing(planted):
+    noise = planted.sample_noise(8, 520, 1.0, torch.Generator().manual_seed(3))
+    nominal, rates = silenced_rates(planted, noise, [np.array([7])], warmup=20)
+    np.testing.assert_allclose(rates[0], nominal)
+    nominal, rates = silenced_rates(planted, noise, [np.array([K01])], warmup=20)
+    assert rates[0, 0] < 0.2 * nominal[0]
+
+
+def test_kick_neurons_deterministic_and_seeded(planted, kick):
+    again = kick_neurons(planted, steps=4000, n_runs=8, seed=0)
+    np.testing.assert_array_equal(again.eta, kick.eta)
+    np.testing.assert_array_equal(again.rate_matrix, kick.rate_matrix)
+    other = kick_neurons(planted, steps=4000, n_runs=8, seed=1, confirm=False)
+    assert not np.array_equal(other.eta, kick.eta)
+    assert other.group(0, 1).tolist() == [K01]
+    assert not other.confirmed.any()
+
+
+def test_kick_threshold_and_cap(planted):
+    strict = kick_neurons(planted, steps=4000, n_runs=8, z_threshold=10.0, confirm=False)
+    assert not strict.mask.any()
+    loose = kick_neurons(planted, steps=4000, n_runs=8, z_threshold=-5.0, max_per_group=2)
+    assert loose.mask.sum(axis=1).max() <= 2
+    assert (loose.mask.sum(axis=0) <= 1).all()  # a unit kicks one direction at most
+
+
+# --- populations and views ----------------------------------------------------------------------------
+
+
+def _weights_model(w_hh: torch.Tensor) -> HMMRNN:
+    h = w_hh.shape[0]
+    return HMMRNN.from_state_dict(
+        {
+            "rnn.weight_ih_l0": torch.ones(h, 2),
+            "rnn.weight_hh_l0": w_hh,
+            "fc.weight": torch.ones(2, h),
+        }
+    )
+
+
+def test_population_sign_rule_on_known_weights():
+    w = torch.zeros(8, 8)
+    w[0, 2], w[1, 2] = 1.0, -1.0  # unit 2 excites kick group A, inhibits B
+    w[0, 3], w[1, 3] = -0.5, 2.0  # unit 3: the reverse
+    w[0, 4], w[1, 4] = 1.0, 1.0  # same sign: not a population unit
+    w[0, 5], w[1, 5] = 0.01, -0.01  # opposite but negligible
+    w[0, 6], w[1, 6] = -1.0, 0.3
+    model = _weights_model(w)
+    pops = integrating_populations(model, [[0], [1]], threshold=0.1)
+    assert pops.pop_a.tolist() == [2]
+    assert pops.pop_b.tolist() == [3, 6]  # most negative score first: -1.0, -0.3
+    assert np.isnan(pops.score[[0, 1]]).all()
+    np.testing.assert_allclose(pops.score[2:], [-1.0, -1.0, 1.0, -1e-4, -0.3, 0.0])
+    loose = integrating_populations(model, [[0], [1]], threshold=0.0)
+    assert 5 in loose.pop_a and 4 not in np.concatenate([loose.pop_a, loose.pop_b])
+    with pytest.raises(ValueError, match="two kick groups"):
+        integrating_populations(model, [[0], [1], [2]])
+
+
+def test_populations_from_kick_result_and_views(planted, kick):
+    pops = integrating_populations(planted, kick)
+    assert pops.pair.tolist() == [0, 1]
+    assert pops.kick_a.tolist() == [K01] and pops.kick_b.tolist() == [K10]
+    # W_hh has no weights onto the kick units, so no unit is wired to them
+    assert pops.pop_a.size == 0 and pops.pop_b.size == 0
+    blocks = weight_blocks(planted, [[K01], [K10]], [[M0], [M1, TONIC]])
+    w = planted.w_hh.detach().double().numpy()
+    np.testing.assert_array_equal(blocks.kick_pop, w[np.ix_([K01, K10], [M0, M1, TONIC])])
+    np.testing.assert_array_equal(blocks.pop_pop, w[np.ix_([M0, M1, TONIC], [M0, M1, TONIC])])
+    assert blocks.kick_kick.shape == (2, 2) and blocks.pop_sizes.tolist() == [1, 2]
+    blocks2 = weight_blocks(
+        planted, pops, PopulationResult(**{**pops.__dict__, "pop_a": np.array([M0])})
+    )
+    assert blocks2.pop_units.tolist() == [M0]
+
+
+def test_group_activity_and_preactivations_agree(planted):
+    act = group_activity(planted, {"m0": [M0], "kicks": [K01, K10]}, steps=200, seed=4)
+    pre = preactivations(planted, [M0, K01, K10], steps=200, seed=4)
+    np.testing.assert_allclose(act.activity[0], np.maximum(pre.pre[:, 0], 0), atol=1e-6)
+    np.testing.assert_allclose(act.activity[1], np.maximum(pre.pre[:, 1:], 0).mean(1), atol=1e-6)
+    assert act.dwell_start[0] == 0 and act.dwell_end[-1] == 199
+    assert (act.dwell_start[1:] == act.dwell_end[:-1] + 1).all()
+    for s, e, o in zip(act.dwell_start, act.dwell_end, act.dwell_output, strict=True):
+        assert (act.outputs[s : e + 1] == o).all()
+    np.testing.assert_array_equal(act.outputs, pre.outputs)
+    with pytest.raises(ValueError, match="unit indices"):
+        preactivations(planted, [99], steps=10)
+
+
+# --- ablation -------------------------------------------------------------------------------------------
+
+
+def test_default_sets_on_known_weights():
+    w = torch.zeros(10, 10)
+    w[0, 1:4] = torch.tensor([3.0, -2.0, 1.0])  # kick unit 0's partners, strongest first
+    w[0, 4:] = 0.01
+    noise_only = default_sets(w, [0], top_k=3, control_k=2, seed=0)
+    assert noise_only["kick"].tolist() == [0]
+    assert noise_only["noise"].tolist() == [1, 2, 3]
+    control = noise_only["control"]
+    assert len(control) == 3 and not set(control) & {0, 1, 2}
+    assert (
+        default_sets(w, [0], top_k=3, control_k=2, seed=0)["control"].tolist() == control.tolist()
+    )
+    with pytest.raises(ValueError, match="no kick neurons"):
+        default_sets(w, [])
+
+
+def test_modulated_rollout_gains(planted):
+    h0 = torch.rand(planted.hidden_size)
+    x = planted.sample_noise(5, 12, 1.0, torch.Generator().manual_seed(0))
+    units = np.array([M0, K01])
+    h, _ = modulated_rollout(planted, h0, x, units, [1.0, 0.0], by_input=False)
+    nominal = rollout(planted, h0.expand(5, -1), x)
+    torch.testing.assert_close(h[0], nominal)
+    # recurrent drive off: those units only see their input
+    torch.testing.assert_close(h[1][..., units], torch.relu(x @ planted.w_ih.T)[..., units])
+    hi, _ = modulated_rollout(planted, h0, x, units, [0.0], by_input=True)
+    prev = torch.cat([h0.expand(5, 1, -1), hi[0, :, :-1]], dim=1)
+    torch.testing.assert_close(hi[0][..., units], torch.relu(prev @ planted.w_hh.T)[..., units])
+
+
+def test_ablation_vectorised_equals_one_mu_at_a_time(planted):
+    sets = {"kick": [K01, K10], "noise": [K01, K10], "control": [6, 7]}
+    kw = dict(
+        sets=sets,
+        h0=np.array([0, 0.4, 0, 0, 0, 0, 0, 0, 0, 0.0]),
+        n_traj=30,
+        steps=60,
+        switch_window=5,
+        eig_traj=10,
+        seed=2,
+    )
+    full = ablation_sweep(planted, mus=[0.0, 1.0, 2.0], **kw)
+    for m, mu in enumerate([0.0, 1.0, 2.0]):
+        one = ablation_sweep(planted, mus=[mu], **kw)
+        np.testing.assert_allclose(one.rate[:, 0], full.rate[:, m])
+        np.testing.assert_allclose(one.critical_per_switch[:, 0], full.critical_per_switch[:, m])
+        np.testing.assert_allclose(one.projections[:, 0], full.projections[:, m], atol=1e-5)
+    # mu = 1 is the nominal network whatever the set and drive
+    assert np.ptp(full.rate[:, 1]) == 0 and np.ptp(full.unstable_per_switch[:, 1]) == 0
+    # the kicks act through their noise input: without it there are no switches, doubled more
+    assert full.rate[1, 0] == 0 and full.rate[1, 2] > full.rate[1, 1] > 0
+    assert full.units("control").tolist() == [6, 7] and full.drives == [
+        "recurrent",
+        "input",
+        "recurrent",
+    ]
+    np.testing.assert_array_equal(
+        full.rate, ablation_sweep(planted, mus=[0.0, 1.0, 2.0], **kw).rate
+    )
+
+
+# --- training evolution ---------------------------------------------------------------------------------
+
+
+def _evolution_folder(tmp_path, epochs=(0, 5, 10, 15)):
+    folder = tmp_path / "run"
+    write_study_model(folder, study_state(input_size=3, hidden=8, seed=9))
+    evo = folder / "models" / "evolution"
+    evo.mkdir(parents=True)
+    for i, epoch in enumerate(epochs):
+        state = study_state(input_size=3, hidden=8, seed=i)
+        state["rnn.weight_hh_l0"] *= 1 + 0.5 * i  # later epochs: stronger recurrence
+        torch.save(state, evo / f"model_epoch_{epoch}.pth")
+    return folder
+
+
+def test_training_evolution_on_checkpoints(tmp_path):
+    folder = _evolution_folder(tmp_path)
+    res = training_evolution(folder, steps=80, eig_steps=30, persist=2, seed=1)
+    assert res.epochs.tolist() == [0, 5, 10, 15]
+    assert res.projections.shape == (4, 80, 3) and res.components.shape == (3, 8)
+    assert ((res.critical_fraction >= 0) & (res.critical_fraction <= 1)).all()
+    assert (res.second_order > 0).all()
+    assert res.unstable_fraction[0] < res.unstable_fraction[-1]  # recurrence grew
+    again = training_evolution(folder, steps=80, eig_steps=30, persist=2, seed=1)
+    np.testing.assert_array_equal(again.projections, res.projections)
+    thin = training_evolution(folder, steps=80, eig_steps=30, every=3, seed=1)
+    assert thin.epochs.tolist() == [0, 15]
+    np.testing.assert_allclose(thin.projections[-1], res.projections[-1])
+    with pytest.raises(ValueError, match="no per-epoch checkpoints"):
+        training_evolution(tmp_path / "empty")
+
+
+def test_bifurcation_epoch_needs_persistence():
+    epochs = np.array([0, 10, 20, 30, 40, 50])
+    crit = np.array([0.0, 0.2, 0.0, 0.3, 0.3, 0.4])
+    assert bifurcation_epoch(epochs, crit, 0.1, persist=2) == 30
+    assert bifurcation_epoch(epochs, crit, 0.1, persist=1) == 10
+    assert bifurcation_epoch(epochs, crit, 0.5, persist=1) == -1
+
+
+def test_second_order_noise_matches_monte_carlo():
+    model = HMMRNN.from_state_dict(study_state(input_size=5, hidden=12, seed=3))
+    gen = torch.Generator().manual_seed(0)
+    h = torch.relu(torch.randn(3, 12, generator=gen))
+    x = 0.7 * torch.randn(40000, 1, 5, generator=gen)
+    with torch.no_grad():
+        a = h @ model.w_hh.T
+        drive = x @ model.w_ih.T
+        mc = (torch.relu(a + drive) - torch.relu(a) - (a > 0) * drive).square().sum(-1).mean(0)
+        exact = second_order_noise(model, h, 0.7)
+    torch.testing.assert_close(exact, mc, rtol=0.05, atol=1e-3)
+
+
+# --- registry -----------------------------------------------------------------------------------------
+
+
+def test_registry_runs_and_caches(tmp_path, tmp_cache):
+    write_study_model(tmp_path / "planted", planted_state())
+    loaded = load_model(tmp_path / "planted")
+    kick = run_analysis("kick-neurons", loaded, {"steps": 2000, "n_runs": 4})
+    assert isinstance(kick, KickResult) and kick.group(0, 1).tolist() == [K01]
+    pops = run_analysis("populations", loaded, {"steps": 2000})
+    assert pops.kick_a.tolist() == [K01]
+    hits = tmp_cache.hits
+    again = run_analysis("kick-neurons", loaded, {"steps": 2000, "n_runs": 4})
+    assert tmp_cache.hits == hits + 1
+    np.testing.assert_array_equal(again.z, kick.z)
+    given = run_analysis("populations", loaded, {"kick_units": [[0], [1]], "threshold": 0.0})
+    assert given.pair.tolist() == [-1, -1]
+    abl = run_analysis(
+        "ablation",
+        loaded,
+        {
+            "kick_units": [K01, K10],
+            "top_k": 3,
+            "control_k": 3,
+            "mus": [0.0, 1.0],
+            "n_traj": 10,
+            "steps": 40,
+            "eig_traj": 4,
+        },
+    )
+    assert abl.set_names == ["kick", "noise", "control"] and abl.rate.shape == (3, 2)
+    folder = _evolution_folder(tmp_path / "evo")
+    evo = run_analysis("evolution", load_model(folder), {"steps": 40, "eig_steps": 10})
+    assert evo.epochs.tolist() == [0, 5, 10, 15]

@@ -1,0 +1,225 @@
+"""State-space analyses on hand-built networks with known answers, plus registry behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import study_state, write_study_model
+
+from hmmrnn.analyses import pca as pca_mod
+from hmmrnn.analyses import registry
+from hmmrnn.analyses import statespace as ss
+from hmmrnn.analyses.base import ResultCache, set_cache
+from hmmrnn.cancel import Cancelled, CancelToken
+from hmmrnn.device import torch_generator
+from hmmrnn.rnn import HMMRNN
+from hmmrnn.tree import load_model
+
+MINE = ("pca", "fixed-points", "trajectories", "variance-contours", "readout-alignment")
+SMALL = {
+    "pca": {"steps": 300},
+    "fixed-points": {"n_starts": 32, "iters": 100, "pca_steps": 200},
+    "trajectories": {"n_starts": 10, "autonomous_steps": 30, "driven_steps": 40, "pca_steps": 200},
+    "variance-contours": {"noise_stds": [0.5, 1.0, 2.0], "steps": 400, "grid": 40},
+    "readout-alignment": {"steps": 300},
+}
+RAY = torch.tensor([1.0, 2.0, 1.0])
+
+
+def planted(eigs: tuple[float, float, float], hidden: int = 6) -> HMMRNN:
+    """Units 0-2 form a block with eigenvalues `eigs` and the positive eigenvector RAY for eigs[0];
+    the other units are inhibited by the block. With eigs[0] = 1 every c * RAY is a fixed point and
+    the Jacobian there has spectrum eigs + zeros."""
+    g = torch.Generator().manual_seed(1)
+    basis = torch.stack([RAY, torch.tensor([1.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, -1.0])], 1)
+    block = basis @ torch.diag(torch.tensor(eigs)) @ torch.linalg.inv(basis)
+    w = torch.zeros(hidden, hidden)
+    w[:3, :3] = block
+    w[:3, 3:] = 0.2 * torch.randn(3, hidden - 3, generator=g)
+    w[3:, :3] = -torch.rand(hidden - 3, 3, generator=g) - 0.1
+    w[3:, 3:] = 0.3 * torch.randn(hidden - 3, hidden - 3, generator=g)
+    state = {
+        "rnn.weight_ih_l0": 0.3 * torch.randn(hidden, 2, generator=g),
+        "rnn.weight_hh_l0": w,
+        "fc.weight": torch.randn(3, hidden, generator=g),
+    }
+    return HMMRNN.from_state_dict(state)
+
+
+def tiny(seed: int = 0, hidden: int = 16) -> HMMRNN:
+    return HMMRNN.from_state_dict(study_state(4, hidden, 3, seed))
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    write_study_model(tmp_path / "m", study_state(4, 16, 3, 0))
+    return load_model(tmp_path / "m")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    c = ResultCache(tmp_path / "cache")
+    set_cache(c)
+    yield c
+    set_cache(None)
+
+
+# --- fixed points ----------------------------------------------------------------------------------
+
+
+def test_planted_saddle_ray_found_and_classified():
+    r = ss.find_fixed_points(planted((1.0, 1.5, 0.3)), n_starts=64, iters=300, pca_steps=0)
+    assert np.allclose(r.points[0], 0) and r.q[0] == 0  # the origin is always reported first
+    nonzero = [p for p in range(1, len(r.points)) if r.is_fixed[p]]
+    assert len(nonzero) == 1
+    p = nonzero[0]
+    assert cosine(r.points[p], np.r_[RAY, 0, 0, 0]) > 0.9999
+    assert r.q[p] < 1e-6 and r.members[p] > 0
+    assert np.allclose(np.abs(r.eigenvalues[p]), [1.5, 1.0, 0.3, 0, 0, 0], atol=1e-4)
+    assert (r.n_unstable[p], r.n_marginal[p], r.kinds[p]) == (1, 1, "saddle")
+
+
+def test_planted_line_attractor_is_marginal_and_autonomous_runs_stop_on_it():
+    model = planted((1.0, 0.5, 0.2))
+    r = ss.find_fixed_points(model, n_starts=64, iters=300, pca_steps=0)
+    assert r.kinds[1:] == ["marginal"] and r.is_fixed[1]
+    assert cosine(r.points[1][:3], RAY) > 0.9999
+    assert abs(r.origin_growth - 1.0) < 1e-3 and r.kinds[0] == "marginal"
+    auto = ss.autonomous_trajectories(model, n_starts=12, steps=200, pca_steps=0)
+    assert auto.end_speed.max() < 1e-4
+    assert len(auto.end_points) > 1  # a line of fixed points: different starts end at different c
+    for end in auto.end_points:
+        assert cosine(end[:3], RAY) > 0.999
+
+
+def test_contracting_network_has_only_the_stable_origin():
+    model = tiny(hidden=12)
+    with torch.no_grad():
+        q, _ = torch.linalg.qr(torch.randn(12, 12, generator=torch.Generator().manual_seed(3)))
+        model.rnn.weight_hh_l0.copy_(0.6 * q)  # every |lambda| = 0.6: all flows shrink
+    r = ss.find_fixed_points(model, n_starts=32, iters=200, pca_steps=100)
+    assert len(r.points) == 1 and r.kinds == ["stable"] and r.origin_growth < 0.6 + 1e-6
+    assert r.projections.shape == (1, 3)
+    auto = ss.autonomous_trajectories(model, n_starts=10, steps=80, pca_steps=100)
+    assert len(auto.end_points) == 1 and np.linalg.norm(auto.end_points[0]) < 1e-10
+
+
+def test_classify_counts_unstable_and_marginal():
+    eigs = np.array([[0.5, 0.2j, 0], [1.0, 0.3, 0.1], [1.2, 0.9, 0], [1.1, -2.0, 1.5j]])
+    n_unst, n_marg, kinds = ss.classify(eigs, eig_tol=1e-2)
+    assert n_unst.tolist() == [0, 0, 1, 3]
+    assert n_marg.tolist() == [0, 1, 0, 0]
+    assert kinds == ["stable", "marginal", "saddle", "unstable"]
+
+
+# --- PCA, trajectories, contours, readout ----------------------------------------------------------
+
+
+def test_driven_pca_matches_generation_and_project():
+    model = tiny()
+    r = pca_mod.driven_pca(model, steps=300, warmup=10, seed=5)
+    run = model.generate(1, 310, generator=torch_generator(5))
+    assert np.array_equal(r.outputs, run.symbols[0, 10:].numpy())
+    assert np.allclose(pca_mod.project(r, run.hidden[0, 10:]), r.projections)
+    assert np.allclose(r.components @ r.components.T, np.eye(3), atol=1e-10)
+    assert np.all(np.diff(r.explained_variance_ratio) <= 0)
+    assert pca_mod.driven_pca(tiny(hidden=2), steps=50).components.shape == (2, 2)  # capped
+
+
+def test_readout_in_plane_has_angle_zero_and_orthogonal_ninety():
+    model = tiny()
+    basis = pca_mod.driven_pca(model, steps=500, n_components=3, seed=0).components
+    with torch.no_grad():  # the hidden dynamics do not depend on the readout: the basis stays put
+        rows = np.stack([3 * basis[0] + basis[1], -basis[1], 2 * basis[2]])
+        model.fc.weight.copy_(torch.tensor(rows, dtype=torch.float32))
+    r = ss.readout_alignment(model, steps=500, seed=0)
+    assert np.allclose(r.angle_deg[:2], 0, atol=0.1) and abs(r.angle_deg[2] - 90) < 0.1
+    assert np.allclose(r.in_plane_norm, [1, 1, 0], atol=1e-5)
+    assert np.allclose(r.plane_coords[1], [0, -1], atol=1e-5)
+    assert r.pairs.tolist() == [[0, 1], [0, 2], [1, 2]] and r.pair_angle_deg[0] < 0.1
+
+
+def test_variance_contours_scale_with_noise_and_hold_the_mass():
+    from matplotlib.path import Path as MplPath
+
+    r = ss.variance_contours(tiny(), noise_stds=(0.5, 1.0, 2.0), steps=1500, grid=60)
+    # homogeneity: with common noise the states at std s are s times those at std 1
+    origin = -r.mean @ r.components.T
+    for i, s in enumerate(r.noise_stds):
+        assert np.allclose(r.samples[i] - origin, s * (r.samples[1] - origin), atol=1e-4)
+    assert np.allclose(r.spread / r.spread[1], r.noise_stds**2, rtol=1e-3)
+    assert np.allclose(r.areas / r.areas[1], r.noise_stds**2, rtol=0.15)
+    polys = r.level_polygons(1)
+    assert polys and all(np.allclose(p[0], p[-1]) for p in polys)  # closed curves
+    inside = np.zeros(len(r.samples[1]), bool)
+    for p in polys:
+        inside |= MplPath(p).contains_points(r.samples[1])
+    assert 0.9 < inside.mean() < 0.99
+
+
+def test_trajectories_shapes_and_collapse():
+    r = ss.trajectories(tiny(), n_starts=8, autonomous_steps=60, n_traj=3, driven_steps=25)
+    assert r.autonomous.shape == (8, 61, 3) and r.driven.shape == (3, 25, 3)
+    assert r.driven_outputs.shape == (3, 25) and set(np.unique(r.driven_outputs)) <= {0, 1, 2}
+    assert r.end_counts.sum() == 8 and len(r.end_points) == 1  # contracting net: one end point
+    assert np.isfinite(r.autonomous).all()
+
+
+# --- determinism, cancellation, cache, registry --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_each_analysis_runs_deterministically_with_a_summary(name, loaded):
+    a = registry.run_analysis(name, loaded, SMALL[name], use_cache=False)
+    b = registry.run_analysis(name, loaded, SMALL[name], use_cache=False)
+    c = registry.run_analysis(name, loaded, {**SMALL[name], "seed": 1}, use_cache=False)
+    arrays = [k for k, v in vars(a).items() if isinstance(v, np.ndarray)]
+    assert arrays and all(
+        np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True) for k in arrays
+    )
+    assert any(
+        getattr(a, k).shape != getattr(c, k).shape or not np.allclose(getattr(a, k), getattr(c, k))
+        for k in arrays
+    )
+    rows = registry.get_spec(name).summary(a)
+    assert rows and all(isinstance(k, str) and isinstance(v, str) for k, v in rows)
+    assert type(a).from_bytes(a.to_bytes()).to_dict() == a.to_dict()
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_cancel_from_progress_stops_the_run(name, loaded):
+    token = CancelToken()
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(fraction)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        registry.run_analysis(
+            name, loaded, SMALL[name], progress=progress, cancel=token, use_cache=False
+        )
+    assert seen and max(seen) < 1.0
+
+
+def test_cache_hit_on_second_run(loaded, cache):
+    first = registry.run_analysis("fixed-points", loaded, SMALL["fixed-points"])
+    assert cache.hits == 0
+    second = registry.run_analysis("fixed-points", loaded, SMALL["fixed-points"])
+    assert cache.hits == 1 and second.kinds == first.kinds
+    assert np.array_equal(second.eigenvalues, first.eigenvalues)
+    registry.run_analysis("fixed-points", loaded, {**SMALL["fixed-points"], "seed": 2})
+    assert cache.hits == 1
+
+
+def test_bad_parameters_raise_value_error(loaded):
+    with pytest.raises(ValueError, match="unknown parameter"):
+        registry.run_analysis("pca", loaded, {"stepz": 3}, use_cache=False)
+    with pytest.raises(ValueError):
+        registry.run_analysis("variance-contours", loaded, {"mass": 1.5}, use_cache=False)

@@ -1,0 +1,279 @@
+"""Evaluation statistics: matched distances, volatility, frequencies, transitions, results."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hmmrnn.evaluate import (
+    EvaluationFileError,
+    EvaluationResult,
+    compare_outputs,
+    evaluate_model,
+    matched_distances,
+    mismatch_matrix,
+    output_frequencies,
+    symbol_share,
+    transition_counts,
+    transition_matrix,
+    volatility,
+)
+from hmmrnn.hmm import HMM, emission_linear, transition_target_prob
+from hmmrnn.rnn import HMMRNN
+
+
+def brute_distances(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Euclidean distances between flattened one-hot sequences, pair by pair."""
+    eye = np.eye(k)
+    fa = eye[a].reshape(len(a), -1)
+    fb = eye[b].reshape(len(b), -1)
+    return np.array([[np.linalg.norm(x - y) for y in fb] for x in fa])
+
+
+def brute_best_total(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    d = brute_distances(a, b, k)
+    n = len(a)
+    return min(d[np.arange(n), list(p)].sum() for p in itertools.permutations(range(n)))
+
+
+def is_permutation(p: np.ndarray, n: int) -> bool:
+    return np.array_equal(np.sort(p), np.arange(n))
+
+
+# --- distances -----------------------------------------------------------------------------------
+
+
+def test_distance_is_sqrt_two_mismatches():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 4, (7, 6))
+    b = rng.integers(0, 4, (5, 6))
+    mm = mismatch_matrix(a, b, 4)
+    assert mm.shape == (7, 5)
+    assert np.array_equal(mm, (a[:, None, :] != b[None, :, :]).sum(-1))
+    np.testing.assert_allclose(np.sqrt(2 * mm), brute_distances(a, b, 4), atol=1e-12)
+
+
+@pytest.mark.parametrize("dedup", [None, True, False])
+def test_assignment_is_optimal_permutation(dedup):
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        a = rng.integers(0, 3, (6, 4))
+        b = rng.integers(0, 3, (6, 4))
+        r = matched_distances(a, b, 3, dedup=dedup)
+        assert r.method == "assignment" and r.unique_fraction == 1.0
+        assert is_permutation(r.partners, 6)
+        np.testing.assert_allclose(r.distances, brute_distances(a, b, 3)[np.arange(6), r.partners])
+        assert r.distances.sum() == pytest.approx(brute_best_total(a, b, 3), abs=1e-9)
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+def test_assignment_with_many_repeats(dedup):
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2, (7, 2))  # at most 4 distinct sequences: repeats everywhere
+    b = rng.integers(0, 2, (7, 2))
+    r = matched_distances(a, b, 2, dedup=dedup)
+    assert is_permutation(r.partners, 7)
+    assert r.distances.sum() == pytest.approx(brute_best_total(a, b, 2), abs=1e-9)
+    assert r.mean == pytest.approx(r.distances.mean()) and r.std == pytest.approx(r.distances.std())
+
+
+@pytest.mark.parametrize("method", ["assignment", "argmax"])
+def test_identical_sets_give_zero(method):
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 3, (40, 8))
+    a[:10] = a[0]  # repeats too
+    r = matched_distances(a, a[rng.permutation(40)], 3, method=method)
+    assert r.mean == 0.0 and np.all(r.distances == 0.0)
+
+
+def test_argmax_matches_full_sinkhorn_plan():
+    import ot
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 3, (30, 5))
+    b = rng.integers(0, 3, (25, 5))
+    b[5:9] = b[0]  # repeated sequences: merged into one weighted point internally
+    r = matched_distances(a, b, 3, method="argmax", reg=0.1)
+    cost = 2.0 * mismatch_matrix(a, b, 3)
+    plan = ot.sinkhorn(np.full(30, 1 / 30), np.full(25, 1 / 25), cost / cost.max(), 0.1)
+    expected = np.sqrt(cost[np.arange(30), plan.argmax(axis=1)])
+    np.testing.assert_allclose(r.distances, expected)
+    assert r.method == "argmax" and 0 < r.unique_fraction <= 1
+    assert r.unique_fraction == np.unique(r.partners).size / 30
+
+
+def test_matched_distances_validation():
+    a = np.zeros((4, 5), dtype=int)
+    with pytest.raises(ValueError, match="2-D"):
+        matched_distances(a[0], a, 3)
+    with pytest.raises(ValueError, match="lengths differ"):
+        matched_distances(a, a[:, :4], 3)
+    with pytest.raises(ValueError, match="equal set sizes"):
+        matched_distances(a, a[:3], 3)
+    with pytest.raises(ValueError, match="lie in"):
+        matched_distances(a + 3, a, 3)
+    with pytest.raises(ValueError, match="empty"):
+        matched_distances(a[:0], a[:0], 3)
+    with pytest.raises(ValueError, match="integer"):
+        matched_distances(a.astype(float), a, 3)
+    with pytest.raises(ValueError, match="method"):
+        matched_distances(a, a, 3, method="nearest")
+    assert matched_distances(a, a[:3], 3, method="argmax").mean == 0.0  # sizes may differ
+    assert matched_distances(torch.zeros(4, 5, dtype=torch.long), a, 3).mean == 0.0
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def test_volatility_frequencies_transitions_by_hand():
+    x = np.array([[0, 0, 1, 1, 2], [2, 1, 0, 1, 2], [1, 1, 1, 1, 1]])
+    assert volatility(x).tolist() == [2, 4, 0]
+    freq = output_frequencies(x, 3)
+    np.testing.assert_allclose(freq, [[0.4, 0.4, 0.2], [0.2, 0.4, 0.4], [0, 1, 0]])
+    np.testing.assert_allclose(symbol_share(x, 3), [3 / 15, 9 / 15, 3 / 15])
+    counts = transition_counts(x, 3)
+    # pairs: (0,0)(0,1)(1,1)(1,2) | (2,1)(1,0)(0,1)(1,2) | (1,1) x4
+    assert counts.tolist() == [[1, 2, 0], [1, 5, 2], [0, 1, 0]]
+    np.testing.assert_allclose(
+        transition_matrix(x, 3), [[1 / 3, 2 / 3, 0], [1 / 8, 5 / 8, 2 / 8], [0, 1, 0]]
+    )
+    # a symbol that never precedes another output gives a zero row, not NaN
+    t = transition_matrix(np.array([[0, 0, 1]]), 3)
+    assert t.tolist() == [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="lie in"):
+        transition_matrix(x, 2)
+
+
+def test_long_sample_transitions_approach_theory():
+    t = np.array([[0.8, 0.15, 0.05], [0.1, 0.7, 0.2], [0.3, 0.1, 0.6]])
+    e = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    w, v = np.linalg.eig(t.T)
+    pi = np.real(v[:, np.argmin(np.abs(w - 1))])
+    pi /= pi.sum()
+    hmm = HMM(t, e, start=pi)
+    joint = e.T @ np.diag(pi) @ t @ e  # P(o_t = i, o_t+1 = j) = sum pi_s E_si T_ss' E_s'j
+    theory = joint / joint.sum(axis=1, keepdims=True)
+    out = hmm.sample(200, 400, np.random.default_rng(6)).outputs
+    np.testing.assert_allclose(transition_matrix(out, 3), theory, atol=0.02)
+    np.testing.assert_allclose(symbol_share(out, 3), pi @ e, atol=0.02)
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+def three_hmm() -> HMM:
+    return HMM(transition_target_prob(3), emission_linear(3))
+
+
+def some_result(**changes) -> EvaluationResult:
+    rng = np.random.default_rng(7)
+    hmm = three_hmm()
+    ref, other, rnn = (hmm.sample(60, 12, rng).outputs for _ in range(3))
+    res = compare_outputs(ref, other, rnn, 3, seed=7)
+    for key, value in changes.items():
+        setattr(res, key, value)
+    return res
+
+
+def test_compare_outputs_same_distribution_is_close():
+    res = some_result()
+    assert res.num_sequences == 60 and res.seq_len == 12 and res.num_outputs == 3
+    assert res.hmm_transition.shape == res.transition_sq_diff.shape == (3, 3)
+    assert res.hmm_freq_mean.shape == res.rnn_freq_std.shape == (3,)
+    assert res.distance_ratio == pytest.approx(res.rnn_mean / res.baseline_mean)
+    assert 0.7 < res.distance_ratio < 1.3
+    assert res.baseline_unique_fraction == res.rnn_unique_fraction == 1.0
+
+
+def test_save_load_round_trip(tmp_path):
+    res = some_result(volatility_rel_error=math.inf)
+    path = tmp_path / "sub" / "evaluation.json"
+    res.save(path)
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    back = EvaluationResult.load(path)
+    for key, value in res.to_dict().items():
+        if key != "format":
+            assert back.to_dict()[key] == value
+    assert back.volatility_rel_error == math.inf
+    np.testing.assert_array_equal(back.rnn_transition, res.rnn_transition)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"seed": 1}', "lacks"),
+    ],
+)
+def test_load_malformed(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        EvaluationResult.load(path)
+
+
+def test_load_bad_fields(tmp_path):
+    data = some_result().to_dict()
+    path = tmp_path / "bad.json"
+    for key, value, message in [
+        ("hmm_transition", [[1, 2], [3, 4]], "shape"),
+        ("rnn_mean", "lots", "number"),
+        ("seed", 1.5, "integer"),
+        ("format", "other/9", "format"),
+    ]:
+        path.write_text(json.dumps({**data, key: value}))
+        with pytest.raises(EvaluationFileError, match=message):
+            EvaluationResult.load(path)
+    with pytest.raises(EvaluationFileError, match="cannot read"):
+        EvaluationResult.load(tmp_path / "missing.json")
+
+
+def test_passes_bar():
+    good = some_result(
+        distance_ratio=1.0,
+        transition_error=0.05,
+        transition_sq_error=0.002,
+        volatility_rel_error=0.1,
+    )
+    assert good.passes_bar() == (True, [])
+    bad = some_result(
+        distance_ratio=1.2, transition_error=0.3, transition_sq_error=0.09, volatility_rel_error=0.5
+    )
+    ok, reasons = bad.passes_bar()
+    assert not ok and len(reasons) == 4
+    assert "distance ratio" in reasons[0]
+    assert bad.passes_bar(max_ratio=2, max_abs=1, max_sq=1, max_vol_rel=1) == (True, [])
+    nan = some_result(distance_ratio=float("nan"), transition_error=0.0, transition_sq_error=0.0)
+    nan.volatility_rel_error = 0.0
+    assert nan.passes_bar() == (False, ["distance ratio (rnn / baseline) nan > 1.05"])
+
+
+# --- evaluate_model ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["assignment", "argmax"])
+def test_evaluate_model_tiny(method):
+    torch.manual_seed(0)
+    model = HMMRNN(3, 8, 3)
+    res = evaluate_model(model, three_hmm(), num_sequences=150, seq_len=10, seed=3, method=method)
+    assert res.method == method and res.num_sequences == 150 and res.seq_len == 10
+    assert res.rnn_transition.shape == (3, 3) and res.rnn_freq_mean.shape == (3,)
+    np.testing.assert_allclose(res.rnn_freq_mean.sum(), 1.0)
+    assert res.baseline_mean > 0 and res.rnn_mean > 0 and math.isfinite(res.distance_ratio)
+    again = evaluate_model(model, three_hmm(), num_sequences=150, seq_len=10, seed=3, method=method)
+    assert again.to_dict() == res.to_dict()  # seeded: reproducible
+    assert model.training  # mode restored
+
+
+def test_evaluate_model_validation():
+    model = HMMRNN(3, 8, 4)
+    with pytest.raises(ValueError, match="outputs"):
+        evaluate_model(model, three_hmm(), num_sequences=10, seq_len=5)
+    with pytest.raises(ValueError, match="num_sequences"):
+        evaluate_model(HMMRNN(3, 8, 3), three_hmm(), num_sequences=0)
