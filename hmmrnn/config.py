@@ -26,6 +26,8 @@ class ConfigError(ValueError):
 
 LOSS_METHODS = ("sinkhorn", "sinkhorn-pot")
 H0_MODES = ("zero", "random")
+# `init` values we act on; any other value (the study's configs carry their own) means the default.
+INIT_MODES = ("default", "identity", "orthogonal")
 
 
 @dataclass
@@ -55,7 +57,8 @@ class ExperimentConfig:
     learning_rates: list = field(default_factory=lambda: [0.001])
     tau: float = 1.0
     grad_clip: float = 0.9
-    init: Any = None
+    init: Any = None  # None/"default", "identity" or "orthogonal": recurrent weight initialisation
+    init_gain: float = 1.0
     weight_decay: float = 0.0
     pretrained_model_path: str | None = None
     # hmmrnn additions
@@ -64,6 +67,9 @@ class ExperimentConfig:
     loss: str = "sinkhorn"
     blur: float = 0.2
     scaling: float = 0.5
+    # optional second, coarse-scale Sinkhorn term (weight 0 = the study's loss exactly)
+    aux_blur: float = 5.0
+    aux_weight: float = 0.0
     noise_std: float = 1.0
     h0: str = "zero"
     checkpoint_every: int = 0
@@ -170,7 +176,11 @@ class ExperimentConfig:
             lr <= 0 or not math.isfinite(lr) for lr in self.learning_rates
         ):
             raise ConfigError(f"learning_rates must be positive numbers, got {self.learning_rates}")
-        for key in ("tau", "blur", "noise_std"):
+        if not self.init_gain > 0:
+            raise ConfigError(f"init_gain must be > 0, got {self.init_gain}")
+        if self.aux_weight < 0:
+            raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        for key in ("tau", "blur", "noise_std", "aux_blur"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 < self.scaling < 1:
@@ -195,6 +205,7 @@ _INT_KEYS = {
 }  # fmt: skip
 _FLOAT_KEYS = {
     "stay_prob", "target_prob", "tau", "grad_clip", "weight_decay", "blur", "scaling", "noise_std",
+    "aux_blur", "aux_weight", "init_gain",
 }  # fmt: skip
 _STR_KEYS = {"transition_method", "emission_method", "loss", "h0"}
 _OPTIONAL_STR_KEYS = {"pretrained_model_path", "preset"}

@@ -120,3 +120,46 @@ def test_refuses_to_overwrite(tmp_path):
     train(tiny(epochs=1), tmp_path / "r", device="cpu")
     with pytest.raises(ConfigError, match="already holds a run"):
         train(tiny(epochs=1), tmp_path / "r", device="cpu")
+
+
+def test_recurrent_init_modes():
+    from hmmrnn.train import init_model
+
+    dev = torch.device("cpu")
+    eye = init_model(tiny(init="identity", init_gain=0.9), dev).w_hh.detach()
+    assert torch.allclose(torch.diagonal(eye), torch.full((12,), 0.9), atol=0.1 / 12**0.5 + 1e-6)
+    orth = init_model(tiny(init="orthogonal", init_gain=1.0), dev).w_hh.detach()
+    assert torch.allclose(orth @ orth.T, torch.eye(12), atol=1e-5)
+    base = init_model(tiny(), dev).w_hh.detach()
+    scaled = init_model(tiny(init_gain=2.0), dev).w_hh.detach()
+    assert torch.allclose(scaled, 2 * base)
+    # the study's configs may carry other init values: they mean the default initialisation
+    assert torch.equal(init_model(tiny(init=True), dev).w_hh.detach(), base)
+
+
+def test_aux_term_changes_loss_and_zero_weight_is_the_study_loss():
+    from hmmrnn.train import make_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3).float().reshape(40, -1)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3).float().reshape(40, -1)
+    plain = float(make_loss(tiny())(x, y))
+    with_aux = float(make_loss(tiny(aux_weight=2.0, aux_blur=3.0))(x, y))
+    from hmmrnn.loss import sinkhorn_divergence
+
+    assert plain == pytest.approx(float(sinkhorn_divergence(x, y)), rel=1e-6)
+    aux = float(sinkhorn_divergence(x, y, blur=3.0))
+    assert with_aux == pytest.approx(plain + 2.0 * aux, rel=1e-5)
+
+
+def test_relative_pretrained_path_and_staged_training(tmp_path):
+    first = train(tiny(epochs=2), tmp_path / "stage1", device="cpu")
+    rel = str(first.model_file.relative_to(tmp_path / "stage1"))
+    cfg = tiny(epochs=1, pretrained_model_path=f"../stage1/{rel}")
+    res = train(cfg, tmp_path / "stage2", device="cpu")
+    assert res.status == "finished"
+    bad = tiny(epochs=1, pretrained_model_path="missing.pth")
+    from hmmrnn.io import ModelFileError
+
+    with pytest.raises(ModelFileError, match="not found"):
+        train(bad, tmp_path / "stage3", device="cpu")

@@ -1,0 +1,1 @@
+"""hmmrnn-tui: the Textual workbench over hmmrnn (entry point: hmmrnn_tui.app:main)."""

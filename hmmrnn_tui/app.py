@@ -1,0 +1,328 @@
+"""hmmrnn-tui: the keyboard-driven workbench over a model tree.
+
+`hmmrnn-tui [TREE]` opens TREE (default ./TrainedModels). The app is a thin layer over the hmmrnn
+library: discovery, evaluation and analyses run in worker threads, training in detached processes;
+the UI thread only lays out what they return. Nothing heavy is imported at start-up (torch loads in
+the discovery worker), so the first screen paints quickly even over SSH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from hmmrnn_tui import jobs
+from hmmrnn_tui.browser import BrowserPane
+from hmmrnn_tui.help import HelpScreen
+from hmmrnn_tui.mechanisms import MechanismsPane
+from hmmrnn_tui.metrics import MetricsPane
+from hmmrnn_tui.panes import Pane
+from hmmrnn_tui.services import ModelStore
+from hmmrnn_tui.statespace import StateSpacePane
+from hmmrnn_tui.timing import StallMeter, process_age
+from hmmrnn_tui.training import TrainingPane
+
+PANES: tuple[tuple[str, type[Pane]], ...] = (
+    ("models", BrowserPane),
+    ("metrics", MetricsPane),
+    ("statespace", StateSpacePane),
+    ("training", TrainingPane),
+    ("mechanisms", MechanismsPane),
+)
+
+
+class HmmrnnApp(App):
+    """The workbench. State shared by the panes lives here; the panes render it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "hmmrnn"
+    BINDINGS = [
+        *(
+            Binding(str(i), f"show_pane('{pid}')", cls.TITLE, show=False)
+            for i, (pid, cls) in enumerate(PANES, start=1)
+        ),
+        Binding("question_mark", "help", "Help"),
+        Binding("e", "export", "Export"),
+        Binding("R", "reload", "Reload", show=False),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        tree_root: str | Path = "TrainedModels",
+        *,
+        runs_dir: str | Path = "runs",
+        exports_dir: str | Path = "exports",
+        device: str = "auto",
+        analysis_params: dict[str, dict[str, Any]] | None = None,
+        eval_params: dict[str, Any] | None = None,
+        poll_interval: float = 0.5,
+        exit_after_paint: bool = False,
+    ) -> None:
+        super().__init__()
+        self.tree_root = Path(tree_root).expanduser()
+        self.runs_dir = Path(runs_dir).expanduser()
+        self.exports_dir = Path(exports_dir).expanduser()
+        self.device = device
+        self.analysis_params = analysis_params or {}
+        self.eval_params = eval_params or {}
+        self.poll_interval = poll_interval
+        self.exit_after_paint = exit_after_paint
+        self.entries: list = []
+        self.current = None
+        self.store = ModelStore(device)
+        self.evaluations: dict[str, Any] = {}
+        self.results: dict[tuple[str, str], Any] = {}
+        self.stalls = StallMeter()
+        self.first_paint: float | None = None
+        self.torch_at_paint: bool | None = None
+        self.tree_ready = False
+        self.warm = False  # the analysis stack is imported (see prewarm)
+        self.exports: list[Any] = []  # ExportResults written this session
+        self.sub_title = self.tree_root.name
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="models", id="tabs"):
+            for i, (pid, cls) in enumerate(PANES, start=1):
+                with TabPane(f"{i} {cls.TITLE}", id=pid):
+                    yield cls(id=f"{pid}-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(self.stalls.period, self.stalls.tick)
+        self.call_after_refresh(self._painted)
+        self.pane("models").focus_main()
+
+    def _painted(self) -> None:
+        """First frame is on screen: only now start the work that imports torch, so that its
+        import (which holds the GIL) cannot delay the first paint."""
+        self.first_paint = process_age()
+        self.torch_at_paint = "torch" in sys.modules
+        if self.exit_after_paint:
+            self.exit(self.first_paint)
+            return
+        self.discover_tree()
+
+    # --- panes --------------------------------------------------------------------------------
+
+    def pane(self, pid: str) -> Pane:
+        return self.query_one(f"#{pid}-pane", Pane)
+
+    @property
+    def panes(self) -> list[Pane]:
+        return [self.pane(pid) for pid, _ in PANES]
+
+    @property
+    def active_pane(self) -> Pane:
+        return self.pane(self.query_one("#tabs", TabbedContent).active or "models")
+
+    def action_show_pane(self, pid: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = pid
+        self.pane(pid).focus_main()
+
+    def params_for(self, analysis: str) -> dict[str, Any]:
+        """Parameter overrides configured for an analysis (the rest are the library's defaults)."""
+        return dict(self.analysis_params.get(analysis, {}))
+
+    # --- the tree and the selection -------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="discover", exit_on_error=False)
+    def discover_tree(self) -> None:
+        from hmmrnn_tui import services
+
+        try:
+            entries = services.discover(self.tree_root)
+        except Exception as exc:  # a missing tree is shown, the app stays usable
+            jobs.notify_error(self, f"cannot read {self.tree_root}", exc)
+            entries = []
+        jobs.post(self, self._tree_loaded, entries)
+        self.prewarm()
+
+    def prewarm(self) -> None:
+        """Import the analysis stack now, while the user reads the tree.
+
+        Loading a C extension holds the GIL for its whole initialisation (torch's ~0.2 s), which
+        freezes the UI thread however the work is threaded; paying that right after start-up keeps
+        such pauses out of the moments when the user is typing or a run is being followed.
+        """
+        from hmmrnn_tui import services
+
+        try:
+            specs = services.analysis_specs()
+            services.prewarm()
+        except Exception:  # each feature reports its own import problem when used
+            return
+        finally:
+            self.warm = True
+        jobs.post(self, self.pane("mechanisms").set_specs, specs)
+
+    def _tree_loaded(self, entries: list) -> None:
+        self.entries = entries
+        if self.current is not None:
+            self.current = next((e for e in entries if e.path == self.current.path), None)
+        for pane in self.panes:
+            pane.tree_loaded(entries)
+        if self.current is not None:  # its status or weights may have changed on disk
+            for pane in self.panes:
+                pane.model_changed(self.current)
+        self.tree_ready = True
+
+    def select_entry(self, entry) -> None:
+        if self.current is not None and entry is not None and self.current.path == entry.path:
+            if self.current is entry:
+                return
+        self.current = entry
+        for pane in self.panes:
+            pane.model_changed(entry)
+
+    def action_reload(self) -> None:
+        self.tree_ready = False
+        self.discover_tree()
+        self.notify(f"rediscovering {self.tree_root} …")
+
+    def run_finished(self, folder: Path) -> None:
+        """A followed run ended: if it lives in the tree, show its new weights."""
+        try:
+            Path(folder).resolve().relative_to(self.tree_root.resolve())
+        except ValueError:
+            return
+        self.action_reload()
+
+    # --- global actions -----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_export(self) -> None:
+        try:
+            targets = self.active_pane.export_targets()
+        except LookupError as exc:
+            self.notify(str(exc), title="nothing to export", severity="warning")
+            return
+        self.notify(f"exporting {', '.join(t[0] for t in targets)} …")
+        self.export_worker(targets)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_worker(self, targets: list[tuple[str, Any, Any]]) -> None:
+        """Render the view's figures with the results already on screen (nothing recomputed)."""
+        written = []
+        try:
+            from hmmrnn.figures import export_figure, figures_for
+
+            for figure, result, target in targets:
+                names = figures_for(figure[9:]) if figure.startswith("analysis:") else [figure]
+                if not names:
+                    raise LookupError(f"no publication figure draws {figure[9:]} yet")
+                if hasattr(target, "status"):  # a tree entry: hand over the loaded model
+                    target = self.store.get(target)
+                for name in names:
+                    exported = export_figure(
+                        name, target, out_dir=self.exports_dir, result=result, device=self.device
+                    )
+                    written.append(exported)
+        except Exception as exc:
+            jobs.notify_error(self, "export failed", exc)
+            return
+        finally:
+            self.exports.extend(written)
+        if written:
+            lines = [_stem_line(e.paths) for e in written if e.paths]
+            jobs.notify(self, "\n".join(lines), title=f"exported into {self.exports_dir}")
+
+    def action_responsiveness(self) -> None:
+        paint = "–" if self.first_paint is None else f"{self.first_paint:.2f} s"
+        self.notify(
+            f"first paint {paint} after process start; longest UI stall "
+            f"{self.stalls.max_stall * 1000:.0f} ms over {self.stalls.ticks} ticks",
+            title="responsiveness",
+        )
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for i, (pid, cls) in enumerate(PANES, start=1):
+            yield SystemCommand(
+                f"Go to {cls.TITLE} ({i})",
+                f"Show the {cls.TITLE} pane",
+                lambda pid=pid: self.action_show_pane(pid),
+            )
+        yield SystemCommand(
+            "Export current view", "Publication figure into exports/ (e)", self.action_export
+        )
+        yield SystemCommand(
+            "Reload model tree", "Rediscover models on disk (R)", self.action_reload
+        )
+        yield SystemCommand("Help", "All keys, pane by pane (?)", self.action_help)
+        yield SystemCommand("Toggle dark/light theme", "ctrl+t", self.action_toggle_theme)
+        yield SystemCommand(
+            "Show responsiveness",
+            "First-paint time and longest UI stall",
+            self.action_responsiveness,
+        )
+        for pid, _ in PANES:
+            for title, help_text, callback in self.pane(pid).commands():
+                yield SystemCommand(title, help_text, self._in_pane(pid, callback))
+
+    def _in_pane(self, pid: str, callback):
+        def run() -> None:
+            # Focus moves into the pane too: TabbedContent follows the focus, and the palette
+            # hands the focus back to where it was when it closes.
+            self.action_show_pane(pid)
+            callback()
+
+        return run
+
+
+def _stem_line(paths: list) -> str:
+    """`exports/x_pca-2d_20250101-120000.{pdf,svg,png}` for one figure's files."""
+    first = Path(paths[0])
+    suffixes = ",".join(Path(p).suffix.lstrip(".") for p in paths)
+    return f"{first.with_suffix('')}.{{{suffixes}}}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="hmmrnn-tui", description=__doc__.split("\n\n")[0])
+    p.add_argument("tree", nargs="?", type=Path, default=Path("TrainedModels"), help="model tree")
+    p.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where new runs go (default runs/)"
+    )
+    p.add_argument("--exports", type=Path, default=Path("exports"), help="figure folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for analyses")
+    p.add_argument(
+        "--first-paint", action="store_true", help="print the time to first paint and exit"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    app = HmmrnnApp(
+        args.tree,
+        runs_dir=args.runs,
+        exports_dir=args.exports,
+        device=args.device,
+        exit_after_paint=args.first_paint,
+    )
+    result = app.run(headless=args.first_paint and os.environ.get("HMMRNN_TUI_HEADLESS") == "1")
+    if args.first_paint and result is not None:
+        loaded = "loaded" if app.torch_at_paint else "not loaded"
+        print(f"first paint {result:.3f} s after process start (torch {loaded} at paint)")
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""What every pane shares: access to the app's state and the hooks the app calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual.containers import Container
+
+if TYPE_CHECKING:
+    from hmmrnn_tui.app import HmmrnnApp
+
+
+class Pane(Container):
+    """A tab's content. Subclasses override the hooks they need."""
+
+    TITLE = ""
+
+    @property
+    def hub(self) -> HmmrnnApp:
+        return self.app  # type: ignore[return-value]
+
+    def model_changed(self, entry) -> None:
+        """The selected model changed (entry may be None)."""
+
+    def tree_loaded(self, entries: list) -> None:
+        """The model tree was (re)discovered."""
+
+    def focus_main(self) -> None:
+        """Put the keyboard focus on the pane's main widget."""
+
+    def export_targets(self) -> list[tuple[str, object | None, object]]:
+        """What the export key writes for this view: (figure, result or None, target) triples.
+
+        figure is a name from hmmrnn.figures.FIGURES, or "analysis:NAME" for every figure that
+        draws analysis NAME; target is a tree entry (its loaded model is used), a folder or a tree
+        root. Raise LookupError with a hint when the view has nothing to export yet.
+        """
+        raise LookupError("nothing to export in this view")
+
+    def commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """(title, help, callback) for the command palette."""
+        return []

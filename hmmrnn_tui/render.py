@@ -1,0 +1,180 @@
+"""Rich renderables for library data (model details, evaluations, analysis summaries).
+
+Formatting only: every number shown here was computed by an hmmrnn function; this module decides
+how it looks in a terminal cell grid. No textual import, so it is testable without an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.columns import Columns
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {"ok": "green", "broken": "bold red", "training": "yellow"}
+STATUS_MARK = {"ok": "✓", "broken": "✗", "training": "⟳"}
+
+
+def fmt(value, spec: str = ".4g") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def matrix_table(title: str, rows: Sequence[Sequence[float]], spec: str = ".3f") -> Table:
+    """A small matrix as a borderless table with row/column indices."""
+    rows = [list(r) for r in rows]
+    n_cols = len(rows[0]) if rows else 0
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False, show_header=True)
+    t.add_column("", style="dim", justify="right", no_wrap=True)
+    for j in range(n_cols):
+        t.add_column(str(j), justify="right", no_wrap=True)
+    for i, row in enumerate(rows):
+        t.add_row(str(i), *(format(float(v), spec) for v in row))
+    return t
+
+
+def side_by_side(*items: RenderableType, gap: int = 3) -> Columns:
+    """Items in a row when the width allows, wrapped below each other when it does not."""
+    return Columns(items, padding=(0, gap))
+
+
+def status_text(status: str, reason: str = "") -> Text:
+    text = Text(f"{STATUS_MARK.get(status, '?')} {status}", style=STATUS_STYLE.get(status, ""))
+    if reason:
+        text.append(f"  {reason}", style="red" if status == "broken" else "dim")
+    return text
+
+
+def model_details(info: dict) -> RenderableType:
+    """Config, HMM matrices, training summary and files of one model (from services.model_details)."""
+    parts: list[RenderableType] = []
+    head = Text(str(info.get("model", "")), style="bold")
+    head.append("  ")
+    head.append_text(status_text(info.get("status", "ok"), info.get("reason", "")))
+    parts.append(head)
+    sizes = ("input", "hidden", "outputs", "states")
+    if any(info.get(k) is not None for k in sizes):
+        parts.append(
+            Text(
+                f"input {fmt(info.get('input'))} · hidden {fmt(info.get('hidden'))} · "
+                f"outputs {fmt(info.get('outputs'))} · HMM {fmt(info.get('states'))} states · "
+                f"seed {fmt(info.get('seed'))}"
+            )
+        )
+    parts.append(training_summary(info))
+    for w in info.get("warnings") or []:
+        parts.append(Text(f"warning: {w}", style="yellow"))
+    if info.get("transition") and info.get("emission"):
+        parts.append(Text(""))
+        parts.append(
+            side_by_side(
+                matrix_table("HMM transition", info["transition"]),
+                matrix_table("emission", info["emission"]),
+            )
+        )
+    config = info.get("config_file") or info.get("config")
+    if config:
+        parts.append(Text(""))
+        parts.append(config_table(config))
+    files = info.get("files") or []
+    if files:
+        parts.append(Text(""))
+        parts.append(Text("files", style="bold"))
+        shown = files[:12]
+        parts.extend(Text(f"  {f}", style="dim") for f in shown)
+        if len(files) > len(shown):
+            parts.append(Text(f"  … {len(files) - len(shown)} more", style="dim"))
+    return Group(*parts)
+
+
+def training_summary(info: dict) -> Text:
+    run = info.get("run") or {}
+    best = info.get("best_val")
+    if best is None:
+        best = run.get("best_val")
+    epochs = info.get("epochs") or run.get("epochs_done")
+    if best is None and not epochs:
+        return Text("training: no log (study model or not trained here)", style="dim")
+    text = Text("training: ")
+    text.append(f"best loss {fmt(best, '.4f')}", style="bold")
+    text.append(f" · {fmt(epochs)} epochs")
+    if run.get("total_epochs"):
+        text.append(f" of {run['total_epochs']}")
+    if info.get("run_time") is not None:
+        from hmmrnn_tui.runs import format_seconds
+
+        text.append(f" · {format_seconds(info['run_time'])}")
+    if run.get("floor") is not None:
+        text.append(f" · floor {fmt(run['floor'], '.4f')}", style="dim")
+    if run.get("status"):
+        text.append(f" · {run['status']}", style="dim")
+    return text
+
+
+def config_table(config: dict) -> Text:
+    """Config as flowing `key value` pairs (empty values skipped): dense, and wraps at any width.
+
+    Keys absent from config.json take the library's defaults (`hmmrnn info --json` lists all).
+    """
+    text = Text("config.json  ", style="bold")
+    for k, v in config.items():
+        if v in (None, [], {}, ""):
+            continue
+        text.append(str(k), style="cyan")
+        text.append(f" {_short(v)}   ")
+    return text
+
+
+def _short(value, limit: int = 28) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def evaluation_view(result) -> RenderableType:
+    """The evaluation table (shared with `hmmrnn evaluate`) and the transition matrices."""
+    from hmmrnn.cli.model_cmds import evaluation_table
+
+    try:
+        table: RenderableType = evaluation_table(result)
+        table.box = box.SIMPLE_HEAD  # fewer rows than the CLI's boxed look
+        table.show_edge = False
+    except AttributeError:  # the CLI table and the result class disagree: show the raw numbers
+        table = summary_table("HMM vs RNN", _evaluation_rows(result))
+    mats = side_by_side(
+        matrix_table("HMM transitions", result.hmm_transition),
+        matrix_table("RNN transitions", result.rnn_transition),
+        matrix_table("squared difference", result.transition_sq_diff, ".4f"),
+        gap=2,
+    )
+    note = Text(
+        f"{result.num_sequences} sequences × {result.seq_len} steps, seed {result.seed}, "
+        f"matching: {result.method}",
+        style="dim",
+    )
+    return Group(table, Text(""), mats, note)
+
+
+def _evaluation_rows(result) -> list[tuple[str, str]]:
+    return [
+        ("baseline distance", f"{result.baseline_mean:.3f} ± {result.baseline_std:.3f}"),
+        ("RNN distance", f"{result.rnn_mean:.3f} ± {result.rnn_std:.3f}"),
+        ("distance ratio", f"{result.distance_ratio:.3f}"),
+        ("HMM volatility", f"{result.hmm_volatility_mean:.2f} ± {result.hmm_volatility_std:.2f}"),
+        ("RNN volatility", f"{result.rnn_volatility_mean:.2f} ± {result.rnn_volatility_std:.2f}"),
+        ("transition error", f"{result.transition_error:.3f}"),
+    ]
+
+
+def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False, show_header=False)
+    t.add_column("quantity", style="cyan", no_wrap=True)
+    t.add_column("value", overflow="fold")
+    for k, v in rows:
+        t.add_row(str(k), str(v))
+    return t

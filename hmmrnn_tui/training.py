@@ -1,0 +1,316 @@
+"""Pane 4: launch training as a detached process, follow its loss live, cancel it, re-attach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
+from textual_plotext import PlotextPlot
+
+from hmmrnn_tui import jobs, plots, runs
+from hmmrnn_tui.panes import Pane
+
+FIELDS = (
+    # (field, label, placeholder)
+    ("config", "config", "config.json (overrides preset)"),
+    ("hidden_size", "hidden", "preset: 150"),
+    ("input_size", "input", "preset: 100"),
+    ("epochs", "epochs", "preset"),
+    ("learning_rate", "lr", "0.001"),
+    ("seed", "seed", "0"),
+    ("out", "out", "runs/<preset>_…"),
+    ("extra", "flags", "--num-seq 3000 --seq-len 20"),
+)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class TrainingPane(Pane):
+    TITLE = "Training"
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start run", priority=True),
+        Binding("ctrl+g", "cancel_run", "Cancel run", priority=True),
+        Binding("ctrl+o", "attach", "Attach", priority=True),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.handle: runs.RunHandle | None = None
+        self.reported = False
+        self.running: list[runs.RunHandle] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with VerticalScroll(id="train-form"):
+                with Horizontal(classes="field"):
+                    yield Label("preset", classes="field-label")
+                    yield Select(
+                        [("Three", "Three")],
+                        value="Three",
+                        allow_blank=False,
+                        id="f-preset",
+                        compact=True,
+                    )
+                for name, label, hint in FIELDS:
+                    with Horizontal(classes="field"):
+                        yield Label(label, classes="field-label")
+                        yield Input(
+                            value="0" if name == "seed" else "",
+                            placeholder=hint,
+                            id=f"f-{name}",
+                            compact=True,
+                        )
+                with Horizontal(classes="field"):
+                    yield Label("device", classes="field-label")
+                    yield Select(
+                        [(d, d) for d in DEVICES],
+                        value="auto",
+                        allow_blank=False,
+                        id="f-device",
+                        compact=True,
+                    )
+                yield Button("Start (ctrl+r)", id="start", variant="primary", compact=True)
+                yield Label("running elsewhere (enter attaches):", id="runs-title")
+                yield DataTable(id="runs", cursor_type="row")
+            with Vertical(id="train-right"):
+                yield PlotextPlot(id="loss-plot")
+                yield Label("no run followed", id="run-status")
+                yield ProgressBar(total=1, show_eta=False, id="run-progress")
+
+    def on_mount(self) -> None:
+        self.query_one("#run-progress").display = False
+        table = self.query_one("#runs", DataTable)
+        table.add_columns("run", "epochs", "pid")
+        plots.loss(self.query_one("#loss-plot", PlotextPlot).plt, [], None)
+        self.set_interval(self.hub.poll_interval, self.poll)
+        self.load_presets()
+
+    @work(thread=True, group="presets", exit_on_error=False)
+    def load_presets(self) -> None:
+        try:
+            from hmmrnn.hmm import PRESETS
+        except Exception:  # the form keeps its default preset
+            return
+        jobs.post(self.app, self._set_presets, list(PRESETS))
+
+    def _set_presets(self, names: list[str]) -> None:
+        select = self.query_one("#f-preset", Select)
+        current = select.value
+        select.set_options([(n, n) for n in names])
+        select.value = current if current in names else names[0]
+
+    def focus_main(self) -> None:
+        self.query_one("#f-preset", Select).focus()
+
+    # --- form -------------------------------------------------------------------------------
+
+    def request(self) -> runs.TrainRequest:
+        values = {name: self.query_one(f"#f-{name}", Input).value for name, _, _ in FIELDS}
+        values["preset"] = str(self.query_one("#f-preset", Select).value)
+        values["device"] = str(self.query_one("#f-device", Select).value)
+        return runs.TrainRequest(**values)
+
+    def set_form(self, **values: str) -> None:
+        """Fill form fields by name (used by the palette's presets and by tests)."""
+        for name, value in values.items():
+            widget = self.query_one(f"#f-{name}")
+            widget.value = value
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        if self.handle is not None and self.handle.alive() and self.handle.process is not None:
+            self.app.notify(
+                "a run started here is still going; cancel it first (ctrl+g)", severity="warning"
+            )
+            return
+        req = self.request()
+        out = Path(req.out).expanduser() if req.out.strip() else req.default_out(self.hub.runs_dir)
+        try:
+            handle = runs.launch(req, out)
+        except Exception as exc:
+            self.app.notify(str(exc), title="could not start training", severity="error")
+            return
+        self.follow(handle)
+        self.app.notify(
+            f"training started in {out} (pid {handle.pid}); it keeps running if you quit"
+        )
+
+    def follow(self, handle: runs.RunHandle) -> None:
+        self.handle = handle
+        self.reported = False
+        self.query_one("#run-progress").display = True
+        self.query_one("#run-status", Label).update(
+            Text(f"starting {handle.folder.name} …", style="yellow")
+        )
+        self.poll()
+
+    # --- following --------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Cheap check of the followed run: new metrics lines, run.json, process state."""
+        handle = self.handle
+        if handle is None:
+            return
+        try:
+            new = handle.follower.poll()
+            info = handle.info()
+            if new or not handle.follower.records:
+                self._draw(handle, info)
+            self._show_status(handle, info)
+        except Exception as exc:  # a run folder removed under us: stop following, keep the app
+            self.handle = None
+            self.app.notify(str(exc), title="stopped following the run", severity="error")
+
+    @property
+    def records(self) -> list[dict]:
+        return [] if self.handle is None else self.handle.follower.records
+
+    def _draw(self, handle: runs.RunHandle, info: dict) -> None:
+        records = handle.follower.records
+        floor = info.get("floor")
+        if floor is None and records:
+            floor = records[-1].get("floor")
+        plot = self.query_one("#loss-plot", PlotextPlot)
+        plots.loss(plot.plt, records, floor)
+        plot.refresh()
+
+    def _show_status(self, handle: runs.RunHandle, info: dict) -> None:
+        status = info.get("status", "starting")
+        done, total = info.get("epochs_done", 0), info.get("total_epochs")
+        bar = self.query_one("#run-progress", ProgressBar)
+        if isinstance(total, int) and total > 0:
+            bar.update(total=total, progress=done or 0)
+        label = self.query_one("#run-status", Label)
+        best = info.get("best_val")
+        best_text = f" · best {best:.4f}" if isinstance(best, (int, float)) else ""
+        alive = handle.alive()
+        if status == "running" and alive:
+            eta = runs.format_seconds(runs.eta_seconds(info))
+            label.update(f"epoch {done}/{total}{best_text} · ETA {eta} · {handle.folder.name}")
+            return
+        if status == "starting" and alive:
+            return
+        if self.reported:
+            return
+        self._draw(handle, info)
+        self.reported = True
+        code = handle.exit_code()
+        if status == "finished":
+            label.update(Text(f"{handle.folder.name}: finished{best_text}", style="green"))
+            self.app.notify(f"training finished: {handle.folder}")
+            self.hub.run_finished(handle.folder)
+        elif status == "cancelled":
+            label.update(
+                Text(
+                    f"{handle.folder.name}: cancelled after {done} epochs{best_text}",
+                    style="yellow",
+                )
+            )
+            self.app.notify(
+                f"training cancelled; resume with: hmmrnn resume {handle.folder}",
+                severity="warning",
+            )
+            self.hub.run_finished(handle.folder)
+        else:
+            why = info.get("message") or handle.log_tail() or f"exit code {code}"
+            label.update(Text(f"{handle.folder.name}: failed", style="red"))
+            self.app.notify(why, title="training run failed", severity="error", timeout=10)
+        self.query_one("#run-progress").display = False
+
+    def action_cancel_run(self) -> None:
+        handle = self.handle
+        if handle is None or not handle.alive():
+            self.app.notify("no running training to cancel")
+            return
+        if handle.cancel():
+            self.query_one("#run-status", Label).update(
+                Text(f"{handle.folder.name}: stopping after the current batch …", style="yellow")
+            )
+        else:
+            self.app.notify("could not signal the training process", severity="error")
+
+    # --- runs still going -------------------------------------------------------------------
+
+    def tree_loaded(self, entries: list) -> None:
+        self.scan_runs()
+
+    @work(thread=True, exclusive=True, group="scan-runs", exit_on_error=False)
+    def scan_runs(self) -> None:
+        try:
+            found = runs.find_running([self.hub.tree_root, self.hub.runs_dir])
+        except Exception as exc:
+            jobs.notify_error(self.app, "could not scan for running trainings", exc)
+            return
+        jobs.post(self.app, self._runs_found, found)
+
+    def _runs_found(self, found: list[runs.RunHandle]) -> None:
+        followed = None if self.handle is None else self.handle.folder.resolve()
+        self.running = [h for h in found if h.folder != followed]
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for h in self.running:
+            info = h.info()
+            table.add_row(
+                h.folder.name,
+                f"{info.get('epochs_done', 0)}/{info.get('total_epochs', '?')}",
+                str(h.pid),
+                key=str(h.folder),
+            )
+        if self.running:
+            self.app.notify(
+                f"{len(self.running)} training run(s) still going — Training pane (4), ctrl+o re-attaches",
+                title="runs found",
+            )
+
+    @on(DataTable.RowSelected, "#runs")
+    def _attach_row(self, event: DataTable.RowSelected) -> None:
+        self._attach_key(event.row_key.value)
+
+    def action_attach(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        if not self.running:
+            self.app.notify(
+                "no other training runs found (they are looked for at start and on reload)"
+            )
+            return
+        row = (
+            table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            if table.row_count
+            else None
+        )
+        self._attach_key(row or str(self.running[0].folder))
+
+    def _attach_key(self, key: str | None) -> None:
+        for h in self.running:
+            if str(h.folder) == key:
+                self.follow(h)
+                self.app.notify(f"following {h.folder.name} (pid {h.pid})")
+                return
+
+    def export_targets(self):
+        if self.handle is None or not self.records:
+            raise LookupError("no training run with logged epochs is being followed")
+        return [("loss-curves", None, self.handle.folder)]
+
+    def commands(self):
+        return [
+            (
+                "Training: start run",
+                "Launch training with the form's settings in a separate process",
+                self.action_start,
+            ),
+            (
+                "Training: cancel run",
+                "Stop the followed run after the current batch (resumable)",
+                self.action_cancel_run,
+            ),
+            (
+                "Training: attach to a running run",
+                "Follow a run still going from an earlier session",
+                self.action_attach,
+            ),
+        ]
