@@ -167,7 +167,9 @@ def make_loss(config: ExperimentConfig):
     aux = SinkhornLoss(blur=config.aux_blur, scaling=config.scaling, method=method)
 
     def combined(x, y, target_key=None):
-        return main(x, y, target_key=target_key) + config.aux_weight * aux(x, y, target_key=target_key)
+        return main(x, y, target_key=target_key) + config.aux_weight * aux(
+            x, y, target_key=target_key
+        )
 
     return combined
 

@@ -199,7 +199,8 @@ def _is_model_folder(folder: Path, names: list[str]) -> bool:
     return any(n.endswith(".pth") for n in names)
 
 
-def _pid_alive(pid: object) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (on this machine)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -211,18 +212,23 @@ def _pid_alive(pid: object) -> bool:
     return True
 
 
-def read_run_info(folder: Path) -> dict:
-    """run.json as a dict ({} when absent or unreadable)."""
+def read_json(path: Path) -> dict:
+    """A JSON object file as a dict ({} when absent, unreadable or not an object)."""
     try:
-        data = json.loads((folder / RUN_NAME).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
+def read_run_info(folder: Path) -> dict:
+    """run.json as a dict ({} when absent or unreadable)."""
+    return read_json(Path(folder) / RUN_NAME)
+
+
 def is_running(folder: Path) -> bool:
     info = read_run_info(folder)
-    return info.get("status") == "running" and _pid_alive(info.get("pid"))
+    return info.get("status") == "running" and pid_alive(info.get("pid"))
 
 
 def inspect_folder(folder: Path, root: Path) -> ModelEntry:

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hmmrnn.tree import METRICS_NAME, RUN_NAME, pid_alive, read_json
+
 LOG_NAME = "train.log"
-RUN_NAME = "run.json"
-METRICS_NAME = "metrics.jsonl"
+__all__ = ["METRICS_NAME", "RUN_NAME", "LOG_NAME", "pid_alive", "read_json"]
 
 
 @dataclass
@@ -149,26 +150,6 @@ class MetricsFollower:
                 new.append(rec)
         self.records.extend(new)
         return new
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _package_root() -> str:

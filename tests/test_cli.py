@@ -110,5 +110,8 @@ def test_evaluate_writes_json_and_validates(study_tree, capsys):
     assert printed["distance_ratio"] == pytest.approx(saved["distance_ratio"])
     assert main(["evaluate", str(folder), "--num-sequences", "1"]) == 2
     assert main(["evaluate"]) == 2
-    assert main(["evaluate", "--all", str(study_tree), "--num-sequences", "100", "--device", "cpu"]) == 0
+    assert (
+        main(["evaluate", "--all", str(study_tree), "--num-sequences", "100", "--device", "cpu"])
+        == 0
+    )
     assert (study_tree / "Fully_Connected" / "Seed 1" / "evaluation.json").exists()

@@ -141,8 +141,16 @@ def test_aux_term_changes_loss_and_zero_weight_is_the_study_loss():
     from hmmrnn.train import make_loss
 
     g = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3).float().reshape(40, -1)
-    y = torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3).float().reshape(40, -1)
+    x = (
+        torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3)
+        .float()
+        .reshape(40, -1)
+    )
+    y = (
+        torch.nn.functional.one_hot(torch.randint(0, 3, (40, 6), generator=g), 3)
+        .float()
+        .reshape(40, -1)
+    )
     plain = float(make_loss(tiny())(x, y))
     with_aux = float(make_loss(tiny(aux_weight=2.0, aux_blur=3.0))(x, y))
     from hmmrnn.loss import sinkhorn_divergence

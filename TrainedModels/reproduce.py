@@ -1,0 +1,254 @@
+"""Reproduce the models shipped in TrainedModels/ with hmmrnn's own pipeline.
+
+    python TrainedModels/reproduce.py            # train what is missing, evaluate, write README.md
+    python TrainedModels/reproduce.py --force    # retrain everything
+    python TrainedModels/reproduce.py --only Two # one recipe (by name)
+
+Each recipe lists one or more stages (a stage fine-tunes the previous stage's best weights, which are
+kept in `stages/` inside the model folder so the chain stays reproducible). Every shipped model must
+meet the bar of `EvaluationResult.passes_bar()` on 5,000 fresh sequences of its preset's length; a
+recipe that misses it moves on to its next attempt (another seed), and the script fails loudly if
+none reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from hmmrnn.config import ExperimentConfig  # noqa: E402
+from hmmrnn.evaluate import EvaluationResult, evaluate_model  # noqa: E402
+from hmmrnn.io import atomic_write_json, atomic_write_text  # noqa: E402
+from hmmrnn.train import read_metrics, train  # noqa: E402
+from hmmrnn.tree import CHECKPOINT_NAME, EVALUATION_NAME, load_model  # noqa: E402
+
+# The CPU recipe: small batches (512) over 7,680 sequences, Adam 3e-3, and a near-identity
+# recurrent initialisation that keeps memory from the first epoch (the default uniform init sits
+# for hundreds of steps on an i.i.d.-output plateau). The study's GPU recipe is in README.md.
+CPU_BASE = dict(
+    hidden_size=50,
+    input_size=10,
+    batch_size=512,
+    num_seq=7680,
+    epochs=150,
+    learning_rates=[0.003],
+    init="identity",
+    init_gain=0.95,
+)
+
+
+@dataclass
+class Recipe:
+    name: str
+    folder: str
+    preset: str
+    stages: list[dict] = field(default_factory=lambda: [{}])
+    seeds: tuple[int, ...] = (0, 1, 2)
+    base: dict = field(default_factory=lambda: dict(CPU_BASE))
+
+
+RECIPES = [
+    Recipe("Two", "Two/hidden_50/input_10/seed_0", "Two"),
+    Recipe("Three", "Three/hidden_50/input_10/seed_0", "Three"),
+    Recipe("Four", "Four/hidden_50/input_10/seed_0", "Four"),
+    Recipe("Five", "Five/hidden_50/input_10/seed_0", "Five"),
+    Recipe(
+        "Fully",
+        "Fully_Connected/Seed 0",
+        "Fully",
+        stages=[{}, {"epochs": 250, "learning_rates": [0.001]}],
+    ),
+    Recipe("Cyclic", "Cyclic/Seed 0", "Cyclic", stages=[{"blur": 1.0}]),
+    Recipe(
+        "Reference",
+        "ReverseEngineeredModel",
+        "Two",
+        stages=[{"hidden_size": 150, "input_size": 100, "checkpoint_every": 5}],
+    ),
+]
+
+
+def stage_config(recipe: Recipe, stage: int, seed: int, previous: Path | None) -> ExperimentConfig:
+    values = {**recipe.base, **recipe.stages[stage], "seed": seed}
+    if previous is not None:
+        values["pretrained_model_path"] = str(previous)
+    return ExperimentConfig.from_preset(recipe.preset, **values)
+
+
+def train_recipe(recipe: Recipe, root: Path, seed: int) -> tuple[Path, float]:
+    """Train every stage of a recipe; returns (final folder, wall seconds)."""
+    final = root / recipe.folder
+    if final.exists():
+        shutil.rmtree(final)
+    start = time.perf_counter()
+    previous: Path | None = None
+    for stage in range(len(recipe.stages)):
+        last = stage == len(recipe.stages) - 1
+        folder = final if last else final / "stages" / f"stage_{stage + 1}"
+        relative = None if previous is None else Path(_relpath(previous, folder))
+        result = train(stage_config(recipe, stage, seed, relative), folder, device="auto")
+        if result.status != "finished" or result.model_file is None:
+            raise RuntimeError(f"{recipe.name} stage {stage + 1}: {result.status} {result.message}")
+        (folder / CHECKPOINT_NAME).unlink(missing_ok=True)  # resume state is not shipped
+        previous = result.model_file
+    return final, time.perf_counter() - start
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, start)
+
+
+def evaluate_folder(folder: Path) -> EvaluationResult:
+    loaded = load_model(folder)
+    cfg = loaded.config
+    result = evaluate_model(
+        loaded.model, cfg.build_hmm(), num_sequences=5000, seq_len=cfg.seq_len, seed=0
+    )
+    result.save(folder / EVALUATION_NAME)
+    return result
+
+
+def build_recipe(recipe: Recipe, root: Path, force: bool) -> dict:
+    folder = root / recipe.folder
+    manifest = folder / "shipped.json"
+    if not force and manifest.exists():
+        return json.loads(manifest.read_text())
+    for seed in recipe.seeds:
+        print(f"[{recipe.name}] training with seed {seed}", flush=True)
+        folder, seconds = train_recipe(recipe, root, seed)
+        result = evaluate_folder(folder)
+        ok, reasons = result.passes_bar()
+        print(f"[{recipe.name}] {'meets the bar' if ok else 'misses: ' + '; '.join(reasons)}")
+        if ok:
+            entry = summary_row(recipe, folder, seed, seconds, result)
+            atomic_write_json(manifest, entry)
+            return entry
+    raise SystemExit(f"{recipe.name}: no seed met the bar; the recipe needs work")
+
+
+def summary_row(recipe, folder: Path, seed: int, seconds: float, r: EvaluationResult) -> dict:
+    cfg = load_model(folder).config
+    stage_epochs = [({**recipe.base, **s}).get("epochs") for s in recipe.stages]
+    val = [m["val_loss"] for m in read_metrics(folder)]
+    return {
+        "name": recipe.name,
+        "folder": recipe.folder,
+        "preset": recipe.preset,
+        "seed": seed,
+        "hidden": cfg.hidden_size,
+        "input": cfg.input_size,
+        "seq_len": cfg.seq_len,
+        "stages": [{**recipe.base, **s} for s in recipe.stages],
+        "epochs": sum(stage_epochs),
+        "wall_seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        "best_val_loss": round(min(val), 4),
+        "floor": round(read_metrics(folder)[0]["floor"], 4),
+        "distance_ratio": round(r.distance_ratio, 4),
+        "baseline_distance": round(r.baseline_mean, 4),
+        "rnn_distance": round(r.rnn_mean, 4),
+        "transition_error": round(r.transition_error, 4),
+        "hmm_volatility": round(r.hmm_volatility_mean, 3),
+        "rnn_volatility": round(r.rnn_volatility_mean, 3),
+        "volatility_rel_error": round(r.volatility_rel_error, 4),
+        "hmm_symbol_share": [round(v, 4) for v in r.hmm_symbol_share.tolist()],
+        "rnn_symbol_share": [round(v, 4) for v in r.rnn_symbol_share.tolist()],
+    }
+
+
+def write_readme(root: Path, rows: list[dict]) -> None:
+    lines = [line for line in README_HEAD.splitlines()]
+    lines.append(
+        "| model | folder | recipe | wall time | best val loss (floor) | distance ratio "
+        "| transition error | volatility HMM / RNN |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        recipe = " then ".join(_stage_text(s) for s in r["stages"])
+        lines.append(
+            f"| {r['name']} (h{r['hidden']}, d{r['input']}, seed {r['seed']}, L={r['seq_len']}) "
+            f"| `{r['folder']}` | {recipe} | {r['wall_seconds'] / 60:.1f} min "
+            f"| {r['best_val_loss']:.3f} ({r['floor']:.3f}) | {r['distance_ratio']:.3f} "
+            f"| {r['transition_error']:.3f} | {r['hmm_volatility']:.2f} / {r['rnn_volatility']:.2f} |"
+        )
+    lines += README_TAIL.splitlines()
+    atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
+
+
+def _stage_text(stage: dict) -> str:
+    parts = [f"{stage['epochs']} epochs, lr {stage['learning_rates'][0]:g}"]
+    if stage.get("pretrained_model_path") is None and stage.get("init") == "identity":
+        parts.append(f"identity init x{stage['init_gain']:g}")
+    if stage.get("blur", 0.2) != 0.2:
+        parts.append(f"blur {stage['blur']:g}")
+    if stage.get("checkpoint_every"):
+        parts.append(f"checkpoints every {stage['checkpoint_every']} epochs")
+    return ", ".join(parts)
+
+
+README_HEAD = """# Shipped models
+
+Trained by hmmrnn's own pipeline with `python TrainedModels/reproduce.py` (the recipes are in that
+script), on the 2-core CPU of the development machine. Each folder holds `config.json` (the study's
+keys plus ours), the best weights in `models/`, the per-epoch `metrics.jsonl`, `run.json` and the
+saved `evaluation.json` (5,000 fresh sequences of the preset's length, one-to-one matching, seed 0).
+`ReverseEngineeredModel/` (2 states, hidden 150, input 100) keeps a checkpoint every 5 epochs in
+`models/evolution/` for the training-evolution analyses.
+
+Every model meets the bar: matched distance HMM-RNN at most 1.05 x the HMM-HMM baseline; output
+transition matrix within 0.1 of the HMM's on rows of outputs emitted at least 5% of the time;
+volatility (output changes per sequence) within 15% of the HMM's.
+
+CPU recipe (all models): 7,680 sequences (a third each for training, validation and test), batch
+512, Adam (betas 0.9, 0.9) with lr 3e-3, gradient clipping of the preset, the study's Sinkhorn loss
+(blur 0.2) unless noted, and a near-identity recurrent initialisation (W_hh = 0.95 I + 0.1 x the
+default uniform init) instead of PyTorch's default, which sits on an i.i.d.-output plateau for
+hundreds of steps on CPU-sized runs.
+"""
+
+README_TAIL = """
+Wall times were measured while other jobs shared the 2 cores, so they are upper bounds.
+
+Known limit: the study's loss at blur 0.2 is close to exact optimal transport between samples, which
+barely rewards a rare symbol emitted at random steps. The 2-state models emit the middle output
+(1% in the HMM) about ten times too rarely; their volatility still lies within the bar because the
+0-2 switching rate is matched. `evaluation.json` has the per-symbol shares.
+
+GPU recipe (the study's): 30,000 sequences, batch 4096, 500 epochs (1,000 for Fully), Adam lr 1e-3,
+default initialisation, e.g.
+`hmmrnn train --preset Three --hidden-size 150 --input-size 100 --num-seq 30000 --batch-size 4096`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="retrain even if shipped")
+    parser.add_argument("--only", action="append", help="recipe name (repeatable)")
+    parser.add_argument("--root", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    rows = []
+    for recipe in RECIPES:
+        if args.only and recipe.name not in args.only:
+            manifest = args.root / recipe.folder / "shipped.json"
+            if manifest.exists():
+                rows.append(json.loads(manifest.read_text()))
+            continue
+        rows.append(build_recipe(recipe, args.root, args.force))
+    write_readme(args.root, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
