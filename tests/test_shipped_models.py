@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from hmmrnn.evaluate import EvaluationResult, evaluate_model
 from hmmrnn.tree import discover, load_model
@@ -52,6 +53,10 @@ def test_model_matches_config_and_emulates_its_hmm(rel):
     fresh = evaluate_model(m, cfg.build_hmm(), num_sequences=600, seq_len=cfg.seq_len, seed=11)
     ok, reasons = fresh.passes_bar(max_ratio=1.15, max_abs=0.15, max_sq=0.0225, max_vol_rel=0.3)
     assert ok, reasons
+    # long driven runs (what the analyses simulate) stay bounded
+    run = m.generate(8, 1500, generator=torch.Generator().manual_seed(0))
+    norms = run.hidden.norm(dim=-1).mean(dim=0)
+    assert torch.isfinite(norms).all() and norms[-1] < 1.5 * norms[cfg.seq_len - 1]
 
 
 def test_reference_model_has_evolution_checkpoints():
