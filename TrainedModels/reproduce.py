@@ -55,20 +55,47 @@ class Recipe:
     stages: list[dict] = field(default_factory=lambda: [{}])
     seeds: tuple[int, ...] = (0, 1, 2)
     base: dict = field(default_factory=lambda: dict(CPU_BASE))
+    pending: str = ""  # why the recipe is not shipped yet (run it with --only NAME)
 
 
 RECIPES = [
-    Recipe("Two", "Two/hidden_50/input_10/seed_0", "Two"),
-    Recipe("Three", "Three/hidden_50/input_10/seed_0", "Three"),
-    Recipe("Four", "Four/hidden_50/input_10/seed_0", "Four"),
-    Recipe("Five", "Five/hidden_50/input_10/seed_0", "Five"),
+    Recipe("Two", "Two/hidden_50/input_10/seed_{seed}", "Two"),
+    Recipe("Three", "Three/hidden_50/input_10/seed_{seed}", "Three"),
+    Recipe("Four", "Four/hidden_50/input_10/seed_{seed}", "Four"),
+    Recipe("Five", "Five/hidden_50/input_10/seed_{seed}", "Five"),
     Recipe(
         "Fully",
-        "Fully_Connected/Seed 0",
+        "Fully_Connected/Seed {seed}",
         "Fully",
-        stages=[{}, {"epochs": 250, "learning_rates": [0.001]}],
+        stages=[
+            {"blur": 1.0, "epochs": 200},
+            {
+                "blur": 1.0,
+                "batch_size": 1024,
+                "num_seq": 15360,
+                "epochs": 150,
+                "learning_rates": [1e-3],
+            },
+            {
+                "blur": 1.0,
+                "batch_size": 2048,
+                "num_seq": 30720,
+                "epochs": 100,
+                "learning_rates": [5e-4],
+            },
+            {
+                "blur": 1.0,
+                "batch_size": 4096,
+                "num_seq": 30720,
+                "epochs": 60,
+                "learning_rates": [3e-4],
+            },
+        ],
+        seeds=(0,),
+        pending="best so far: distance ratio 1.056 (bar 1.05); transitions within 0.004, "
+        "volatility within 1%; not shipped until it meets the bar",
     ),
-    Recipe("Cyclic", "Cyclic/Seed 0", "Cyclic", stages=[{"blur": 1.0}]),
+    Recipe("Cyclic", "Cyclic/Seed {seed}", "Cyclic", stages=[{"blur": 1.0}]),  # seeds 0, 1 blow up
     Recipe(
         "Reference",
         "ReverseEngineeredModel",
@@ -87,7 +114,7 @@ def stage_config(recipe: Recipe, stage: int, seed: int, previous: Path | None) -
 
 def train_recipe(recipe: Recipe, root: Path, seed: int) -> tuple[Path, float]:
     """Train every stage of a recipe; returns (final folder, wall seconds)."""
-    final = root / recipe.folder
+    final = root / recipe.folder.format(seed=seed)
     if final.exists():
         shutil.rmtree(final)
     start = time.perf_counter()
@@ -138,10 +165,10 @@ MAX_GROWTH = 1.5
 
 
 def build_recipe(recipe: Recipe, root: Path, force: bool) -> dict:
-    folder = root / recipe.folder
-    manifest = folder / "shipped.json"
-    if not force and manifest.exists():
-        return json.loads(manifest.read_text())
+    for seed in recipe.seeds:
+        manifest = root / recipe.folder.format(seed=seed) / "shipped.json"
+        if not force and manifest.exists():
+            return json.loads(manifest.read_text())
     for seed in recipe.seeds:
         print(f"[{recipe.name}] training with seed {seed}", flush=True)
         folder, seconds = train_recipe(recipe, root, seed)
@@ -154,8 +181,9 @@ def build_recipe(recipe: Recipe, root: Path, force: bool) -> dict:
         if ok:
             entry = summary_row(recipe, folder, seed, seconds, result)
             entry["long_run_growth"] = round(growth, 3)
-            atomic_write_json(manifest, entry)
+            atomic_write_json(folder / "shipped.json", entry)
             return entry
+        shutil.rmtree(folder)  # a model that misses the bar is not left in the tree
     raise SystemExit(f"{recipe.name}: no seed met the bar; the recipe needs work")
 
 
@@ -165,7 +193,7 @@ def summary_row(recipe, folder: Path, seed: int, seconds: float, r: EvaluationRe
     val = [m["val_loss"] for m in read_metrics(folder)]
     return {
         "name": recipe.name,
-        "folder": recipe.folder,
+        "folder": recipe.folder.format(seed=seed),
         "preset": recipe.preset,
         "seed": seed,
         "hidden": cfg.hidden_size,
@@ -190,7 +218,7 @@ def summary_row(recipe, folder: Path, seed: int, seconds: float, r: EvaluationRe
 
 
 def write_readme(root: Path, rows: list[dict]) -> None:
-    lines = [line for line in README_HEAD.splitlines()]
+    lines = [*README_HEAD.splitlines(), TABLE_GAP]
     lines.append(
         "| model | folder | recipe | wall time | best val loss (floor) | distance ratio "
         "| transition error | volatility HMM / RNN |"
@@ -204,6 +232,16 @@ def write_readme(root: Path, rows: list[dict]) -> None:
             f"| {r['best_val_loss']:.3f} ({r['floor']:.3f}) | {r['distance_ratio']:.3f} "
             f"| {r['transition_error']:.3f} | {r['hmm_volatility']:.2f} / {r['rnn_volatility']:.2f} |"
         )
+    pending = [r for r in RECIPES if r.pending]
+    if pending:
+        lines += [
+            "",
+            "Not shipped yet (the recipe is in reproduce.py; run it with `--only NAME`):",
+            "",
+        ]
+        lines += [
+            f"- {r.name} (`{r.folder.format(seed=r.seeds[0])}`): {r.pending}." for r in pending
+        ]
     lines += README_TAIL.splitlines()
     atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
 
@@ -228,7 +266,7 @@ saved `evaluation.json` (5,000 fresh sequences of the preset's length, one-to-on
 `ReverseEngineeredModel/` (2 states, hidden 150, input 100) keeps a checkpoint every 5 epochs in
 `models/evolution/` for the training-evolution analyses.
 
-Every model meets the bar: matched distance HMM-RNN at most 1.05 x the HMM-HMM baseline; output
+Every shipped model meets the bar: matched distance HMM-RNN at most 1.05 x the HMM-HMM baseline; output
 transition matrix within 0.1 of the HMM's on rows of outputs emitted at least 5% of the time;
 volatility (output changes per sequence) within 15% of the HMM's. On top of that, the hidden state of
 a 2,000-step driven run stays bounded (mean norm at most 1.5x its value at the training length), since
@@ -238,11 +276,17 @@ CPU recipe (all models): 7,680 sequences (a third each for training, validation 
 512, Adam (betas 0.9, 0.9) with lr 3e-3, gradient clipping of the preset, the study's Sinkhorn loss
 (blur 0.2) unless noted, and a near-identity recurrent initialisation (W_hh = 0.95 I + 0.1 x the
 default uniform init) instead of PyTorch's default, which sits on an i.i.d.-output plateau for
-hundreds of steps on CPU-sized runs.
+hundreds of steps on CPU-sized runs. A recipe tries seeds 0, 1, 2 in turn and ships the first model
+that meets the bar; the folder names the seed used.
 """
+
+TABLE_GAP = ""
 
 README_TAIL = """
 Wall times were measured while other jobs shared the 2 cores, so they are upper bounds.
+
+Cyclic uses blur 1.0: at 0.2 the RNN drops most of the HMM's 10% emission flips (volatility 5.95
+against 8.42); with seed 0 or 1 its long driven runs grow without bound, so seed 2 is shipped.
 
 Known limit: the study's loss at blur 0.2 is close to exact optimal transport between samples, which
 barely rewards a rare symbol emitted at random steps. The 2-state models emit the middle output
@@ -263,10 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for recipe in RECIPES:
+        if recipe.pending and not (args.only and recipe.name in args.only):
+            print(f"[{recipe.name}] not shipped: {recipe.pending}")
+            continue
         if args.only and recipe.name not in args.only:
-            manifest = args.root / recipe.folder / "shipped.json"
-            if manifest.exists():
-                rows.append(json.loads(manifest.read_text()))
+            for seed in recipe.seeds:
+                manifest = args.root / recipe.folder.format(seed=seed) / "shipped.json"
+                if manifest.exists():
+                    rows.append(json.loads(manifest.read_text()))
+                    break
             continue
         rows.append(build_recipe(recipe, args.root, args.force))
     write_readme(args.root, rows)

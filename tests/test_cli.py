@@ -115,3 +115,14 @@ def test_evaluate_writes_json_and_validates(study_tree, capsys):
         == 0
     )
     assert (study_tree / "Fully_Connected" / "Seed 1" / "evaluation.json").exists()
+
+
+def test_unknown_config_keys_are_reported(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"states": 2, "lab_note": "x"}))
+    out = tmp_path / "run"
+    rc = main(["train", "--config", str(cfg), *TINY, "--epochs", "1", "--out", str(out),
+               "--quiet", "--device", "cpu"])  # fmt: skip
+    assert rc == 0
+    assert "lab_note" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["lab_note"] == "x"

@@ -15,8 +15,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from hmmrnn.cli.common import (
     EXIT_CANCELLED,
@@ -170,11 +172,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(finite(result.to_dict())))
         return EXIT_OK
-    table = Table(title=f"{spec.name} — {loaded.model_file.name}", title_justify="left")
+    console.print(f"[bold]{spec.name}[/] — {escape(str(loaded.model_file))}")
+    table = Table()
     table.add_column("quantity")
     table.add_column("value", overflow="fold")
     for key, value in spec.summary(result):
-        table.add_row(str(key), str(value))
+        # summaries hold text such as E[δh²]; print it literally, not as markup
+        table.add_row(Text(str(key)), Text(str(value)))
     console.print(table)
     return EXIT_OK
 

@@ -103,6 +103,10 @@ def run_train(args: argparse.Namespace) -> int:
     from hmmrnn import train
 
     config = config_from_args(args)
+    if config.unknown_keys:
+        console.print(
+            f"[yellow]note:[/] unknown config keys kept as-is: {', '.join(config.unknown_keys)}"
+        )
     out = args.out or default_out(config)
     console.print(f"training [bold]{config.preset or 'custom'}[/] into {out}")
     return _drive(
