@@ -132,14 +132,8 @@ class MechanismsPane(Pane):
     # --- running ----------------------------------------------------------------------------
 
     def action_run(self) -> None:
-        entry = self.hub.current
-        if entry is None or entry.status == "broken":
-            self.app.notify(
-                "select a healthy model first"
-                if entry is None
-                else f"{entry.rel} is broken: {entry.reason}",
-                severity="error",
-            )
+        entry = self.healthy_model()
+        if entry is None:
             return
         if self.running is not None:
             self.app.notify(f"{self.running} is still running (ctrl+g cancels)", severity="warning")

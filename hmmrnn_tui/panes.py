@@ -20,6 +20,19 @@ class Pane(Container):
     def hub(self) -> HmmrnnApp:
         return self.app  # type: ignore[return-value]
 
+    def healthy_model(self):
+        """The selected entry when it can be analysed; otherwise say why and return None."""
+        entry = self.hub.current
+        if entry is None or entry.status == "broken":
+            why = (
+                "select a healthy model first"
+                if entry is None
+                else f"{entry.rel} is broken: {entry.reason}"
+            )
+            self.app.notify(why, severity="error")
+            return None
+        return entry
+
     def model_changed(self, entry) -> None:
         """The selected model changed (entry may be None)."""
 

@@ -131,14 +131,8 @@ class StateSpacePane(Pane):
     # --- computing --------------------------------------------------------------------------
 
     def action_compute(self) -> None:
-        entry = self.hub.current
-        if entry is None or entry.status == "broken":
-            self.app.notify(
-                "select a healthy model first"
-                if entry is None
-                else f"{entry.rel} is broken: {entry.reason}",
-                severity="error",
-            )
+        entry = self.healthy_model()
+        if entry is None:
             return
         if self.busy_key is not None:
             self.app.notify("state space already being computed", severity="warning")
