@@ -277,48 +277,30 @@ def _per_set_lines(plt, r, values) -> None:
     plt.xlabel("μ")
 
 
-def evolution_rates(plt, r) -> None:
-    begin(plt, "transition rate per epoch")
+def _per_epoch(plt, r, title: str, series: tuple[tuple[str, str], ...]) -> None:
+    """Per-epoch curves of an evolution result with the bifurcation epoch marked."""
+    begin(plt, title)
     ep = np.asarray(r.epochs).tolist()
-    plt.plot(
-        ep,
-        np.asarray(r.transition_rate, dtype=float).tolist(),
-        color=OUTPUT_COLORS[0],
-        marker="hd",
-        label="argmax",
-    )
-    plt.plot(
-        ep,
-        np.asarray(r.sampled_rate, dtype=float).tolist(),
-        color=OUTPUT_COLORS[1],
-        marker="hd",
-        label="sampled",
-    )
+    for i, (field, label) in enumerate(series):
+        values = np.asarray(getattr(r, field), dtype=float).tolist()
+        plt.plot(ep, values, color=OUTPUT_COLORS[i], marker="hd", label=label)
     if int(r.bifurcation_epoch) >= 0:
         plt.vertical_line(int(r.bifurcation_epoch), color=OUTPUT_COLORS[2])
     plt.xlabel("epoch")
+
+
+def evolution_rates(plt, r) -> None:
+    _per_epoch(
+        plt, r, "transition rate per epoch",
+        (("transition_rate", "argmax"), ("sampled_rate", "sampled")),
+    )  # fmt: skip
 
 
 def evolution_spectrum(plt, r) -> None:
-    begin(plt, "fraction of steps with unstable / critical eigenvalues")
-    ep = np.asarray(r.epochs).tolist()
-    plt.plot(
-        ep,
-        np.asarray(r.unstable_fraction, dtype=float).tolist(),
-        color=OUTPUT_COLORS[0],
-        marker="hd",
-        label="unstable",
-    )
-    plt.plot(
-        ep,
-        np.asarray(r.critical_fraction, dtype=float).tolist(),
-        color=OUTPUT_COLORS[1],
-        marker="hd",
-        label="critical",
-    )
-    if int(r.bifurcation_epoch) >= 0:
-        plt.vertical_line(int(r.bifurcation_epoch), color=OUTPUT_COLORS[2])
-    plt.xlabel("epoch")
+    _per_epoch(
+        plt, r, "fraction of steps with unstable / critical eigenvalues",
+        (("unstable_fraction", "unstable"), ("critical_fraction", "critical")),
+    )  # fmt: skip
 
 
 MECHANISM_VIEWS: dict[str, list[tuple[str, Callable]]] = {
