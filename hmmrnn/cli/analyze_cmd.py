@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -25,8 +24,6 @@ from hmmrnn.cli.common import (
     EXIT_OK,
     UserError,
     console,
-    console_err,
-    sigint_cancels,
     user_errors,
 )
 
@@ -196,30 +193,14 @@ def _load(path: Path, device: str):
 def _run(spec, loaded, params: dict, *, use_cache: bool, quiet: bool):
     """Run with a progress bar on stderr; None when cancelled (Ctrl-C)."""
     from hmmrnn.analyses.registry import run_analysis
-    from hmmrnn.cancel import Cancelled, CancelToken
+    from hmmrnn.cli.progress import run_cancellable
 
-    token = CancelToken()
-    progress = Progress(
-        TextColumn(f"[bold]{spec.name}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}% {task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console_err,
-        transient=True,
-        disable=quiet,
-    )
-    task = progress.add_task(spec.name, total=1.0, message="")
-
-    def on_progress(fraction: float, message: str = "") -> None:
-        progress.update(task, completed=fraction, message=message)
+    def job(progress, cancel):
+        return run_analysis(
+            spec.name, loaded, params, progress=progress, cancel=cancel, use_cache=use_cache
+        )
 
     try:
-        with progress, sigint_cancels(token):
-            return run_analysis(
-                spec.name, loaded, params, progress=on_progress, cancel=token, use_cache=use_cache
-            )
-    except Cancelled:
-        console_err.print("[yellow]cancelled[/]")
-        return None
+        return run_cancellable(spec.name, job, quiet=quiet)
     except ValueError as exc:
         raise UserError(f"{spec.name}: {exc}") from exc

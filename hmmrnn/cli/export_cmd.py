@@ -10,15 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from hmmrnn.cli.common import (
     EXIT_CANCELLED,
     EXIT_OK,
     UserError,
     console,
     console_err,
-    sigint_cancels,
     user_errors,
 )
 
@@ -39,7 +36,7 @@ def register(sub) -> None:
 
 def _add_own_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="print the figure names, one per line")
-    p.add_argument("--format", default="pdf,svg,png", help="comma list of pdf, svg, png")
+    p.add_argument("--format", default=None, help="comma list of pdf, svg, png (default all)")
     p.add_argument("--out", type=Path, default=None, help="export folder (default exports/)")
     p.add_argument("--width", choices=("double", "single"), default=None, help="journal width")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
@@ -48,14 +45,10 @@ def _add_own_flags(p: argparse.ArgumentParser) -> None:
 def _split(args: argparse.Namespace) -> list[str]:
     """Our flags may also come after FIGURE, among the analysis parameters."""
     own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    own.add_argument("--list", action="store_true")
-    own.add_argument("--format", default=None)
-    own.add_argument("--out", type=Path, default=None)
-    own.add_argument("--width", choices=("double", "single"), default=None)
-    own.add_argument("--device", default=None)
+    _add_own_flags(own)
     found, rest = own.parse_known_args(args.params or [])
     args.list = args.list or found.list
-    args.format = found.format or args.format
+    args.format = found.format or args.format or "pdf,svg,png"
     args.out = found.out or args.out or Path("exports")
     args.width = found.width or args.width or "double"
     args.device = found.device or args.device or "auto"
@@ -107,39 +100,26 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _export(spec, args, formats, params, export_figure):
-    from hmmrnn.cancel import Cancelled, CancelToken
+    from hmmrnn.cli.progress import run_cancellable
     from hmmrnn.evaluate import EvaluationFileError
 
-    token = CancelToken()
-    progress = Progress(
-        TextColumn(f"[bold]{spec.name}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}% {task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console_err,
-        transient=True,
-    )
-    task = progress.add_task(spec.name, total=1.0, message="")
-
-    def on_progress(fraction: float, message: str = "") -> None:
-        progress.update(task, completed=fraction, message=message)
-
     device = None if spec.analysis in ("loss-curves", "tree") else args.device
-    try:
-        with progress, sigint_cancels(token), user_errors():
+
+    def job(progress, cancel):
+        with user_errors():
             return export_figure(
                 spec.name,
                 args.model,
                 out_dir=args.out,
                 formats=formats,
                 params=params,
-                progress=on_progress,
-                cancel=token,
+                progress=progress,
+                cancel=cancel,
                 width=args.width,
                 device=device,
             )
-    except Cancelled:
-        console_err.print("[yellow]cancelled[/]")
-        return None
+
+    try:
+        return run_cancellable(spec.name, job)
     except (ValueError, TypeError, EvaluationFileError, OSError) as exc:
         raise UserError(f"{spec.name}: {exc}") from exc

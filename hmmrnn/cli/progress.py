@@ -39,3 +39,34 @@ class TrainingDisplay:
 
     def batch(self, done: int, total: int) -> None:  # noqa: ARG002 - epochs drive the bar
         return None
+
+
+def run_cancellable(name: str, job, *, quiet: bool = False):
+    """Run job(progress, cancel) under a transient progress bar with Ctrl-C as cancel.
+
+    Returns the job's result, or None when it was cancelled (the caller exits 130).
+    """
+    from hmmrnn.cancel import Cancelled, CancelToken
+    from hmmrnn.cli.common import console_err, sigint_cancels
+
+    token = CancelToken()
+    bar = Progress(
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% {task.fields[message]}"),
+        TimeElapsedColumn(),
+        console=console_err,
+        transient=True,
+        disable=quiet,
+    )
+    task = bar.add_task(name, total=1.0, message="")
+
+    def on_progress(fraction: float, message: str = "") -> None:
+        bar.update(task, completed=fraction, message=message)
+
+    try:
+        with bar, sigint_cancels(token):
+            return job(on_progress, token)
+    except Cancelled:
+        console_err.print("[yellow]cancelled[/]")
+        return None
