@@ -90,12 +90,19 @@ RECIPES = [
                 "epochs": 60,
                 "learning_rates": [3e-4],
             },
+            # blur 1.0 smears single-step blips (cost 1 against epsilon 1), so the RNN kept too many
+            # constant sequences and bursts (distance ratio 1.056); a finer main term with a coarse
+            # second term that holds volatility up resolves them
+            {
+                "blur": 0.7,
+                "aux_blur": 2.0,
+                "aux_weight": 1.0,
+                "batch_size": 4096,
+                "num_seq": 30720,
+                "epochs": 60,
+                "learning_rates": [2e-4],
+            },
         ],
-        seeds=(0,),
-        pending="best so far with seed 0: distance ratio 1.056 (bar 1.05), transitions within "
-        "0.004, volatility within 1%, stable long runs; seed 1 with a fifth stage (batch 4096, "
-        "lr 2e-4, 60 epochs) reaches 1.047 but its 2,000-step driven runs diverge; not shipped "
-        "until a model meets the whole bar",
     ),
     Recipe("Cyclic", "Cyclic/Seed {seed}", "Cyclic", stages=[{"blur": 1.0}]),  # seeds 0, 1 blow up
     Recipe(
@@ -227,7 +234,7 @@ def write_readme(root: Path, rows: list[dict]) -> None:
     )
     lines.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        recipe = " then ".join(_stage_text(s) for s in r["stages"])
+        recipe = " then ".join(_stage_text(s, i == 0) for i, s in enumerate(r["stages"]))
         lines.append(
             f"| {r['name']} (h{r['hidden']}, d{r['input']}, seed {r['seed']}, L={r['seq_len']}) "
             f"| `{r['folder']}` | {recipe} | {r['wall_seconds'] / 60:.1f} min "
@@ -248,12 +255,17 @@ def write_readme(root: Path, rows: list[dict]) -> None:
     atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
 
 
-def _stage_text(stage: dict) -> str:
+def _stage_text(stage: dict, first: bool) -> str:
+    """One stage of a recipe; later stages start from the previous weights, so no init."""
     parts = [f"{stage['epochs']} epochs, lr {stage['learning_rates'][0]:g}"]
-    if stage.get("pretrained_model_path") is None and stage.get("init") == "identity":
+    if not first:
+        parts.insert(0, f"batch {stage['batch_size']} on {stage['num_seq']:,} sequences")
+    if first and stage.get("init") == "identity":
         parts.append(f"identity init x{stage['init_gain']:g}")
     if stage.get("blur", 0.2) != 0.2:
         parts.append(f"blur {stage['blur']:g}")
+    if stage.get("aux_weight"):
+        parts.append(f"+ {stage['aux_weight']:g} x blur {stage['aux_blur']:g} term")
     if stage.get("checkpoint_every"):
         parts.append(f"checkpoints every {stage['checkpoint_every']} epochs")
     return ", ".join(parts)
@@ -289,6 +301,14 @@ Wall times were measured while other jobs shared the 2 cores, so they are upper 
 
 Cyclic uses blur 1.0: at 0.2 the RNN drops most of the HMM's 10% emission flips (volatility 5.95
 against 8.42); with seed 0 or 1 its long driven runs grow without bound, so seed 2 is shipped.
+
+Fully ends with a fifth stage at blur 0.7 plus a blur-2.0 term of weight 1 (the loss is their sum).
+After the four blur-1.0 stages its distance ratio stalls at 1.056 (more stages, lower learning
+rates, blur 1.2 and seeds 1-2 gave 1.05-1.08). At blur 1.0 epsilon equals the cost of a one-step
+blip, so the loss barely tells a blip from a constant sequence, and the RNN emitted constant
+sequences 18% of the time against the HMM's 12%, with switches bunched right after a switch. A
+finer blur alone (0.5 or 0.7) loses a third of the volatility; the coarse term keeps it, and the ratio
+drops to 1.029 (1.030 with evaluation seed 1).
 
 Known limit: the study's loss at blur 0.2 is close to exact optimal transport between samples, which
 barely rewards a rare symbol emitted at random steps. The 2-state models emit the middle output

@@ -219,8 +219,12 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if key in _FLOAT_KEYS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if key in _STR_KEYS:
         if not isinstance(value, str):

@@ -55,6 +55,8 @@ def test_missing_keys_take_defaults():
         ("emission_method", "triangular", "triangular"),
         ("loss", "mse", "loss must be one of"),
         ("tau", -1, "tau must be > 0"),
+        ("aux_weight", float("inf"), "aux_weight must be a finite number"),
+        ("blur", float("nan"), "blur must be a finite number"),
         ("custom_transition_matrix", [1, 2], "2-D"),
         ("biased", "no", "biased must be true or false"),
     ],

@@ -15,6 +15,7 @@ EXPECTED = {
     "Three/hidden_50/input_10/seed_0": (3, 50, 10),
     "Four/hidden_50/input_10/seed_0": (4, 50, 10),
     "Five/hidden_50/input_10/seed_0": (5, 50, 10),
+    "Fully_Connected/Seed 0": (3, 50, 10),
     "Cyclic/Seed 2": (4, 50, 10),
     "ReverseEngineeredModel": (2, 150, 100),
 }
