@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hmmrnn.hmm import HMM, build_emission, build_transition, get_preset
-from hmmrnn.io import atomic_write_text
+from hmmrnn.io import atomic_write_text, read_json_file
 
 
 class ConfigError(ValueError):
@@ -112,14 +112,7 @@ class ExperimentConfig:
     @classmethod
     def load(cls, path: str | Path) -> ExperimentConfig:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        data = read_json_file(path, ConfigError)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

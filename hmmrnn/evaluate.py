@@ -31,7 +31,6 @@ above ``MAX_PAIRS`` entries a ValueError is raised rather than exhausting memory
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from hmmrnn.io import atomic_write_json
+from hmmrnn.io import atomic_write_json, read_json_file
 
 MATCH_METHODS = ("assignment", "argmax")
 MAX_PAIRS = 250_000_000  # 2 GB of float64 distances
@@ -142,7 +141,6 @@ def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.n
 def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) -> np.ndarray:
     """Partners (indices into b) of an optimal one-to-one assignment minimising summed distance."""
     import ot
-    from scipy.optimize import linear_sum_assignment
 
     n, length = a.shape
     ua, _, inv_a, ca = _dedup(a)
@@ -151,12 +149,7 @@ def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) 
     use_dedup = small if dedup is None else dedup
     table = _distance_table(length)
     if not use_dedup:
-        _check_pairs(n, n)
-        dist = table[mismatch_matrix(a, b, num_outputs)]
-        rows, cols = linear_sum_assignment(dist)
-        partners = np.empty(n, dtype=np.int64)
-        partners[rows] = cols
-        return partners
+        return _full_assignment(a, b, num_outputs, table)
     _check_pairs(ua.shape[0], ub.shape[0])
     dist = table[mismatch_matrix(ua, ub, num_outputs)]
     flow, log = ot.emd(
@@ -171,13 +164,21 @@ def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) 
         and np.array_equal(flow_int.sum(axis=1), ca)
         and np.array_equal(flow_int.sum(axis=0), cb)
     ):
-        _check_pairs(n, n)
-        full = table[mismatch_matrix(a, b, num_outputs)]
-        rows, cols = linear_sum_assignment(full)
-        partners = np.empty(n, dtype=np.int64)
-        partners[rows] = cols
-        return partners
+        return _full_assignment(a, b, num_outputs, table)
     return _expand_flow(flow_int, inv_a, inv_b)
+
+
+def _full_assignment(
+    a: np.ndarray, b: np.ndarray, num_outputs: int, table: np.ndarray
+) -> np.ndarray:
+    """Partners from scipy's assignment on the full N x N distance matrix."""
+    from scipy.optimize import linear_sum_assignment
+
+    _check_pairs(len(a), len(b))
+    rows, cols = linear_sum_assignment(table[mismatch_matrix(a, b, num_outputs)])
+    partners = np.empty(len(a), dtype=np.int64)
+    partners[rows] = cols
+    return partners
 
 
 def _argmax_match(a: np.ndarray, b: np.ndarray, num_outputs: int, reg: float) -> np.ndarray:
@@ -461,18 +462,7 @@ class EvaluationResult:
     @classmethod
     def load(cls, path: str | Path) -> EvaluationResult:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise EvaluationFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise EvaluationFileError(f"{path} is not a UTF-8 text file") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EvaluationFileError(
-                f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})"
-            ) from exc
+        data = read_json_file(path, EvaluationFileError)
         try:
             return cls.from_dict(data)
         except ValueError as exc:

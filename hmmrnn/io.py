@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +99,36 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def parse_records(lines: Iterable[str | bytes]) -> list[dict]:
+    """JSON-lines records: lines that do not parse (a partial line being written) or that hold
+    something other than an object are skipped, so a live log can be read at any moment."""
+    records = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def read_text_file(path: Path, error: type[Exception]) -> str:
+    """A UTF-8 text file; a missing, unreadable or binary file raises `error` naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not a UTF-8 text file") from exc
+
+
+def read_json_file(path: Path, error: type[Exception]) -> Any:
+    """Parsed JSON of a file; unreadable, non-UTF-8 or malformed files raise `error` naming it."""
+    text = read_text_file(path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc

@@ -34,6 +34,7 @@ iterations.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
@@ -279,9 +280,14 @@ class TargetCache(MutableMapping):
 
 def _fingerprint(y: Tensor) -> Tensor:
     """Cheap content signature of y, so a reused key with new targets misses."""
+    return y.to(torch.float64) @ _fingerprint_weights(y.shape[1], y.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_weights(dim: int, device: torch.device) -> Tensor:
+    """Fixed random weights, made once per size and device (not a host-to-device copy per call)."""
     gen = torch.Generator().manual_seed(0x5EED)
-    w = torch.rand(y.shape[1], generator=gen, dtype=torch.float64).to(y.device)
-    return y.to(torch.float64) @ w
+    return torch.rand(dim, generator=gen, dtype=torch.float64).to(device)
 
 
 def _cached_target_potential(

@@ -41,7 +41,7 @@ from typing import Any
 from hmmrnn.cancel import CancelToken
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.hmm import PRESETS, HMMSpecError, get_preset
-from hmmrnn.io import atomic_write_json
+from hmmrnn.io import atomic_write_json, read_json_file, read_text_file
 from hmmrnn.tree import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -90,24 +90,17 @@ def spec_keys() -> list[str]:
 def load_spec(path: str | Path) -> dict:
     """Read a TOML or JSON grid spec (by extension; JSON when in doubt)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         try:
-            data = tomllib.loads(text)
+            data = tomllib.loads(read_text_file(path, SpecError))
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{path} is not valid TOML: {exc}") from exc
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        data = read_json_file(path, SpecError)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec is a table/object of keys, got {type(data).__name__}")
     return data
@@ -581,10 +574,17 @@ def _package_root() -> str:
     return str(Path(hmmrnn.__file__).resolve().parent.parent)
 
 
-def _child_env(threads: int, gpu: str | None) -> dict:
+def python_child_env() -> dict:
+    """Environment for a `python -m hmmrnn...` child: it finds this hmmrnn from any working
+    directory and writes its output unbuffered, so logs can be followed live."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _child_env(threads: int, gpu: str | None) -> dict:
+    env = python_child_env()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
     if gpu is not None:

@@ -24,7 +24,7 @@ import torch
 from hmmrnn.cancel import CancelToken
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.device import resolve_device, torch_generator
-from hmmrnn.io import atomic_torch_save, atomic_write_json, safe_torch_load
+from hmmrnn.io import atomic_torch_save, atomic_write_json, parse_records, safe_torch_load
 from hmmrnn.rnn import HMMRNN
 from hmmrnn.tree import (
     CHECKPOINT_NAME,
@@ -33,6 +33,7 @@ from hmmrnn.tree import (
     METRICS_NAME,
     MODELS_DIR,
     RUN_NAME,
+    cpu_state,
     is_running,
     read_run_info,
     save_model,
@@ -253,7 +254,7 @@ class Trainer:
                 "lr_index": lr_index,
                 "epoch": epoch,
                 "epochs_done": self.epochs_done,
-                "model": _cpu_state(model),
+                "model": cpu_state(model),
                 "optimizer": optimizer.state_dict(),
                 "best_val": self.best_val,
                 "best_lr": self.best_lr if self.best_lr is not None else -1.0,
@@ -269,14 +270,14 @@ class Trainer:
         evo = self.folder / MODELS_DIR / EVOLUTION_DIR
         if len(self.config.learning_rates) > 1:
             evo = evo / f"lr_{self.config.learning_rates[lr_index]:g}"
-        atomic_torch_save(evo / f"model_epoch_{epoch}.pth", _cpu_state(model))
+        atomic_torch_save(evo / f"model_epoch_{epoch}.pth", cpu_state(model))
 
     def save_best(self) -> Path | None:
         if self.best_state is None:
             return None
-        model = HMMRNN(self.config.input_size, self.config.hidden_size, self.config.outputs)
-        model.load_state_dict(self.best_state)
-        return save_model(self.folder, model, self.config, self.best_lr or 0.0, self.best_val)
+        return save_model(
+            self.folder, self.best_state, self.config, self.best_lr or 0.0, self.best_val
+        )
 
     # -- one epoch ------------------------------------------------------------------------------
 
@@ -301,9 +302,10 @@ class Trainer:
             loss = self.loss_fn(x, target, target_key=("train", i))
             if self.config.weight_decay:
                 loss = loss + self.config.weight_decay * sum(p.norm() for p in model.parameters())
-            if not torch.isfinite(loss):
+            value = float(loss.detach())  # one device sync per batch serves both uses
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
+                    f"loss became {value} at epoch {epoch}, batch {i + 1} "
                     "(try a smaller learning rate or grad_clip); the last good checkpoint is kept"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -311,7 +313,7 @@ class Trainer:
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
             optimizer.step()
-            total += float(loss.detach()) * target.shape[0]
+            total += value * target.shape[0]
             count += target.shape[0]
             if self.on_batch:
                 self.on_batch(i + 1, n_batches)
@@ -350,7 +352,7 @@ class Trainer:
             val_loss = self.validate(model, lr_index, epoch)
             if val_loss < self.best_val:
                 self.best_val, self.best_lr = val_loss, lr
-                self.best_state = _cpu_state(model)  # a real copy, not a live reference
+                self.best_state = cpu_state(model)  # a real copy, not a live reference
             self.epochs_done += 1
             self.save_evolution(model, lr_index, epoch)
             self.save_checkpoint(lr_index, epoch, model, optimizer)
@@ -381,10 +383,6 @@ class Trainer:
             self.folder, status, self.best_val, self.best_lr, self.epochs_done, self.floor,
             model_file, message,
         )  # fmt: skip
-
-
-def _cpu_state(model) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # --- entry points -----------------------------------------------------------------------------------
@@ -464,12 +462,4 @@ def read_metrics(folder: str | Path) -> list[dict]:
     path = Path(folder) / METRICS_NAME
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
+    return parse_records(path.read_text(encoding="utf-8").splitlines())

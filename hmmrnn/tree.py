@@ -178,12 +178,20 @@ def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
     return LoadedModel(model=model, config=config, model_file=model_file, folder=cfg_path.parent)
 
 
-def save_model(folder: Path, model, config: ExperimentConfig, lr: float, loss: float) -> Path:
-    """Write config.json and the weights under the study's name; returns the weights path."""
+def cpu_state(model) -> dict:
+    """A detached CPU copy of a model's weights (a real copy: later training cannot change it)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def save_model(
+    folder: Path, model_or_state, config: ExperimentConfig, lr: float, loss: float
+) -> Path:
+    """Write config.json and the weights (a model or its CPU state dict) under the study's name;
+    returns the weights path."""
     folder = Path(folder)
     config.save(folder / CONFIG_NAME)
     target = folder / MODELS_DIR / model_file_name(config, lr, loss)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = model_or_state if isinstance(model_or_state, dict) else cpu_state(model_or_state)
     atomic_torch_save(target, state)
     return target
 

@@ -179,9 +179,8 @@ class HmmrnnApp(App):
         self.tree_ready = True
 
     def select_entry(self, entry) -> None:
-        if self.current is not None and entry is not None and self.current.path == entry.path:
-            if self.current is entry:
-                return
+        if entry is not None and entry is self.current:
+            return
         self.current = entry
         for pane in self.panes:
             pane.model_changed(entry)

@@ -114,11 +114,12 @@ class MetricsPane(Pane):
             jobs.post(self.app, self._evaluated, entry, result)
 
     def _evaluated(self, entry, result) -> None:
+        from hmmrnn_tui import services
+
         self.hub.evaluations[str(entry.path)] = result
         row = self.rows.get(str(entry.path))
         if row is not None:
-            row["distance_ratio"] = result.distance_ratio
-            row["transition_error"] = result.transition_error
+            row.update(services.eval_columns(result))
             self.fill_table()
         current = self.hub.current
         if current is not None and current.path == entry.path:
@@ -147,14 +148,7 @@ class MetricsPane(Pane):
                 f"{entry.rel} cannot be evaluated: {entry.status} {entry.reason}", severity="error"
             )
             return
-        if self.busy:
-            self.app.notify(f"already {self.busy}", severity="warning")
-            return
-        from hmmrnn.cancel import CancelToken
-
-        self.token = CancelToken()
-        self._busy(f"evaluating {entry.rel}")
-        self.evaluate_worker([entry], self.token)
+        self._start(f"evaluating {entry.rel}", [entry])
 
     def action_evaluate_all(self) -> None:
         todo = [
@@ -167,14 +161,19 @@ class MetricsPane(Pane):
         if not todo:
             self.app.notify("every healthy model is evaluated already")
             return
+        self._start(f"evaluating {len(todo)} models", todo)
+
+    def _start(self, what: str, entries: list) -> None:
+        """Run the evaluation worker unless one is going: one at a time, so ctrl+g has one
+        token to cancel and the progress bar one job to show."""
         if self.busy:
             self.app.notify(f"already {self.busy}", severity="warning")
             return
         from hmmrnn.cancel import CancelToken
 
         self.token = CancelToken()
-        self._busy(f"evaluating {len(todo)} models")
-        self.evaluate_worker(todo, self.token)
+        self._busy(what)
+        self.evaluate_worker(entries, self.token)
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
     def evaluate_worker(self, entries: list, token) -> None:
@@ -239,11 +238,12 @@ class MetricsPane(Pane):
             jobs.post(self.app, self._rows_loaded, rows)
 
     def _rows_loaded(self, rows: dict) -> None:
+        from hmmrnn_tui import services
+
         for key, row in rows.items():
             ev = self.hub.evaluations.get(key)
             if ev is not None:
-                row["distance_ratio"] = ev.distance_ratio
-                row["transition_error"] = ev.transition_error
+                row.update(services.eval_columns(ev))
         self.rows = rows
         self.fill_table()
 

@@ -9,7 +9,6 @@ No textual import here: this is plain process and file handling, testable on its
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -19,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hmmrnn.io import parse_records
 from hmmrnn.tree import METRICS_NAME, RUN_NAME, pid_alive, read_json
 
 LOG_NAME = "train.log"
@@ -140,36 +140,20 @@ class MetricsFollower:
             data = fh.read(size - self.offset)
         self.offset += len(data)
         *lines, self.partial = (self.partial + data).split(b"\n")
-        new = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                new.append(rec)
+        new = parse_records(lines)
         self.records.extend(new)
         return new
 
 
-def _package_root() -> str:
-    """Folder holding the hmmrnn package, so the child finds it from any working directory."""
-    import hmmrnn
-
-    return str(Path(hmmrnn.__file__).resolve().parent.parent)
-
-
 def launch(request: TrainRequest, out: Path) -> RunHandle:
     """Start a detached training process writing into `out`; returns at once."""
+    from hmmrnn.sweep import python_child_env  # lazy: the app does not need it to paint
+
     out = Path(out)
     if (out / RUN_NAME).exists() or (out / METRICS_NAME).exists():
         raise FileExistsError(f"{out} already holds a run; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_package_root(), env.get("PYTHONPATH", "")) if p
-    )
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    env = python_child_env()
     with open(out / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(
             request.command(out),

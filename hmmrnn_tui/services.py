@@ -139,9 +139,17 @@ def cross_row(entry) -> dict:
 
     row = entry_row(entry)
     ev = load_evaluation(entry.path) if entry.status == "ok" else None
-    row["distance_ratio"] = None if ev is None else ev.distance_ratio
-    row["transition_error"] = None if ev is None else ev.transition_error
+    row.update(eval_columns(ev))
     return row
+
+
+def eval_columns(ev) -> dict:
+    """The cross-model table's evaluation columns of a result (None without one), written in one
+    place so the rows built at load time and those updated after an evaluation stay alike."""
+    return {
+        "distance_ratio": None if ev is None else ev.distance_ratio,
+        "transition_error": None if ev is None else ev.transition_error,
+    }
 
 
 def analyse(
@@ -182,7 +190,3 @@ def parse_params(text: str, spec) -> dict:
             raise ValueError(f"expected name=value, got {item!r}")
         tokens.append("--" + item)
     return _parse(tokens, spec.defaults, spec.name)
-
-
-def run_info(folder: Path) -> dict:
-    return read_json(Path(folder) / "run.json")

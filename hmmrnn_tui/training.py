@@ -42,6 +42,7 @@ class TrainingPane(Pane):
         self.handle: runs.RunHandle | None = None
         self.reported = False
         self.running: list[runs.RunHandle] = []
+        self._drawn: tuple | None = None  # what the loss plot shows, see _plot_key
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -142,6 +143,7 @@ class TrainingPane(Pane):
     def follow(self, handle: runs.RunHandle) -> None:
         self.handle = handle
         self.reported = False
+        self._drawn = None
         self.query_one("#run-progress").display = True
         self.query_one("#run-status", Label).update(
             Text(f"starting {handle.folder.name} …", style="yellow")
@@ -158,18 +160,26 @@ class TrainingPane(Pane):
         try:
             new = handle.follower.poll()
             info = handle.info()
-            if new or not handle.follower.records:
+            if new or self._plot_key(handle, info) != self._drawn:
                 self._draw(handle, info)
             self._show_status(handle, info)
         except Exception as exc:  # a run folder removed under us: stop following, keep the app
             self.handle = None
+            self._drawn = None
             self.app.notify(str(exc), title="stopped following the run", severity="error")
 
     @property
     def records(self) -> list[dict]:
         return [] if self.handle is None else self.handle.follower.records
 
+    @staticmethod
+    def _plot_key(handle: runs.RunHandle, info: dict) -> tuple:
+        """What the loss plot depends on: redrawing plotext on every tick of a run with no
+        records yet would cost a full re-render each poll for an unchanged picture."""
+        return (id(handle), len(handle.follower.records), info.get("floor"))
+
     def _draw(self, handle: runs.RunHandle, info: dict) -> None:
+        self._drawn = self._plot_key(handle, info)
         records = handle.follower.records
         floor = info.get("floor")
         if floor is None and records:

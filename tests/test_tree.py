@@ -66,6 +66,8 @@ def _break(kind, folder):
         (folder / "config.json").unlink()
     elif kind == "bad config":
         (folder / "config.json").write_text(json.dumps({"states": "three"}))
+    elif kind == "binary config":
+        (folder / "config.json").write_bytes(b"\xff\xfe{}")
     elif kind == "pickle":
         with open(pth, "wb") as fh:
             pickle.dump(Evil(), fh)
@@ -83,6 +85,7 @@ def _break(kind, folder):
         ("nan", "NaN"),
         ("no config", "missing config.json"),
         ("bad config", "states must be an integer"),
+        ("binary config", "not a UTF-8 text file"),
         ("pickle", "refused"),
         ("torch pickle", "refused"),
     ],

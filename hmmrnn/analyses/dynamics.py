@@ -41,8 +41,8 @@ Jacobian spectra (J = D W_hh, D = diag(pre > 0); only gating masks are ever stor
 
 PCA basis for projections
 - `pc_basis(model, *, n_components=3, steps=2000, warmup=20, noise_std=1.0, seed=0)
-  -> (components (C,H) ndarray, mean (H,) ndarray)`: the driven PCA of `hmmrnn.analyses.pca` when
-  present, else the same thing computed here with scikit-learn.
+  -> (components (C,H) float64 ndarray, mean (H,) float64 ndarray)`: the driven PCA of
+  `hmmrnn.analyses.pca` (same basis as the state-space views).
 - `project(h, components, mean) -> ndarray (..., C)`.
 """
 
@@ -53,8 +53,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from hmmrnn.device import torch_generator
 
 # --- runs -----------------------------------------------------------------------------------------
 
@@ -385,30 +383,22 @@ def pc_basis(
     noise_std: float = 1.0,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Principal axes (C, H) and mean (H,) of a driven run, shared with the state-space views."""
-    try:
-        from hmmrnn.analyses.pca import driven_pca
-    except ImportError:
-        driven_pca = None
-    if driven_pca is not None:
-        res = driven_pca(
-            model,
-            steps=steps,
-            warmup=warmup,
-            noise_std=noise_std,
-            n_components=n_components,
-            seed=seed,
-        )
-        comps = np.asarray(res.components)[:n_components]
-        return comps.astype(np.float64), np.asarray(res.mean, dtype=np.float64)
-    from sklearn.decomposition import PCA
+    """Principal axes (C, H) and mean (H,) of a driven run, shared with the state-space views.
 
-    gen = torch_generator(seed, model.device)
-    hidden = driven_run(model, 1, warmup + steps, noise_std=noise_std, generator=gen)[0, warmup:]
-    data = hidden.cpu().numpy().astype(np.float64)
-    n = min(n_components, *data.shape)
-    pca = PCA(n_components=n).fit(data)
-    return pca.components_, pca.mean_
+    This is `hmmrnn.analyses.pca.driven_pca`, so every analysis projects on the very same basis;
+    it is imported here, not at module level, to keep scikit-learn out of importing this module.
+    """
+    from hmmrnn.analyses.pca import driven_pca
+
+    res = driven_pca(
+        model,
+        steps=steps,
+        warmup=warmup,
+        noise_std=noise_std,
+        n_components=n_components,
+        seed=seed,
+    )
+    return res.components, res.mean
 
 
 def project(h, components: np.ndarray, mean: np.ndarray) -> np.ndarray:

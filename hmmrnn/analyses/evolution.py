@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
-from hmmrnn.analyses.dynamics import argmax_outputs, driven_run, spectrum_counts
+from hmmrnn.analyses.dynamics import driven_run, spectrum_counts
 from hmmrnn.analyses.pca import fit_pca, project
 from hmmrnn.analyses.registry import AnalysisSpec, register
 from hmmrnn.cancel import CancelToken
@@ -138,10 +138,11 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
     hidden = driven_run(model, 1, warmup + steps, noise_std=noise_std, generator=gen)[0]
     previous = torch.cat([torch.zeros_like(hidden[:1]), hidden[:-1]])[warmup:]
     hidden = hidden[warmup:]
-    symbols = argmax_outputs(model, hidden)
+    logits = model.readout(hidden)  # once: both the argmax output and the sampled symbols use it
+    symbols = logits.argmax(dim=-1)
     rate = (symbols[1:] != symbols[:-1]).double().mean().item()
     sample_gen = torch_generator(noise_gen_seed + 1, model.device)
-    emitted = hard_gumbel_softmax(model.readout(hidden), model.tau, sample_gen).argmax(-1)
+    emitted = hard_gumbel_softmax(logits, model.tau, sample_gen).argmax(-1)
     sampled = (emitted[1:] != emitted[:-1]).double().mean().item()
     counts = spectrum_counts(
         model.w_hh.detach(),

@@ -157,7 +157,13 @@ def residency(
 ) -> ResidencyResult:
     """Residency times of n_states states of one driven run (after `warmup` steps)."""
     progress = progress or no_progress
-    _check_sizes(n_states=n_states, n_samples=n_samples, max_steps=max_steps, chunk=chunk_states)
+    _check_sizes(
+        n_states=n_states,
+        n_samples=n_samples,
+        max_steps=max_steps,
+        chunk=chunk_states,
+        n_components=n_components,
+    )
     gen = torch_generator(seed, model.device)
     states = driven_run(model, 1, warmup + n_states, noise_std=noise_std, generator=gen)[0, warmup:]
     progress(0.0, "residency: states sampled")
@@ -270,10 +276,11 @@ def subspace_residency(
     """Residency within the long stretches where the outputs alternate inside one pair.
 
     Each pair gets its own PCA (fitted on all its runs' states), so the pair's two clusters and
-    the transitions between them are seen in the plane that separates them best. At most
-    max_states states per pair (evenly spaced) go through the residency rollouts.
+    the transitions between them are seen in the plane that separates them best. It is `fit_pca`
+    (full SVD, fixed axis signs), so a rerun gives the same axes; pairs without runs keep zeros.
+    At most max_states states per pair (evenly spaced) go through the residency rollouts.
     """
-    from sklearn.decomposition import PCA
+    from hmmrnn.analyses.pca import fit_pca  # deferred: keeps scikit-learn out of module import
 
     progress = progress or no_progress
     _check_sizes(
@@ -282,6 +289,7 @@ def subspace_residency(
         n_samples=n_samples,
         max_steps=max_steps,
         chunk=chunk_states,
+        n_components=n_components,
     )
     k, hidden = model.output_size, model.hidden_size
     pairs = _all_pairs(k) if outputs_pair is None else [tuple(int(o) for o in outputs_pair)]
@@ -306,13 +314,12 @@ def subspace_residency(
             continue
         rows = np.concatenate([np.arange(s, e) for s, e in runs])
         rows = torch.as_tensor(rows, device=run.device)
-        data = run[rows].cpu().numpy().astype(np.float64)
-        c = min(n_components, *data.shape)
-        pca = PCA(n_components=c).fit(data)
+        pca = fit_pca(run[rows].cpu().numpy(), n_components)
+        c = pca.n_components
         comps[p, :c], means[p], ratios[p, :c] = (
-            pca.components_,
-            pca.mean_,
-            pca.explained_variance_ratio_,
+            pca.components,
+            pca.mean,
+            pca.explained_variance_ratio,
         )
         if len(rows) > max_states:
             pick = np.linspace(0, len(rows) - 1, max_states).round().astype(np.int64)

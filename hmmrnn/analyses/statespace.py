@@ -398,16 +398,17 @@ def find_fixed_points(
         norms = torch.where(dead, good.median() if len(good) else norms.new_tensor(1.0), norms)
     w = model.w_hh.detach().double()
     u = _minimise(w, starts / starts.norm(dim=1, keepdim=True), iters, lr, progress, cancel)
-    q_all = _speed(w, u)
+    q_all = _speed(w, u).cpu().numpy()
+    norms = norms.cpu()  # the per-cluster loop below then never syncs with the device
     _tick(progress, cancel, 0.9, "classifying")
-    keep = torch.nonzero(q_all < slow_tol).flatten().cpu().numpy()
+    keep = np.flatnonzero(q_all < slow_tol)
     labels = dedup_labels(u[keep].cpu().numpy(), dedup_tol)
     reps, members, scales = [], [], []
     for k in range(int(labels.max()) + 1 if len(labels) else 0):
         idx = keep[labels == k]
         reps.append(idx[int(q_all[idx].argmin())])
         members.append(len(idx))
-        scales.append(float(norms[idx].median()))
+        scales.append(float(norms[idx].median()))  # torch's median: the lower middle value
     growth, piece = origin_growth(w, starts)
     dirs = u[reps] if reps else u[:0]
     pts = torch.cat(
@@ -424,7 +425,7 @@ def find_fixed_points(
     )
     n_unst, n_marg, kinds = classify(eigs, eig_tol)
     kinds[0] = _origin_kind(growth, eig_tol)
-    q = np.concatenate([[0.0], q_all[reps].cpu().numpy()]) if reps else np.zeros(1)
+    q = np.concatenate([[0.0], q_all[reps]]) if reps else np.zeros(1)
     pca = _try_pca(model, pca_steps, n_components, seed)
     points = pts.cpu().numpy()
     _tick(progress, cancel, 1.0, "done")
@@ -438,7 +439,7 @@ def find_fixed_points(
         n_marginal=n_marg,
         members=np.array([0, *members], dtype=np.int64),
         projections=_project_or_empty(pca, points),
-        start_q=q_all.cpu().numpy(),
+        start_q=q_all,
         kinds=kinds,
         origin_growth=growth,
         tol=float(tol),

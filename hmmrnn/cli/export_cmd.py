@@ -69,7 +69,7 @@ def _defaults_for(spec) -> dict:
 
 def run_export(args: argparse.Namespace) -> int:
     from hmmrnn.cli.analyze_cmd import parse_params
-    from hmmrnn.figures import FIGURES, export_figure, parse_formats
+    from hmmrnn.figures import FIGURES, export_figure, get_figure, parse_formats
 
     tokens = _split(args)
     if args.list:
@@ -78,16 +78,13 @@ def run_export(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.model is None or args.figure is None:
         raise UserError("usage: hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out DIR]")
-    if args.figure not in FIGURES:
-        raise UserError(f"unknown figure {args.figure!r}; choose one of {', '.join(FIGURES)}")
-    spec = FIGURES[args.figure]
     try:
+        spec = get_figure(args.figure)
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    # loss-curves and tree figures have empty defaults, so parse_params rejects any parameter
     params = parse_params(tokens, _defaults_for(spec), spec.name) or None
-    if params and spec.analysis in ("loss-curves", "tree"):
-        raise UserError(f"{spec.name} takes no parameters")
     result = _export(spec, args, formats, params, export_figure)
     if result is None:
         return EXIT_CANCELLED

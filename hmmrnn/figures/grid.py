@@ -127,9 +127,14 @@ def _append(cols: dict, entry, ev, root: Path) -> None:
     cols["model_files"].append(str(entry.model_file))
 
 
-def _grid_axes(fig, n: int, width: str):
+def _grid_shape(n: int, width: str) -> tuple[int, int]:
+    """(rows, columns) for n panels: 4 across a double-width page, 2 across a single column."""
     ncols = min(n, 4 if width == "double" else 2)
-    nrows = -(-n // ncols)
+    return -(-n // ncols), ncols
+
+
+def _grid_axes(fig, n: int, width: str):
+    nrows, ncols = _grid_shape(n, width)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     hide_unused(axes, n)
     return axes[:n]
@@ -144,11 +149,17 @@ def _series(tree: TreeEvaluations, values: np.ndarray, group: str, inp: int):
     return hs, means, stds
 
 
+def _spans_decade(values: np.ndarray) -> bool:
+    """Whether the finite positive values span more than a factor 10: only then is log worth it."""
+    finite = values[np.isfinite(values) & (values > 0)]
+    return bool(finite.size and finite.max() / finite.min() > 10)
+
+
 def _render_grid(
     tree: TreeEvaluations, values, ylabel: str, width: str, *, baseline=None, log=False
 ):
     groups = tree.groups
-    n_rows = -(-len(groups) // (4 if width == "double" else 2))
+    n_rows, _ = _grid_shape(len(groups), width)
     fig = new_figure(width, height=0.4 + 2.0 * n_rows)
     axes = _grid_axes(fig, len(groups), width)
     inputs = np.unique(tree.input)
@@ -156,6 +167,7 @@ def _render_grid(
     all_hidden = np.unique(tree.hidden)
     pos = {h: i for i, h in enumerate(all_hidden)}
     dodge = 0.4 / max(len(inputs), 1)
+    log_y = log and _spans_decade(values)
     for ax, group in zip(axes, groups, strict=False):
         for j, inp in enumerate(inputs):
             hs, mean, std = _series(tree, values, group, inp)
@@ -185,8 +197,7 @@ def _render_grid(
         ax.set_xticks(range(len(all_hidden)), [str(h) for h in all_hidden])
         ax.set_xlim(-0.6, len(all_hidden) - 0.4)
         ax.set_xlabel("hidden units")
-        finite = values[np.isfinite(values) & (values > 0)]
-        if log and finite.size and finite.max() / finite.min() > 10:
+        if log_y:
             ax.set_yscale("log")
     axes[0].set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()

@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from hmmrnn.figures.statespace import pc_label, tidy_3d
+from hmmrnn.figures.statespace import label_pcs, tidy_3d
 from hmmrnn.figures.style import (
     DIFF_CMAP,
     GROUP_COLORS,
@@ -48,12 +48,6 @@ LINE_STYLES = [
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
-
-
-def _pcs(ax, ratios=None) -> None:
-    ratios = [] if ratios is None else ratios
-    ax.set_xlabel(pc_label(0, ratios))
-    ax.set_ylabel(pc_label(1, ratios))
 
 
 def _scatter_values(ax, xy, values, cmap, label, fig, *, discrete=False, vmin=None, vmax=None):
@@ -161,6 +155,12 @@ def _band_legend(outputs) -> list[Patch]:
     ]
 
 
+def _add_band_legend(fig, outputs) -> None:
+    """One row above the panels naming the dwell-band colours, one entry per output."""
+    handles = _band_legend(outputs)
+    fig.legend(handles=handles, loc="outside upper right", ncols=len(handles))
+
+
 def _mark_epoch(ax, epoch: int) -> None:
     if epoch >= 0:
         ax.axvline(epoch, color="k", ls=":", lw=0.9)
@@ -179,7 +179,7 @@ def render_residency(result, *, width: str = "double"):
     xy = np.asarray(result.projections)[:, :2]
     _scatter_values(ax_rt, xy, result.rt, SEQ_CMAP, "residency time (steps)", fig)
     ax_rt.set_title("states by residency time")
-    _pcs(ax_rt)
+    label_pcs(ax_rt, [])
     present = _present_groups(result)
     _group_hist(ax_sc, result.sign_changes, result.groups, present, integer=False)
     ax_sc.set_xlabel("sign changes of the dominant logit's increments")
@@ -193,7 +193,7 @@ def render_residency(result, *, width: str = "double"):
         ax_pu, xy, result.unstable_counts, SEQ_CMAP_ALT, "unstable eigenvalues", fig, discrete=True
     )
     ax_pu.set_title("states by unstable eigenvalues")
-    _pcs(ax_pu)
+    label_pcs(ax_pu, [])
     label_panels([ax_rt, ax_sc, ax_un, ax_pu])
     return fig
 
@@ -243,7 +243,7 @@ def render_subspace_residency(result, *, width: str = "double"):
         )
         ax_rt.set_title(f"outputs {a}–{b} ({int(result.n_runs[p])} runs)")
         for ax in (ax_rt, ax_un):
-            _pcs(ax, ratios)
+            label_pcs(ax, ratios)
     for p in range(n, blocks * cols):
         r, c = divmod(p, cols)
         axes[2 * r, c].set_visible(False)
@@ -344,7 +344,7 @@ def render_preactivations(result, *, width: str = "double"):
     axes[-1].set_xlabel("step")
     more = f" (first {n} of {len(units)})" if len(units) > n else ""
     axes[0].set_title(f"pre-activations W_hh h + W_ih x{more}")
-    fig.legend(handles=_band_legend(outs), loc="outside upper right", ncols=len(np.unique(outs)))
+    _add_band_legend(fig, outs)
     return fig
 
 
@@ -418,11 +418,7 @@ def render_group_activity(result, *, width: str = "double"):
         ax.set_xlim(t[0] - 0.5, t[-1] + 0.5)
     axes[-1].set_xlabel("step")
     axes[0].set_title("mean activity per group (units in brackets)")
-    fig.legend(
-        handles=_band_legend(result.dwell_output),
-        loc="outside upper right",
-        ncols=len(np.unique(result.dwell_output)),
-    )
+    _add_band_legend(fig, result.dwell_output)
     return fig
 
 
@@ -645,7 +641,7 @@ def render_locate(result, *, width: str = "double"):
     ax_p.set_ylabel("probes switching")
     ax_p.set_xlabel("step of the simulated run")
     ax_p.set_xlim(t[0] - 0.5, t[-1] + 0.5)
-    fig.legend(handles=_band_legend(outs), loc="outside upper right", ncols=len(np.unique(outs)))
+    _add_band_legend(fig, outs)
     return fig
 
 

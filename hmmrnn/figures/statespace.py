@@ -275,6 +275,12 @@ def render_trajectories(result, *, width: str = "double"):
 KIND_MARKERS = {"stable": "o", "marginal": "D", "saddle": "X", "unstable": "^"}
 
 
+def _unit_circle(ax) -> None:
+    """Dashed |z| = 1 reference: where eigenvalues turn unstable, where a unit vector lies in-plane."""
+    theta = np.linspace(0, 2 * np.pi, 256)
+    ax.plot(np.cos(theta), np.sin(theta), color="0.6", lw=0.6, ls="--")
+
+
 @renderer
 def render_fixed_points(result, *, width: str = "double", max_spectra: int = 4):
     """Fixed/slow points in the PC plane (marker = stability) and their Jacobian spectra."""
@@ -319,8 +325,7 @@ def render_fixed_points(result, *, width: str = "double", max_spectra: int = 4):
     handles.append(Line2D([], [], ls="none", marker="o", mec="k", mfc="none", ms=5, label="slow"))
     ax_p.legend(handles=handles, loc="best")
     ax_p.set_title(f"{n_pts} points (origin black; filled: fixed)")
-    theta = np.linspace(0, 2 * np.pi, 256)
-    ax_e.plot(np.cos(theta), np.sin(theta), color="0.6", lw=0.6, ls="--")
+    _unit_circle(ax_e)
     shown = min(n_pts, max_spectra + 1)
     for p in range(shown):
         ax_e.plot(
@@ -391,8 +396,7 @@ def render_readout_alignment(result, *, width: str = "double"):
     else:
         fig = new_figure(width, height=5.6)
         ax_v, ax_a = fig.subplots(2, 1)
-    theta = np.linspace(0, 2 * np.pi, 256)
-    ax_v.plot(np.cos(theta), np.sin(theta), color="0.6", lw=0.6, ls="--")
+    _unit_circle(ax_v)
     coords = np.asarray(result.plane_coords)
     for k, (x, y) in enumerate(coords[:, :2]):
         ax_v.annotate(
