@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from hmmrnn.errors import UserError
 from hmmrnn.hmm import HMM, build_emission, build_transition, get_preset
 from hmmrnn.io import atomic_write_text, read_json_file
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value or file that cannot be used; the message names the key and the value."""
 
 
@@ -264,3 +265,27 @@ def _positive_int(cfg: ExperimentConfig, *keys: str) -> None:
     for key in keys:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+
+
+LIST_TEXT_KEYS = ("learning_rates", "betas")
+_STRUCTURED_KEYS = (*LIST_TEXT_KEYS, "custom_transition_matrix", "custom_emission_matrix")
+
+
+def field_names() -> list[str]:
+    """Every config key, in the record's order (`extra` is not a key)."""
+    return [f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "extra"]
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A config value from text (a CLI flag, a TUI form field): JSON when it parses (numbers,
+    lists, null, true), a comma list for learning_rates and betas, else the text itself. The
+    config's own validation then checks the type and range and names the key."""
+    text = str(text).strip()
+    if key in LIST_TEXT_KEYS and "," in text and not text.startswith("["):
+        text = "[" + text + "]"
+    try:
+        return json.loads(text)
+    except ValueError:
+        if key in _STRUCTURED_KEYS:
+            raise ConfigError(f"{key}: cannot parse {text!r}") from None
+        return text

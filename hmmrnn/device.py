@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from hmmrnn.errors import UserError
+
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """'auto' picks CUDA when available; an unavailable CUDA request is a clear error."""
@@ -14,11 +16,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+        raise UserError(f"device {name!r} requested but CUDA is not available on this machine")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
 
 

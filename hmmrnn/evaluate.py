@@ -30,22 +30,22 @@ above ``MAX_PAIRS`` entries a ValueError is raised rather than exhausting memory
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from hmmrnn.io import atomic_write_json, read_json_file
+from hmmrnn.analyses.base import Result
+from hmmrnn.params import P
 
 MATCH_METHODS = ("assignment", "argmax")
 MAX_PAIRS = 250_000_000  # 2 GB of float64 distances
 DEFAULT_SEQ_LEN = 30  # the config's default sequence length, used when seq_len is None
 FREQUENT_ROW_SHARE = 0.05  # transition rows checked by transition_error: symbols emitted >= 5%
 _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <= half the full one
-FORMAT = "hmmrnn.evaluation/1"
+LEGACY_FORMAT = "hmmrnn.evaluation/1"  # flat evaluation.json written before results had a run header
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -299,28 +299,15 @@ def transition_matrix(outputs: Any, num_outputs: int) -> np.ndarray:
 
 # --- evaluation result ---------------------------------------------------------------------------
 
-
-class EvaluationFileError(ValueError):
-    """An evaluation file that cannot be read back; the message says why."""
-
-
-_ARRAY_FIELDS = {
-    "hmm_freq_mean": 1,
-    "hmm_freq_std": 1,
-    "rnn_freq_mean": 1,
-    "rnn_freq_std": 1,
-    "hmm_symbol_share": 1,
-    "rnn_symbol_share": 1,
-    "hmm_transition": 2,
-    "rnn_transition": 2,
-    "transition_sq_diff": 2,
-}
-_INT_FIELDS = ("num_sequences", "seq_len", "seed")
-_STR_FIELDS = ("method", "h0")
+_MATRIX_FIELDS = ("hmm_transition", "rnn_transition", "transition_sq_diff")
+_VECTOR_FIELDS = (
+    "hmm_freq_mean", "hmm_freq_std", "rnn_freq_mean", "rnn_freq_std",
+    "hmm_symbol_share", "rnn_symbol_share",
+)  # fmt: skip
 
 
 @dataclass
-class EvaluationResult:
+class EvaluationResult(Result):
     """HMM vs RNN statistics on fresh samples (HMM, an independent HMM sample, and the RNN).
 
     Distances: baseline = second HMM sample matched to the reference HMM sample; rnn = RNN outputs
@@ -364,6 +351,26 @@ class EvaluationResult:
     def num_outputs(self) -> int:
         return int(self.hmm_transition.shape[0])
 
+    @classmethod
+    def from_dict(cls, data: Any) -> EvaluationResult:
+        """The generic reader, plus the shapes: K-vectors and K x K matrices of one K."""
+        result = super().from_dict(data)
+        k = np.asarray(result.hmm_transition).shape[0] if result.hmm_transition.ndim else 0
+        for name in _VECTOR_FIELDS + _MATRIX_FIELDS:
+            expected = (k, k) if name in _MATRIX_FIELDS else (k,)
+            arr = np.asarray(getattr(result, name), dtype=np.float64)
+            if arr.shape != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
+            setattr(result, name, arr)
+        return result
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvaluationResult:
+        """The result held by an evaluation file (either format; see analyses.evaluation)."""
+        from hmmrnn.analyses.evaluation import load_evaluation
+
+        return load_evaluation(path).result
+
     # --- the bar --------------------------------------------------------------------------------
 
     def passes_bar(
@@ -391,82 +398,6 @@ class EvaluationResult:
             if not (value <= limit)  # NaN fails
         ]
         return (not reasons, reasons)
-
-    # --- serialisation --------------------------------------------------------------------------
-
-    def to_dict(self) -> dict:
-        """Plain JSON-safe dict: arrays become lists, non-finite scalars the strings inf/-inf/nan."""
-        out: dict[str, Any] = {"format": FORMAT}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in _ARRAY_FIELDS:
-                out[f.name] = np.asarray(value, dtype=np.float64).tolist()
-            elif f.name in _INT_FIELDS:
-                out[f.name] = int(value)
-            elif f.name in _STR_FIELDS:
-                out[f.name] = str(value)
-            else:
-                v = float(value)
-                out[f.name] = v if math.isfinite(v) else str(v)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Any) -> EvaluationResult:
-        """Inverse of to_dict; a ValueError names the first bad or missing field."""
-        if not isinstance(data, dict):
-            raise ValueError(f"evaluation must be a JSON object, got {type(data).__name__}")
-        if data.get("format", FORMAT) != FORMAT:
-            raise ValueError(f"unknown evaluation format {data.get('format')!r}, expected {FORMAT}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in data]
-        if missing:
-            raise ValueError(f"evaluation lacks field(s): {', '.join(missing)}")
-        values: dict[str, Any] = {}
-        for name in names:
-            raw = data[name]
-            if name in _ARRAY_FIELDS:
-                try:
-                    arr = np.asarray(raw, dtype=np.float64)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{name} must be a numeric array") from exc
-                if arr.ndim != _ARRAY_FIELDS[name]:
-                    raise ValueError(
-                        f"{name} must be {_ARRAY_FIELDS[name]}-D, got shape {arr.shape}"
-                    )
-                values[name] = arr
-            elif name in _INT_FIELDS:
-                if isinstance(raw, bool) or not isinstance(raw, int):
-                    raise ValueError(f"{name} must be an integer, got {raw!r}")
-                values[name] = raw
-            elif name in _STR_FIELDS:
-                if not isinstance(raw, str):
-                    raise ValueError(f"{name} must be a string, got {raw!r}")
-                values[name] = raw
-            else:
-                if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-                    raise ValueError(f"{name} must be a number, got {raw!r}")
-                try:
-                    values[name] = float(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-        k = values["hmm_transition"].shape[0]
-        for name, ndim in _ARRAY_FIELDS.items():
-            expected = (k,) * ndim
-            if values[name].shape != expected:
-                raise ValueError(f"{name} must have shape {expected}, got {values[name].shape}")
-        return cls(**values)
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_json(Path(path), self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> EvaluationResult:
-        path = Path(path)
-        data = read_json_file(path, EvaluationFileError)
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise EvaluationFileError(f"{path}: {exc}") from exc
 
 
 # --- whole evaluation ----------------------------------------------------------------------------
@@ -496,9 +427,14 @@ def compare_outputs(
     seed: int = 0,
     noise_std: float = 1.0,
     h0: str = "zero",
+    progress: Any = None,
+    cancel: Any = None,
 ) -> EvaluationResult:
     """All statistics from three output arrays of equal shape: a reference HMM sample, an
     independent HMM sample (the baseline) and the RNN's outputs."""
+    from hmmrnn.analyses.base import check_cancel, no_progress
+
+    progress = progress or no_progress
     ref = _as_outputs(hmm_ref, num_outputs, "hmm_ref")
     other = _as_outputs(hmm_other, num_outputs, "hmm_other")
     gen = _as_outputs(rnn, num_outputs, "rnn")
@@ -506,8 +442,13 @@ def compare_outputs(
         raise ValueError(
             f"output arrays must share one shape, got {ref.shape}, {other.shape} and {gen.shape}"
         )
+    progress(0.0, "matching the HMM baseline")
     base = matched_distances(other, ref, num_outputs, method, reg)
+    check_cancel(cancel)
+    progress(0.5, "matching the RNN")
     test = matched_distances(gen, ref, num_outputs, method, reg)
+    check_cancel(cancel)
+    progress(0.95, "sequence statistics")
 
     vol_h, vol_r = volatility(ref), volatility(gen)
     freq_h, freq_r = output_frequencies(ref, num_outputs), output_frequencies(gen, num_outputs)
@@ -552,21 +493,37 @@ def compare_outputs(
 def evaluate_model(
     model: Any,
     hmm: Any,
-    num_sequences: int = 5000,
-    seq_len: int | None = None,
-    seed: int = 0,
-    method: str = "assignment",
-    noise_std: float = 1.0,
-    h0: Any = "zero",
-    reg: float = 0.1,
+    num_sequences: Annotated[
+        int, P("fresh sequences in each sample (HMM reference, HMM baseline, RNN)", ge=2)
+    ] = 5000,
+    seq_len: Annotated[
+        int | None, P("steps per sequence (none: 30)", ge=1, config="seq_len")
+    ] = None,
+    seed: Annotated[int, P("seed of the HMM samples and of the RNN's noise")] = 0,
+    method: Annotated[
+        Literal["assignment", "argmax"],
+        P("matching: one-to-one assignment, or the entropic plan's row argmax"),
+    ] = "assignment",
+    noise_std: Annotated[
+        float, P("std of the RNN's input noise", ge=0, config="noise_std")
+    ] = 1.0,
+    h0: Annotated[
+        Literal["zero", "random"], P("initial hidden state of the RNN", config="h0")
+    ] = "zero",
+    reg: Annotated[float, P("entropic epsilon of the argmax matching", gt=0)] = 0.1,
+    progress: Any = None,
+    cancel: Any = None,
 ) -> EvaluationResult:
     """Sample the HMM twice (numpy Generator from `seed`) and the RNN once (torch Generator on the
     model's device from `seed`), then compare. seq_len None means DEFAULT_SEQ_LEN (30).
 
-    Works for a model on CPU or CUDA; the RNN's outputs are moved to numpy.
+    Works for a model on CPU or CUDA; the RNN's outputs are moved to numpy. `progress(fraction,
+    message)` is told each stage; `cancel` (a CancelToken) is honoured between stages.
     """
+    from hmmrnn.analyses.base import check_cancel, no_progress
     from hmmrnn.device import torch_generator
 
+    progress = progress or no_progress
     length = DEFAULT_SEQ_LEN if seq_len is None else seq_len
     for name, value in (("num_sequences", num_sequences), ("seq_len", length)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -576,9 +533,12 @@ def evaluate_model(
     k = int(hmm.num_outputs)
     if int(model.output_size) != k:
         raise ValueError(f"the model has {model.output_size} outputs but the HMM has {k}")
+    progress(0.0, "sampling the HMM")
     rng = np.random.default_rng(seed)
     ref = hmm.sample(int(num_sequences), int(length), rng).outputs
     other = hmm.sample(int(num_sequences), int(length), rng).outputs
+    check_cancel(cancel)
+    progress(0.1, "generating the RNN's outputs")
     gen = torch_generator(seed, model.device)
     was_training = model.training
     model.eval()
@@ -589,6 +549,7 @@ def evaluate_model(
     finally:
         model.train(was_training)
     rnn = run.symbols.detach().cpu().numpy()
+    check_cancel(cancel)
     return compare_outputs(
         ref,
         other,
@@ -599,4 +560,6 @@ def evaluate_model(
         seed=seed,
         noise_std=noise_std,
         h0=h0 if isinstance(h0, str) else "custom",
+        progress=lambda f, m: progress(0.2 + 0.8 * f, m),
+        cancel=cancel,
     )

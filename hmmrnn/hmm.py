@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hmmrnn.errors import UserError
+
 ROW_TOL = 1e-6
 
 TRANSITION_METHODS = ("target_prob", "stay_prob", "fully", "custom")
 EMISSION_METHODS = ("linear", "gaussian", "triangular", "custom")
 
 
-class HMMSpecError(ValueError):
+class HMMSpecError(UserError):
     """A transition/emission matrix or builder argument that cannot define an HMM."""
 
 

@@ -15,15 +15,40 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from hmmrnn.errors import UserError
 
-class ModelFileError(ValueError):
+
+class ModelFileError(UserError):
     """A weights file that cannot be used; the message says why."""
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS tells (Linux), else set back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(fd: int) -> None:
+    """Give a temporary file (mkstemp makes them 0600) the mode a plain open() would: 0666 less
+    the umask, so results, exports and run files are readable by the user's group as usual."""
+    try:
+        os.fchmod(fd, 0o666 & ~_current_umask())
+    except OSError:
+        pass  # a filesystem without modes keeps what it has
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    normal_permissions(fd)
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)

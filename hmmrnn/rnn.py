@@ -196,7 +196,3 @@ class HMMRNN(nn.Module):
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.w_out.T
-
-    def jacobian_masks(self, h_next: torch.Tensor) -> torch.Tensor:
-        """Gating mask D = (pre > 0) of a step; the Jacobian is D[:, None] * W_hh, rebuilt on demand."""
-        return h_next > 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hmmrnn.config import ConfigError, ExperimentConfig
+from hmmrnn.errors import UserError
 from hmmrnn.io import ModelFileError, atomic_torch_save, safe_torch_load
 
 CONFIG_NAME = "config.json"
@@ -51,13 +52,6 @@ class ModelEntry:
     def name(self) -> str:
         return self.rel
 
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_NAME
-
-    @property
-    def evaluation_path(self) -> Path:
-        return self.path / EVALUATION_NAME
 
 
 @dataclass
@@ -285,7 +279,7 @@ def discover(root: str | Path) -> list[ModelEntry]:
     """Every model folder under root, sorted naturally; broken ones carry their reason."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
+        raise UserError(f"{root}: not a folder")
     if _is_model_folder(root, [p.name for p in root.iterdir()]):
         return [inspect_folder(root, root.parent)]
     entries = []

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -27,8 +27,8 @@ from hmmrnn_tui.help import HelpScreen
 from hmmrnn_tui.mechanisms import MechanismsPane
 from hmmrnn_tui.metrics import MetricsPane
 from hmmrnn_tui.panes import Pane
-from hmmrnn_tui.services import ModelStore
 from hmmrnn_tui.statespace import StateSpacePane
+from hmmrnn_tui.store import ModelStore
 from hmmrnn_tui.timing import StallMeter, process_age
 from hmmrnn_tui.training import TrainingPane
 
@@ -48,14 +48,14 @@ class HmmrnnApp(App):
     TITLE = "hmmrnn"
     BINDINGS = [
         *(
-            Binding(str(i), f"show_pane('{pid}')", cls.TITLE, show=False)
+            Binding(str(i), f"show_pane('{pid}')", cls.TITLE, show=False, id=f"app.pane_{pid}")
             for i, (pid, cls) in enumerate(PANES, start=1)
         ),
-        Binding("question_mark", "help", "Help"),
-        Binding("e", "export", "Export"),
-        Binding("R", "reload", "Reload", show=False),
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("e", "export", "Export", id="app.export"),
+        Binding("R", "reload", "Reload", show=False, id="app.reload"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="app.theme"),
+        Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(
@@ -137,17 +137,11 @@ class HmmrnnApp(App):
 
     # --- the tree and the selection -------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="discover", exit_on_error=False)
     def discover_tree(self) -> None:
-        from hmmrnn_tui import services
+        from hmmrnn import api
 
-        try:
-            entries = services.discover(self.tree_root)
-        except Exception as exc:  # a missing tree is shown, the app stays usable
-            jobs.notify_error(self, f"cannot read {self.tree_root}", exc)
-            entries = []
-        jobs.post(self, self._tree_loaded, entries)
-        self.prewarm()
+        root = self.tree_root
+        jobs.fetch(self, "tree", lambda: api.discover(root))
 
     def prewarm(self) -> None:
         """Import the analysis stack now, while the user reads the tree.
@@ -156,16 +150,32 @@ class HmmrnnApp(App):
         freezes the UI thread however the work is threaded; paying that right after start-up keeps
         such pauses out of the moments when the user is typing or a run is being followed.
         """
-        from hmmrnn_tui import services
+        from hmmrnn import api
 
-        try:
-            specs = services.analysis_specs()
-            services.prewarm()
-        except Exception:  # each feature reports its own import problem when used
-            return
-        finally:
+        def warm():
+            specs = api.analyses()
+            api.figures()  # the figure catalogue; matplotlib loads on the first export
+            return specs
+
+        jobs.fetch(self, "specs", warm)
+
+    @on(jobs.Fetched)
+    def _fetched(self, message: jobs.Fetched) -> None:
+        value = message.value
+        if message.key == "tree":
+            if isinstance(value, Exception):  # a missing tree is shown, the app stays usable
+                self.notify(jobs.error_text(value), title=f"cannot read {self.tree_root}",
+                            severity="error", timeout=8)  # fmt: skip
+                value = []
+            self._tree_loaded(value)
+            if not self.warm:
+                self.prewarm()
+        elif message.key == "specs":
             self.warm = True
-        jobs.post(self, self.pane("mechanisms").set_specs, specs)
+            if not isinstance(value, Exception):  # each feature reports its own import problem
+                self.pane("mechanisms").set_specs(value)
+        elif message.key == "export":
+            self._exported(value)
 
     def _tree_loaded(self, entries: list) -> None:
         self.entries = entries
@@ -216,32 +226,40 @@ class HmmrnnApp(App):
         self.notify(f"exporting {', '.join(t[0] for t in targets)} …")
         self.export_worker(targets)
 
-    @work(thread=True, group="export", exit_on_error=False)
     def export_worker(self, targets: list[tuple[str, Any, Any]]) -> None:
-        """Render the view's figures with the results already on screen (nothing recomputed)."""
-        written = []
-        try:
-            from hmmrnn.figures import export_figure, figures_for
+        """Render the view's figures from the results on screen, with the parameters they were
+        computed with (nothing is recomputed)."""
+        from hmmrnn import api
 
-            for figure, result, target in targets:
-                names = figures_for(figure[9:]) if figure.startswith("analysis:") else [figure]
+        store, out, device = self.store, self.exports_dir, self.device
+
+        def export() -> list:
+            written = []
+            for figure, run, target in targets:
+                if figure.startswith("analysis:"):
+                    names = [n for n, f in api.figures().items() if f.analysis == figure[9:]]
+                else:
+                    names = [figure]
                 if not names:
                     raise LookupError(f"no publication figure draws {figure[9:]} yet")
                 if hasattr(target, "status"):  # a tree entry: hand over the loaded model
-                    target = self.store.get(target)
+                    target = store.get(target)
                 for name in names:
-                    exported = export_figure(
-                        name, target, out_dir=self.exports_dir, result=result, device=self.device
+                    written.append(
+                        api.export_figure(name, target, run=run, out_dir=out, device=device)
                     )
-                    written.append(exported)
-        except Exception as exc:
-            jobs.notify_error(self, "export failed", exc)
+            return written
+
+        jobs.fetch(self, "export", export)
+
+    def _exported(self, value) -> None:
+        if isinstance(value, Exception):
+            self.notify(jobs.error_text(value), title="export failed", severity="error", timeout=8)
             return
-        finally:
-            self.exports.extend(written)
-        if written:
-            lines = [_stem_line(e.paths) for e in written if e.paths]
-            jobs.notify(self, "\n".join(lines), title=f"exported into {self.exports_dir}")
+        self.exports.extend(value)
+        lines = [_stem_line(e.paths) for e in value if e.paths]
+        if lines:
+            self.notify("\n".join(lines), title=f"exported into {self.exports_dir}", timeout=10)
 
     def action_responsiveness(self) -> None:
         paint = "–" if self.first_paint is None else f"{self.first_paint:.2f} s"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import events, on, work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static, Tree
 from textual.widgets.tree import TreeNode
-from textual.worker import get_current_worker
 
 from hmmrnn_tui import jobs, render
 from hmmrnn_tui.panes import Pane
@@ -135,21 +134,31 @@ class BrowserPane(Pane):
         self.query_one("#details", Static).update(Text(f"{entry.rel} …", style="dim"))
         self.load_details(entry)
 
-    @work(thread=True, exclusive=True, group="details", exit_on_error=False)
     def load_details(self, entry) -> None:
-        from hmmrnn_tui import services
+        from hmmrnn import api
 
-        worker = get_current_worker()
-        try:
-            info = services.model_details(entry)
-            view = render.model_details(info)
-        except Exception as exc:  # a model that cannot be read is shown, not fatal
-            info = {"model": entry.rel, "status": "broken", "reason": str(exc)}
-            view = render.status_text("broken", str(exc))
-        if not worker.is_cancelled:
-            jobs.post(self.app, self._show_details, info, view)
+        def read():
+            info = api.describe(entry)
+            return entry, info, render.model_details(info)
 
-    def _show_details(self, info: dict, view) -> None:
+        jobs.fetch(self, "details", read)
+
+    @on(jobs.Fetched)
+    def _fetched(self, message: jobs.Fetched) -> None:
+        if message.key != "details":
+            return
+        message.stop()
+        if isinstance(message.value, Exception):  # a model that cannot be read is shown
+            current = self.hub.current
+            name = current.rel if current is not None else "model"
+            self.details_info = {"model": name, "status": "broken", "reason": str(message.value)}
+            view = render.status_text("broken", str(message.value))
+            self.query_one("#details", Static).update(view)
+            return
+        entry, info, view = message.value
+        current = self.hub.current
+        if current is not None and current.path != entry.path:
+            return  # the selection moved on while this was read
         self.details_info = info
         self.query_one("#details", Static).update(view)
 

@@ -3,8 +3,9 @@ ablation, training evolution): parameters, progress, cancel, and the results as 
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -12,7 +13,8 @@ from textual.widgets import Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
 from hmmrnn_tui import jobs, plots, render
-from hmmrnn_tui.panes import Pane
+from hmmrnn_tui.jobs import JobPane
+from hmmrnn_tui.paramform import ParamForm
 
 # Shown first, in the order the study runs them; any other registered analysis follows.
 MECHANISMS = (
@@ -27,19 +29,19 @@ MECHANISMS = (
 )
 
 
-class MechanismsPane(Pane):
+class MechanismsPane(JobPane):
     TITLE = "Mechanisms"
+    PREFIX = "mech"
     BINDINGS = [
-        Binding("ctrl+r", "run", "Run", priority=True),
-        Binding("ctrl+g", "cancel", "Cancel", priority=True),
-        Binding("ctrl+n", "next_view", "Plot view", priority=True),
+        Binding("ctrl+r", "run", "Run", priority=True, id="mechanisms.run"),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True, id="mechanisms.cancel"),
+        Binding("ctrl+n", "next_view", "Plot view", priority=True, id="mechanisms.next_view"),
+        Binding("ctrl+e", "edit_params", "Parameters", priority=True, id="mechanisms.params"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.specs: dict = {}
-        self.token = None
-        self.running: str | None = None
         self.view_index = 0
         self.shown: tuple[str, str] | None = None  # (model path, analysis) on screen
 
@@ -53,7 +55,9 @@ class MechanismsPane(Pane):
                 compact=True,
             )
             yield Input(
-                placeholder="name=value … (empty: defaults)", id="mech-params", compact=True
+                placeholder="name=value … (empty: defaults; ctrl+e: form)",
+                id="mech-params",
+                compact=True,
             )
         yield Static("", id="mech-defaults")
         with Horizontal(classes="statusbar"):
@@ -65,7 +69,7 @@ class MechanismsPane(Pane):
                 yield Static("", id="mech-table")
 
     def on_mount(self) -> None:
-        self.query_one("#mech-progress").display = False
+        super().on_mount()
         plots.message(self.query_one("#mech-plot", PlotextPlot).plt, "no analysis run yet")
 
     def focus_main(self) -> None:
@@ -75,29 +79,31 @@ class MechanismsPane(Pane):
     def analysis(self) -> str:
         return str(self.query_one("#mech-name", Select).value)
 
-    # --- specs (registry import pulls in torch: done in a worker) -----------------------------
+    # --- specs (the registry imports torch: done in a worker) ---------------------------------
 
     def on_show(self) -> None:
         if not self.specs:
-            self.load_specs()
+            from hmmrnn import api
 
-    @work(thread=True, exclusive=True, group="specs", exit_on_error=False)
-    def load_specs(self) -> None:
-        from hmmrnn_tui import services
+            jobs.fetch(self, "specs", api.analyses)
 
-        try:
-            specs = services.analysis_specs()
-        except Exception as exc:
-            jobs.notify_error(self.app, "could not load the analyses", exc)
+    @on(jobs.Fetched)
+    def _fetched(self, message: jobs.Fetched) -> None:
+        message.stop()
+        if message.key != "specs":
             return
-        jobs.post(self.app, self.set_specs, specs)
+        if isinstance(message.value, Exception):
+            self.app.notify(str(message.value), title="could not load the analyses", severity="error")
+            return
+        self.set_specs(message.value)
 
     def set_specs(self, specs: dict) -> None:
         if self.specs:
             return
-        self.specs = specs
-        names = [n for n in MECHANISMS if n in specs] + sorted(
-            n for n in specs if n not in MECHANISMS
+        # evaluation has its own pane (Metrics)
+        self.specs = {n: s for n, s in specs.items() if n != "evaluation"}
+        names = [n for n in MECHANISMS if n in self.specs] + sorted(
+            n for n in self.specs if n not in MECHANISMS
         )
         select = self.query_one("#mech-name", Select)
         current = select.value
@@ -108,6 +114,7 @@ class MechanismsPane(Pane):
     @on(Select.Changed, "#mech-name")
     def _analysis_changed(self) -> None:
         self.view_index = 0
+        self.query_one("#mech-params", Input).value = ""
         self._show_defaults()
         self.show_result()
 
@@ -118,16 +125,53 @@ class MechanismsPane(Pane):
         self.query_one("#mech-name", Select).focus()
         self.action_run()
 
+    @on(Input.Changed, "#mech-params")
+    def _params_typed(self) -> None:
+        self._show_defaults()
+
+    def _given(self) -> dict:
+        """The app's overrides for this analysis and the parameter line, parsed by the schema
+        (ParamError names the parameter when the line does not parse)."""
+        spec = self.specs[self.analysis]
+        text = self.query_one("#mech-params", Input).value
+        return {**self.hub.params_for(spec.name), **spec.schema.parse_assignments(text)}
+
     def _show_defaults(self) -> None:
         spec = self.specs.get(self.analysis)
         box = self.query_one("#mech-defaults", Static)
         if spec is None:
             box.update("")
             return
-        params = {**spec.defaults, **self.hub.params_for(spec.name)}
         text = Text(spec.help + "\n", style="italic")
-        text.append("  ".join(f"{k}={v}" for k, v in params.items()), style="dim")
+        try:
+            given = self._given()
+        except ValueError as exc:
+            box.update(text.append(str(exc), style="bold red"))
+            return
+        for p in spec.schema:
+            value = given.get(p.name, p.default)
+            shown = "config" if p.name not in given and p.config else p.format(value)
+            text.append(f"{p.name}=", style="bold" if p.name in given else "dim")
+            text.append(f"{shown}  ", style="bold" if p.name in given else "dim")
         box.update(text)
+
+    def action_edit_params(self) -> None:
+        spec = self.specs.get(self.analysis)
+        if spec is None:
+            self.app.notify("the analyses are still loading", severity="warning")
+            return
+        try:
+            values = self._given()
+        except ValueError as exc:
+            self.app.notify(str(exc), title="parameter line", severity="error")
+            values = self.hub.params_for(spec.name)
+
+        def applied(result) -> None:
+            if result is not None:
+                self.query_one("#mech-params", Input).value = spec.schema.format_values(result)
+                self._show_defaults()
+
+        self.app.push_screen(ParamForm(f"{spec.name} parameters", spec.schema, values), applied)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -135,76 +179,35 @@ class MechanismsPane(Pane):
         entry = self.healthy_model()
         if entry is None:
             return
-        if self.running is not None:
-            self.app.notify(f"{self.running} is still running (ctrl+g cancels)", severity="warning")
+        if self.analysis not in self.specs:
+            self.app.notify("the analyses are still loading", severity="warning")
             return
-        from hmmrnn.cancel import CancelToken
-
-        self.token = CancelToken()
-        self.running = self.analysis
-        bar = self.query_one("#mech-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=1.0, progress=0)
-        self._status(Text(f"{self.running}: starting …", style="yellow"))
-        self.run_worker_thread(
-            entry, self.running, self.query_one("#mech-params", Input).value, self.token
-        )
-
-    @work(thread=True, exclusive=True, group="mechanisms", exit_on_error=False)
-    def run_worker_thread(self, entry, name: str, text: str, token) -> None:
-        from hmmrnn.cancel import Cancelled
-        from hmmrnn_tui import services
-
-        outcome = "done"
         try:
-            spec = services.analysis_specs()[name]
-            params = {**self.hub.params_for(name), **services.parse_params(text, spec)}
-            loaded = self.hub.store.get(entry)
-            progress = jobs.ThrottledProgress(self.app, self._progress)
-            got = services.analyse(name, loaded, params, progress, token)
-            jobs.post(self.app, self._done, entry, name, got)
-        except Cancelled:
-            outcome = "cancelled"
-        except Exception as exc:
-            outcome = "failed"
-            jobs.notify_error(self.app, f"{name} on {entry.rel}", exc)
-        jobs.post(self.app, self._finished, name, outcome)
+            params = self._given()
+        except ValueError as exc:
+            self.app.notify(str(exc), title="parameter line", severity="error")
+            return
+        from hmmrnn import api
 
-    def _progress(self, fraction: float, message: str) -> None:
-        self.query_one("#mech-progress", ProgressBar).update(progress=fraction)
-        self._status(Text(f"{self.running}: {message} (ctrl+g cancels)", style="yellow"))
+        name, store = self.analysis, self.hub.store
 
-    def _status(self, text) -> None:
-        self.query_one("#mech-status", Label).update(text)
+        def job(progress, cancel):
+            run = api.analyze(store.get(entry), name, params, progress=progress, cancel=cancel)
+            return entry, run
 
-    def _done(self, entry, name: str, got) -> None:
-        self.hub.results[(str(entry.path), name)] = got
+        self.start_job(name, f"{name} on {entry.rel}", job)
+
+    def job_done(self, name: str, value) -> None:
+        entry, run = value
+        self.hub.results[(str(entry.path), name)] = run
         self.show_result()
-
-    def _finished(self, name: str, outcome: str) -> None:
-        self.running = None
-        self.query_one("#mech-progress").display = False
-        if outcome == "cancelled":
-            self.app.notify(f"{name} cancelled", severity="warning")
-            self._status(Text(f"{name}: cancelled", style="yellow"))
-        elif outcome == "failed":
-            self._status(Text(f"{name}: failed (see notification)", style="red"))
-        else:
-            self.show_result()
-
-    def action_cancel(self) -> None:
-        if self.token is not None and self.running is not None:
-            self.token.cancel()
-            self._status(Text(f"{self.running}: cancelling …", style="yellow"))
-        else:
-            self.app.notify("nothing to cancel")
 
     # --- results ----------------------------------------------------------------------------
 
     def model_changed(self, entry) -> None:
         self.show_result()
 
-    def current_result(self):
+    def current_run(self):
         entry = self.hub.current
         if entry is None:
             return None
@@ -212,35 +215,39 @@ class MechanismsPane(Pane):
 
     def show_result(self) -> None:
         entry = self.hub.current
-        got = self.current_result()
+        run = self.current_run()
         plot = self.query_one("#mech-plot", PlotextPlot)
         table = self.query_one("#mech-table", Static)
-        if got is None:
+        if run is None:
             self.shown = None
             plots.message(plot.plt, f"{self.analysis}: not run on this model (ctrl+r)")
             table.update("")
-            if self.running is None and entry is not None:
-                self._status(
-                    Text(f"{entry.rel}: {self.analysis} not run yet — ctrl+r", style="dim")
-                )
+            if self.job is None and entry is not None:
+                self.status(Text(f"{entry.rel}: {self.analysis} not run yet — ctrl+r", style="dim"))
             plot.refresh()
             return
-        result, rows = got
         self.shown = (str(entry.path), self.analysis)
-        views = plots.MECHANISM_VIEWS.get(self.analysis, [])
+        spec = self.specs.get(self.analysis)
+        views = list(spec.views) if spec is not None else []
         if views:
-            view_name, draw = views[self.view_index % len(views)]
+            view = views[self.view_index % len(views)]
             try:
-                draw(plot.plt, result)
+                view.function()(plot.plt, run.result)
             except Exception as exc:  # a plot problem must not hide the table
                 plots.message(plot.plt, f"cannot plot {self.analysis}: {exc}")
-            suffix = f" · plot: {view_name} (ctrl+n)" if len(views) > 1 else ""
+            suffix = f" · plot: {view.title} (ctrl+n)" if len(views) > 1 else ""
         else:
             plots.message(plot.plt, f"{self.analysis}: see the table")
             suffix = ""
-        table.update(render.summary_table(self.analysis, rows))
-        if self.running is None:
-            self._status(f"{entry.rel}: {self.analysis}{suffix}")
+        used = ", ".join(f"{k}={v}" for k, v in run.params.items())
+        table.update(
+            Group(
+                render.summary_table(self.analysis, run.summary()),
+                Text(f"\nparameters ({run.source}): {used}", style="dim"),
+            )
+        )
+        if self.job is None:
+            self.status(f"{entry.rel}: {self.analysis}{suffix}")
         plot.refresh()
 
     def action_next_view(self) -> None:
@@ -248,10 +255,10 @@ class MechanismsPane(Pane):
         self.show_result()
 
     def export_targets(self):
-        got = self.current_result()
-        if got is None:
+        run = self.current_run()
+        if run is None:
             raise LookupError(f"run {self.analysis} first (ctrl+r)")
-        return [(f"analysis:{self.analysis}", got[0], self.hub.current)]
+        return [(f"analysis:{self.analysis}", run, self.hub.current)]
 
     def commands(self):
         return [
@@ -261,6 +268,11 @@ class MechanismsPane(Pane):
                 self.action_run,
             ),
             ("Mechanisms: cancel analysis", "Stop the running analysis", self.action_cancel),
+            (
+                "Mechanisms: edit parameters",
+                "A form of the analysis' parameters, with types and ranges",
+                self.action_edit_params,
+            ),
             (
                 "Mechanisms: next plot view",
                 "Switch between the result's plots",

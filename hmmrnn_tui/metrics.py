@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Label, ProgressBar, Static
-from textual.worker import get_current_worker
 
 from hmmrnn_tui import jobs, render
-from hmmrnn_tui.panes import Pane
+from hmmrnn_tui.jobs import JobPane
 
 COLUMNS = (
     ("model", "model"),
@@ -47,13 +47,45 @@ def sort_rows(rows: dict[str, dict], column: str, reverse: bool) -> list[tuple[s
     return known + missing
 
 
-class MetricsPane(Pane):
+class Evaluated(Message):
+    """One model of an evaluation job is done (sent from the worker as it goes)."""
+
+    def __init__(self, entry, run) -> None:
+        super().__init__()
+        self.entry, self.run = entry, run
+
+
+def eval_columns(run) -> dict:
+    """The cross-model table's evaluation columns of a run (None without one), written in one
+    place so the rows built at load time and those updated after an evaluation stay alike."""
+    result = None if run is None else run.result
+    return {
+        "distance_ratio": None if result is None else result.distance_ratio,
+        "transition_error": None if result is None else result.transition_error,
+    }
+
+
+def cross_row(entry) -> dict:
+    """One row of the cross-model table: the listing facts plus the saved evaluation."""
+    from hmmrnn import api
+
+    row = api.entry_row(entry)
+    try:
+        run = api.saved_evaluation(entry.path) if entry.status == "ok" else None
+    except api.UserError:  # an unreadable evaluation.json is the same as none here
+        run = None
+    row.update(eval_columns(run))
+    return row
+
+
+class MetricsPane(JobPane):
     TITLE = "Metrics"
+    PREFIX = "eval"
     BINDINGS = [
-        Binding("ctrl+r", "evaluate", "Evaluate", priority=True),
-        Binding("ctrl+g", "cancel", "Cancel", priority=True),
-        Binding("a", "evaluate_all", "Evaluate all"),
-        Binding("s", "sort", "Sort by column"),
+        Binding("ctrl+r", "evaluate", "Evaluate", priority=True, id="metrics.evaluate"),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True, id="metrics.cancel"),
+        Binding("a", "evaluate_all", "Evaluate all", id="metrics.evaluate_all"),
+        Binding("s", "sort", "Sort by column", id="metrics.sort"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -61,20 +93,18 @@ class MetricsPane(Pane):
         self.rows: dict[str, dict] = {}
         self.sort_column = "model"
         self.sort_reverse = False
-        self.busy: str | None = None
-        self.token = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="statusbar"):
             yield Label("select a model", id="eval-status")
-            yield ProgressBar(total=None, show_eta=False, id="eval-progress")
+            yield ProgressBar(total=1.0, show_eta=False, id="eval-progress")
         with VerticalScroll(id="eval-scroll"):
             yield Static("", id="eval-body")
         yield Label("all models", id="cross-title")
         yield DataTable(id="cross", cursor_type="cell", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        self.query_one("#eval-progress").display = False
+        super().on_mount()
         self._title()
 
     def focus_main(self) -> None:
@@ -90,65 +120,66 @@ class MetricsPane(Pane):
         if entry is None:
             return
         if entry.status == "broken":
-            self._status(Text(f"{entry.rel}: broken — {entry.reason}", style="red"))
+            self._idle_status(Text(f"{entry.rel}: broken — {entry.reason}", style="red"))
             body.update("")
             return
-        cached = self.hub.evaluations.get(str(entry.path))
-        if cached is not None:
-            self._status(Text(f"{entry.rel}: evaluation (ctrl+r recomputes)"))
-            body.update(render.evaluation_view(cached))
+        run = self.hub.evaluations.get(str(entry.path))
+        if run is not None:
+            self._idle_status(Text(f"{entry.rel}: evaluation (ctrl+r recomputes)"))
+            body.update(render.evaluation_view(run))
             return
-        self._status(Text(f"{entry.rel}: not evaluated yet — ctrl+r evaluates", style="dim"))
+        self._idle_status(Text(f"{entry.rel}: not evaluated yet — ctrl+r evaluates", style="dim"))
         body.update("")
         self.load_saved(entry)
 
-    @work(thread=True, exclusive=True, group="eval-load", exit_on_error=False)
+    def _idle_status(self, text) -> None:
+        if self.job is None:  # a running job's progress keeps the status line
+            self.status(text)
+
     def load_saved(self, entry) -> None:
-        from hmmrnn_tui import services
+        from hmmrnn import api
 
-        try:
-            result = services.load_evaluation(entry.path)
-        except Exception:  # an unreadable evaluation.json is the same as none
-            result = None
-        if result is not None and not get_current_worker().is_cancelled:
-            jobs.post(self.app, self._evaluated, entry, result)
+        jobs.fetch(self, "saved", lambda: (entry, api.saved_evaluation(entry.path)))
 
-    def _evaluated(self, entry, result) -> None:
-        from hmmrnn_tui import services
+    @on(jobs.Fetched)
+    def _fetched(self, message: jobs.Fetched) -> None:
+        message.stop()
+        if isinstance(message.value, Exception):
+            if message.key == "rows":
+                self.app.notify(str(message.value), title="cannot list models", severity="error")
+            return  # an unreadable evaluation.json is the same as none
+        if message.key == "saved":
+            entry, run = message.value
+            if run is not None:
+                self._evaluated(entry, run)
+        elif message.key == "rows":
+            self._rows_loaded(message.value)
 
-        self.hub.evaluations[str(entry.path)] = result
+    @on(Evaluated)
+    def _on_evaluated(self, message: Evaluated) -> None:
+        message.stop()
+        self._evaluated(message.entry, message.run)
+
+    def _evaluated(self, entry, run) -> None:
+        self.hub.evaluations[str(entry.path)] = run
         row = self.rows.get(str(entry.path))
         if row is not None:
-            row.update(services.eval_columns(result))
+            row.update(eval_columns(run))
             self.fill_table()
         current = self.hub.current
         if current is not None and current.path == entry.path:
             self.show_evaluation(entry)
 
-    def _status(self, text) -> None:
-        self.query_one("#eval-status", Label).update(text)
-
-    def _busy(self, what: str | None) -> None:
-        self.busy = what
-        bar = self.query_one("#eval-progress", ProgressBar)
-        bar.display = what is not None
-        if what is not None:
-            bar.update(total=None, progress=0)
-            self._status(Text(f"{what} … (ctrl+g cancels)", style="yellow"))
-
     # --- evaluation jobs --------------------------------------------------------------------
 
     def action_evaluate(self) -> None:
-        entry = self.hub.current
+        entry = self.healthy_model()
         if entry is None:
-            self.app.notify("select a model first", severity="warning")
             return
         if entry.status != "ok":
-            self.app.notify(
-                f"{entry.rel} cannot be evaluated: {entry.status} {entry.reason}", severity="error"
-            )
+            self.app.notify(f"{entry.rel} cannot be evaluated: {entry.status}", severity="error")
             return
-        self._start(f"evaluating {entry.rel}", [entry])
+        self.start_job("evaluate", f"evaluating {entry.rel}", self._evaluation_job([entry]))
 
     def action_evaluate_all(self) -> None:
         todo = [
@@ -161,89 +192,73 @@ class MetricsPane(Pane):
         if not todo:
             self.app.notify("every healthy model is evaluated already")
             return
-        self._start(f"evaluating {len(todo)} models", todo)
+        self.start_job("evaluate", f"evaluating {len(todo)} models", self._evaluation_job(todo))
 
-    def _start(self, what: str, entries: list) -> None:
-        """Run the evaluation worker unless one is going: one at a time, so ctrl+g has one
-        token to cancel and the progress bar one job to show."""
-        if self.busy:
-            self.app.notify(f"already {self.busy}", severity="warning")
-            return
-        from hmmrnn.cancel import CancelToken
+    def _evaluation_job(self, entries: list):
+        """The worker's function: each model's evaluation is saved only once complete; a
+        cancelled one raises Cancelled before anything is written."""
+        from hmmrnn import api
 
-        self.token = CancelToken()
-        self._busy(what)
-        self.evaluate_worker(entries, self.token)
+        params = dict(self.hub.eval_params)
+        store = self.hub.store
 
-    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
-    def evaluate_worker(self, entries: list, token) -> None:
-        from hmmrnn_tui import services
+        def job(progress, cancel) -> tuple[int, list[str]]:
+            failures = []
+            n = len(entries)
+            for i, entry in enumerate(entries):
+                cancel.raise_if_cancelled()
 
-        done = 0
-        for i, entry in enumerate(entries):
-            if token.cancelled:
-                break
-            jobs.post(self.app, self._progress, i, len(entries), entry.rel)
-            try:
-                result = services.evaluate(entry, self.hub.device, self.hub.eval_params)
-            except Exception as exc:
-                jobs.notify_error(self.app, f"evaluation of {entry.rel} failed", exc)
-                continue
-            if (
-                token.cancelled
-            ):  # finished after the user gave up on it: keep the file, not the view
-                break
-            done += 1
-            jobs.post(self.app, self._evaluated, entry, result)
-        jobs.post(self.app, self._finished, done, len(entries), token.cancelled)
+                def scaled(fraction: float, text: str = "", i=i, entry=entry) -> None:
+                    label = f"{entry.rel} ({i + 1}/{n}) " if n > 1 else ""
+                    progress((i + fraction) / n, label + text)
 
-    def _progress(self, i: int, n: int, name: str) -> None:
-        bar = self.query_one("#eval-progress", ProgressBar)
-        if n > 1:
-            bar.update(total=n, progress=i)
-        self._status(Text(f"evaluating {name} ({i + 1}/{n}) … ctrl+g cancels", style="yellow"))
+                try:
+                    run = api.evaluate(store.get(entry), params, progress=scaled, cancel=cancel)
+                except api.UserError as exc:
+                    if n == 1:
+                        raise
+                    failures.append(f"{entry.rel}: {exc}")
+                    continue
+                self.post_message(Evaluated(entry, run))
+            return n, failures
 
-    def _finished(self, done: int, total: int, cancelled: bool) -> None:
-        self._busy(None)
-        if cancelled:
-            self.app.notify(f"evaluation cancelled after {done} of {total}", severity="warning")
-        elif total > 1:
-            self.app.notify(f"evaluated {done} of {total} models")
+        return job
+
+    def job_done(self, name: str, value) -> None:
+        total, failures = value
+        for line in failures:
+            self.app.notify(line, title="evaluation failed", severity="error", timeout=8)
+        if total > 1:
+            self.app.notify(f"evaluated {total - len(failures)} of {total} models")
         self.show_evaluation(self.hub.current)
 
-    def action_cancel(self) -> None:
-        if self.token is not None and self.busy:
-            self.token.cancel()
-            self._status(Text("cancelling after the current model …", style="yellow"))
-        else:
-            self.app.notify("nothing to cancel")
+    def job_ended(self, name: str, outcome: str) -> None:
+        if self.hub.current is not None:
+            self.show_evaluation(self.hub.current)
 
     # --- cross-model table ------------------------------------------------------------------
 
     def tree_loaded(self, entries: list) -> None:
         self.rows = {}
-        self.load_rows(entries)
 
-    @work(thread=True, exclusive=True, group="cross", exit_on_error=False)
-    def load_rows(self, entries: list) -> None:
-        from hmmrnn_tui import services
+        def read() -> dict:
+            rows = {}
+            for entry in entries:
+                try:
+                    rows[str(entry.path)] = cross_row(entry)
+                except Exception as exc:  # one unreadable model never hides the others
+                    rows[str(entry.path)] = {
+                        "model": entry.rel, "status": "broken", "reason": str(exc)
+                    }  # fmt: skip
+            return rows
 
-        rows = {}
-        for entry in entries:
-            try:
-                rows[str(entry.path)] = services.cross_row(entry)
-            except Exception as exc:
-                rows[str(entry.path)] = {"model": entry.rel, "status": "broken", "reason": str(exc)}
-        if not get_current_worker().is_cancelled:
-            jobs.post(self.app, self._rows_loaded, rows)
+        jobs.fetch(self, "rows", read)
 
     def _rows_loaded(self, rows: dict) -> None:
-        from hmmrnn_tui import services
-
         for key, row in rows.items():
-            ev = self.hub.evaluations.get(key)
-            if ev is not None:
-                row.update(services.eval_columns(ev))
+            run = self.hub.evaluations.get(key)
+            if run is not None:
+                row.update(eval_columns(run))
         self.rows = rows
         self.fill_table()
 
@@ -309,12 +324,12 @@ class MetricsPane(Pane):
 
     def export_targets(self):
         entry = self.hub.current
-        result = None if entry is None else self.hub.evaluations.get(str(entry.path))
-        if result is None:
+        run = None if entry is None else self.hub.evaluations.get(str(entry.path))
+        if run is None:
             raise LookupError(
                 "evaluate the selected model first (ctrl+r); the Models pane exports the tree grid"
             )
-        return [(name, result, entry) for name in ("distances", "transition-matrices")]
+        return [(name, run, entry) for name in ("distances", "transition-matrices")]
 
     def commands(self):
         return [

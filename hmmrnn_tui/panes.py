@@ -43,9 +43,9 @@ class Pane(Container):
         """Put the keyboard focus on the pane's main widget."""
 
     def export_targets(self) -> list[tuple[str, object | None, object]]:
-        """What the export key writes for this view: (figure, result or None, target) triples.
+        """What the export key writes for this view: (figure, AnalysisRun or None, target) triples.
 
-        figure is a name from hmmrnn.figures.FIGURES, or "analysis:NAME" for every figure that
+        figure is a figure name (hmmrnn.api.figures()), or "analysis:NAME" for every figure that
         draws analysis NAME; target is a tree entry (its loaded model is used), a folder or a tree
         root. Raise LookupError with a hint when the view has nothing to export yet.
         """

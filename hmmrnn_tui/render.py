@@ -18,6 +18,15 @@ STATUS_STYLE = {"ok": "green", "broken": "bold red", "training": "yellow"}
 STATUS_MARK = {"ok": "✓", "broken": "✗", "training": "⟳"}
 
 
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
 def fmt(value, spec: str = ".4g") -> str:
     if value is None:
         return "–"
@@ -107,8 +116,6 @@ def training_summary(info: dict) -> Text:
     if run.get("total_epochs"):
         text.append(f" of {run['total_epochs']}")
     if info.get("run_time") is not None:
-        from hmmrnn_tui.runs import format_seconds
-
         text.append(f" · {format_seconds(info['run_time'])}")
     if run.get("floor") is not None:
         text.append(f" · floor {fmt(run['floor'], '.4f')}", style="dim")
@@ -136,39 +143,27 @@ def _short(value, limit: int = 28) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def evaluation_view(result) -> RenderableType:
-    """The evaluation table (shared with `hmmrnn evaluate`) and the transition matrices."""
-    from hmmrnn.cli.model_cmds import evaluation_table
+def evaluation_view(run) -> RenderableType:
+    """The evaluation table (the rows `hmmrnn evaluate` prints), the output transition matrices
+    and the parameters the evaluation was made with."""
+    from hmmrnn import api
 
-    try:
-        table: RenderableType = evaluation_table(result)
-        table.box = box.SIMPLE_HEAD  # fewer rows than the CLI's boxed look
-        table.show_edge = False
-    except AttributeError:  # the CLI table and the result class disagree: show the raw numbers
-        table = summary_table("HMM vs RNN", _evaluation_rows(result))
+    result = run.result
+    table = Table(title="HMM vs RNN", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("metric")
+    table.add_column("HMM (baseline)", justify="right")
+    table.add_column("RNN", justify="right")
+    for row in api.evaluation_rows(result):
+        table.add_row(*row)
     mats = side_by_side(
-        matrix_table("HMM transitions", result.hmm_transition),
-        matrix_table("RNN transitions", result.rnn_transition),
+        matrix_table("HMM output transitions", result.hmm_transition),
+        matrix_table("RNN output transitions", result.rnn_transition),
         matrix_table("squared difference", result.transition_sq_diff, ".4f"),
         gap=2,
     )
-    note = Text(
-        f"{result.num_sequences} sequences × {result.seq_len} steps, seed {result.seed}, "
-        f"matching: {result.method}",
-        style="dim",
-    )
+    used = ", ".join(f"{k} {v}" for k, v in run.params.items())
+    note = Text(f"parameters: {used} ({run.source})", style="dim")
     return Group(table, Text(""), mats, note)
-
-
-def _evaluation_rows(result) -> list[tuple[str, str]]:
-    return [
-        ("baseline distance", f"{result.baseline_mean:.3f} ± {result.baseline_std:.3f}"),
-        ("RNN distance", f"{result.rnn_mean:.3f} ± {result.rnn_std:.3f}"),
-        ("distance ratio", f"{result.distance_ratio:.3f}"),
-        ("HMM volatility", f"{result.hmm_volatility_mean:.2f} ± {result.hmm_volatility_std:.2f}"),
-        ("RNN volatility", f"{result.rnn_volatility_mean:.2f} ± {result.rnn_volatility_std:.2f}"),
-        ("transition error", f"{result.transition_error:.3f}"),
-    ]
 
 
 def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:

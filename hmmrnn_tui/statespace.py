@@ -4,35 +4,44 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
-from textual import work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from hmmrnn_tui import jobs, plots, render
-from hmmrnn_tui.panes import Pane
+from hmmrnn_tui import plots, render
+from hmmrnn_tui.jobs import JobPane
+
+
+class StageDone(Message):
+    """One analysis of the state-space job is done (sent from the worker as it goes)."""
+
+    def __init__(self, entry, name: str, run) -> None:
+        super().__init__()
+        self.entry, self.name, self.run = entry, name, run
+
 
 STAGES = (("pca", 0.0, 0.15), ("trajectories", 0.15, 0.35), ("fixed-points", 0.35, 1.0))
 VIEWS = ("states", "autonomous", "driven")
 
 
-class StateSpacePane(Pane):
+class StateSpacePane(JobPane):
     TITLE = "State space"
+    PREFIX = "ss"
     BINDINGS = [
-        Binding("ctrl+r", "compute", "Compute", priority=True),
-        Binding("ctrl+g", "cancel", "Cancel", priority=True),
-        Binding("p", "next_pair", "PC pair"),
-        Binding("v", "next_view", "View"),
+        Binding("ctrl+r", "compute", "Compute", priority=True, id="statespace.compute"),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True, id="statespace.cancel"),
+        Binding("p", "next_pair", "PC pair", id="statespace.next_pair"),
+        Binding("v", "next_view", "View", id="statespace.next_view"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.pair_index = 0
         self.view = VIEWS[0]
-        self.token = None
-        self.busy_key: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -44,7 +53,7 @@ class StateSpacePane(Pane):
             yield ProgressBar(total=1.0, show_eta=False, id="ss-progress")
 
     def on_mount(self) -> None:
-        self.query_one("#ss-progress").display = False
+        super().on_mount()
         plots.message(self.plot.plt, "no state space computed")
 
     @property
@@ -79,12 +88,12 @@ class StateSpacePane(Pane):
             plots.message(plt, "no model selected")
         elif not res:
             plots.message(plt, f"{entry.rel}: press ctrl+r to compute")
-            if self.busy_key is None:
+            if self.job is None:
                 status.update(Text(f"{entry.rel}: not computed — ctrl+r", style="dim"))
             self.query_one("#ss-info", Static).update("")
         else:
             self._draw(res)
-            if self.busy_key is None:
+            if self.job is None:
                 status.update(
                     f"{entry.rel} · view {self.view} (v) · PC{self.pair[0] + 1}-PC{self.pair[1] + 1} (p)"
                 )
@@ -94,7 +103,7 @@ class StateSpacePane(Pane):
     def pair(self) -> tuple[int, int]:
         res = self._results()
         pca = res.get("pca")
-        n = pca[0].n_components if pca else 2
+        n = pca.result.n_components if pca else 2
         pairs = plots.pc_pairs(n)
         return pairs[self.pair_index % len(pairs)]
 
@@ -103,20 +112,20 @@ class StateSpacePane(Pane):
         pca = res.get("pca")
         traj = res.get("trajectories")
         fixed = res.get("fixed-points")
-        fixed_r = fixed[0] if fixed else None
+        fixed_r = fixed.result if fixed else None
         pair = self.pair
         if self.view == "states" and pca:
-            plots.states(plt, pca[0], fixed_r, pair)
+            plots.states(plt, pca.result, fixed_r, pair)
         elif self.view == "autonomous" and traj:
-            plots.autonomous(plt, traj[0], fixed_r, pair)
+            plots.autonomous(plt, traj.result, fixed_r, pair)
         elif self.view == "driven" and traj:
-            plots.driven(plt, traj[0], fixed_r, pair)
+            plots.driven(plt, traj.result, fixed_r, pair)
         else:
             plots.message(plt, f"{self.view}: not computed")
         parts = []
         for name, _, _ in STAGES:
             if name in res:
-                parts.append(render.summary_table(name, res[name][1]))
+                parts.append(render.summary_table(name, res[name].summary()))
                 parts.append(Text(""))
         self.query_one("#ss-info", Static).update(Group(*parts))
 
@@ -134,65 +143,35 @@ class StateSpacePane(Pane):
         entry = self.healthy_model()
         if entry is None:
             return
-        if self.busy_key is not None:
-            self.app.notify("state space already being computed", severity="warning")
-            return
-        from hmmrnn.cancel import CancelToken
+        from hmmrnn import api
 
-        self.token = CancelToken()
-        self.busy_key = str(entry.path)
-        bar = self.query_one("#ss-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=1.0, progress=0)
-        self.compute_worker(entry, self.token)
+        store, params_for = self.hub.store, self.hub.params_for
 
-    @work(thread=True, exclusive=True, group="statespace", exit_on_error=False)
-    def compute_worker(self, entry, token) -> None:
-        from hmmrnn.cancel import Cancelled
-        from hmmrnn_tui import services
-
-        outcome = "done"
-        try:
-            loaded = self.hub.store.get(entry)
+        def job(progress, cancel) -> None:
+            loaded = store.get(entry)
             for name, lo, hi in STAGES:
-                token.raise_if_cancelled()
+                cancel.raise_if_cancelled()
 
                 def scaled(fraction: float, message: str = "", lo=lo, hi=hi, name=name) -> None:
-                    self._progress(lo + (hi - lo) * fraction, f"{name}: {message}")
+                    progress(lo + (hi - lo) * fraction, f"{name}: {message}")
 
-                progress = jobs.ThrottledProgress(self.app, scaled)
-                got = services.analyse(name, loaded, self.hub.params_for(name), progress, token)
-                jobs.post(self.app, self._stage_done, entry, name, got)
-        except Cancelled:
-            outcome = "cancelled"
-        except Exception as exc:
-            outcome = "failed"
-            jobs.notify_error(self.app, f"state space of {entry.rel}", exc)
-        jobs.post(self.app, self._finished, entry, outcome)
+                run = api.analyze(loaded, name, params_for(name), progress=scaled, cancel=cancel)
+                self.post_message(StageDone(entry, name, run))
 
-    def _progress(self, fraction: float, message: str) -> None:
-        self.query_one("#ss-progress", ProgressBar).update(progress=fraction)
-        self.query_one("#ss-status", Label).update(
-            Text(f"{message} (ctrl+g cancels)", style="yellow")
-        )
+        self.start_job("statespace", f"state space of {entry.rel}", job)
 
-    def _stage_done(self, entry, name: str, got) -> None:
-        self.hub.results[(str(entry.path), name)] = got
-        if self.hub.current is not None and self.hub.current.path == entry.path:
+    @on(StageDone)
+    def _stage_done(self, message: StageDone) -> None:
+        message.stop()
+        self.hub.results[(str(message.entry.path), message.name)] = message.run
+        if self.hub.current is not None and self.hub.current.path == message.entry.path:
             self.redraw()
 
-    def _finished(self, entry, outcome: str) -> None:
-        self.busy_key = None
-        self.query_one("#ss-progress").display = False
-        if outcome == "cancelled":
-            self.app.notify(f"state space of {entry.rel} cancelled", severity="warning")
+    def job_done(self, name: str, value) -> None:
         self.redraw()
 
-    def action_cancel(self) -> None:
-        if self.token is not None and self.busy_key is not None:
-            self.token.cancel()
-        else:
-            self.app.notify("nothing to cancel")
+    def job_ended(self, name: str, outcome: str) -> None:
+        self.redraw()
 
     def export_targets(self):
         entry = self.hub.current
@@ -201,9 +180,9 @@ class StateSpacePane(Pane):
             raise LookupError("compute the state space first (ctrl+r)")
         if self.view == "states" and "pca" in res:
             name = "pca-3d" if self.pair == (0, 2) else "pca-2d"
-            return [(name, res["pca"][0], entry)]
+            return [(name, res["pca"], entry)]
         if self.view != "states" and "trajectories" in res:
-            return [("trajectories", res["trajectories"][0], entry)]
+            return [("trajectories", res["trajectories"], entry)]
         raise LookupError("nothing computed for this view yet")
 
     def commands(self):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 from textual_plotext import PlotextPlot
 
-from hmmrnn_tui import jobs, plots, runs
+from hmmrnn_tui import jobs, plots, render
 from hmmrnn_tui.panes import Pane
 
 FIELDS = (
@@ -32,16 +32,16 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainingPane(Pane):
     TITLE = "Training"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start run", priority=True),
-        Binding("ctrl+g", "cancel_run", "Cancel run", priority=True),
-        Binding("ctrl+o", "attach", "Attach", priority=True),
+        Binding("ctrl+r", "start", "Start run", priority=True, id="training.start"),
+        Binding("ctrl+g", "cancel_run", "Cancel run", priority=True, id="training.cancel"),
+        Binding("ctrl+o", "attach", "Attach", priority=True, id="training.attach"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.handle: runs.RunHandle | None = None
+        self.handle = None  # the RunHandle followed
         self.reported = False
-        self.running: list[runs.RunHandle] = []
+        self.running: list = []
         self._drawn: tuple | None = None  # what the loss plot shows, see _plot_key
 
     def compose(self) -> ComposeResult:
@@ -90,13 +90,22 @@ class TrainingPane(Pane):
         self.set_interval(self.hub.poll_interval, self.poll)
         self.load_presets()
 
-    @work(thread=True, group="presets", exit_on_error=False)
     def load_presets(self) -> None:
-        try:
-            from hmmrnn.hmm import PRESETS
-        except Exception:  # the form keeps its default preset
-            return
-        jobs.post(self.app, self._set_presets, list(PRESETS))
+        from hmmrnn import api
+
+        jobs.fetch(self, "presets", api.presets)
+
+    @on(jobs.Fetched)
+    def _fetched(self, message: jobs.Fetched) -> None:
+        message.stop()
+        if isinstance(message.value, Exception):
+            if message.key == "runs":
+                self.app.notify(str(message.value), title="could not scan for runs", severity="error")
+            return  # the form keeps its default preset
+        if message.key == "presets":
+            self._set_presets(message.value)
+        elif message.key == "runs":
+            self._runs_found(message.value)
 
     def _set_presets(self, names: list[str]) -> None:
         select = self.query_one("#f-preset", Select)
@@ -109,11 +118,13 @@ class TrainingPane(Pane):
 
     # --- form -------------------------------------------------------------------------------
 
-    def request(self) -> runs.TrainRequest:
+    def request(self):
+        from hmmrnn import api
+
         values = {name: self.query_one(f"#f-{name}", Input).value for name, _, _ in FIELDS}
         values["preset"] = str(self.query_one("#f-preset", Select).value)
         values["device"] = str(self.query_one("#f-device", Select).value)
-        return runs.TrainRequest(**values)
+        return api.train_request(**values)
 
     def set_form(self, **values: str) -> None:
         """Fill form fields by name (used by the palette's presets and by tests)."""
@@ -128,11 +139,17 @@ class TrainingPane(Pane):
                 "a run started here is still going; cancel it first (ctrl+g)", severity="warning"
             )
             return
+        from hmmrnn import api
+
         req = self.request()
         out = Path(req.out).expanduser() if req.out.strip() else req.default_out(self.hub.runs_dir)
         try:
-            handle = runs.launch(req, out)
-        except Exception as exc:
+            config = req.build()  # every field checked before anything is created on disk
+            handle = api.start_training(config, out, req.device)
+        except api.UserError as exc:
+            field = getattr(exc, "field", None)
+            if field:
+                self.query_one(f"#f-{field}").focus()
             self.app.notify(str(exc), title="could not start training", severity="error")
             return
         self.follow(handle)
@@ -140,7 +157,7 @@ class TrainingPane(Pane):
             f"training started in {out} (pid {handle.pid}); it keeps running if you quit"
         )
 
-    def follow(self, handle: runs.RunHandle) -> None:
+    def follow(self, handle) -> None:
         self.handle = handle
         self.reported = False
         self._drawn = None
@@ -173,12 +190,12 @@ class TrainingPane(Pane):
         return [] if self.handle is None else self.handle.follower.records
 
     @staticmethod
-    def _plot_key(handle: runs.RunHandle, info: dict) -> tuple:
+    def _plot_key(handle, info: dict) -> tuple:
         """What the loss plot depends on: redrawing plotext on every tick of a run with no
         records yet would cost a full re-render each poll for an unchanged picture."""
         return (id(handle), len(handle.follower.records), info.get("floor"))
 
-    def _draw(self, handle: runs.RunHandle, info: dict) -> None:
+    def _draw(self, handle, info: dict) -> None:
         self._drawn = self._plot_key(handle, info)
         records = handle.follower.records
         floor = info.get("floor")
@@ -188,7 +205,7 @@ class TrainingPane(Pane):
         plots.loss(plot.plt, records, floor)
         plot.refresh()
 
-    def _show_status(self, handle: runs.RunHandle, info: dict) -> None:
+    def _show_status(self, handle, info: dict) -> None:
         status = info.get("status", "starting")
         done, total = info.get("epochs_done", 0), info.get("total_epochs")
         bar = self.query_one("#run-progress", ProgressBar)
@@ -199,7 +216,7 @@ class TrainingPane(Pane):
         best_text = f" · best {best:.4f}" if isinstance(best, (int, float)) else ""
         alive = handle.alive()
         if status == "running" and alive:
-            eta = runs.format_seconds(runs.eta_seconds(info))
+            eta = render.format_seconds(handle.eta(info))
             label.update(f"epoch {done}/{total}{best_text} · ETA {eta} · {handle.folder.name}")
             return
         if status == "starting" and alive:
@@ -248,16 +265,13 @@ class TrainingPane(Pane):
     def tree_loaded(self, entries: list) -> None:
         self.scan_runs()
 
-    @work(thread=True, exclusive=True, group="scan-runs", exit_on_error=False)
     def scan_runs(self) -> None:
-        try:
-            found = runs.find_running([self.hub.tree_root, self.hub.runs_dir])
-        except Exception as exc:
-            jobs.notify_error(self.app, "could not scan for running trainings", exc)
-            return
-        jobs.post(self.app, self._runs_found, found)
+        from hmmrnn import api
 
-    def _runs_found(self, found: list[runs.RunHandle]) -> None:
+        roots = [self.hub.tree_root, self.hub.runs_dir]
+        jobs.fetch(self, "runs", lambda: api.find_runs(roots))
+
+    def _runs_found(self, found: list) -> None:
         followed = None if self.handle is None else self.handle.folder.resolve()
         self.running = [h for h in found if h.folder != followed]
         table = self.query_one("#runs", DataTable)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import study_state, write_study_model
 
+from hmmrnn.analyses import fixedpoints as fp
 from hmmrnn.analyses import pca as pca_mod
 from hmmrnn.analyses import registry
 from hmmrnn.analyses import statespace as ss
@@ -25,6 +26,11 @@ SMALL = {
     "readout-alignment": {"steps": 300},
 }
 RAY = torch.tensor([1.0, 2.0, 1.0])
+
+def run_analysis(*args, **kwargs):
+    """The registry's run, for the result alone."""
+    return registry.run_analysis(*args, **kwargs).result
+
 
 
 def planted(eigs: tuple[float, float, float], hidden: int = 6) -> HMMRNN:
@@ -74,7 +80,7 @@ def cache(tmp_path):
 
 
 def test_planted_saddle_ray_found_and_classified():
-    r = ss.find_fixed_points(planted((1.0, 1.5, 0.3)), n_starts=64, iters=300, pca_steps=0)
+    r = fp.find_fixed_points(planted((1.0, 1.5, 0.3)), n_starts=64, iters=300, pca_steps=0)
     assert np.allclose(r.points[0], 0) and r.q[0] == 0  # the origin is always reported first
     nonzero = [p for p in range(1, len(r.points)) if r.is_fixed[p]]
     assert len(nonzero) == 1
@@ -87,7 +93,7 @@ def test_planted_saddle_ray_found_and_classified():
 
 def test_planted_line_attractor_is_marginal_and_autonomous_runs_stop_on_it():
     model = planted((1.0, 0.5, 0.2))
-    r = ss.find_fixed_points(model, n_starts=64, iters=300, pca_steps=0)
+    r = fp.find_fixed_points(model, n_starts=64, iters=300, pca_steps=0)
     assert r.kinds[1:] == ["marginal"] and r.is_fixed[1]
     assert cosine(r.points[1][:3], RAY) > 0.9999
     assert abs(r.origin_growth - 1.0) < 1e-3 and r.kinds[0] == "marginal"
@@ -103,7 +109,7 @@ def test_contracting_network_has_only_the_stable_origin():
     with torch.no_grad():
         q, _ = torch.linalg.qr(torch.randn(12, 12, generator=torch.Generator().manual_seed(3)))
         model.rnn.weight_hh_l0.copy_(0.6 * q)  # every |lambda| = 0.6: all flows shrink
-    r = ss.find_fixed_points(model, n_starts=32, iters=200, pca_steps=100)
+    r = fp.find_fixed_points(model, n_starts=32, iters=200, pca_steps=100)
     assert len(r.points) == 1 and r.kinds == ["stable"] and r.origin_growth < 0.6 + 1e-6
     assert r.projections.shape == (1, 3)
     auto = ss.autonomous_trajectories(model, n_starts=10, steps=80, pca_steps=100)
@@ -112,7 +118,7 @@ def test_contracting_network_has_only_the_stable_origin():
 
 def test_classify_counts_unstable_and_marginal():
     eigs = np.array([[0.5, 0.2j, 0], [1.0, 0.3, 0.1], [1.2, 0.9, 0], [1.1, -2.0, 1.5j]])
-    n_unst, n_marg, kinds = ss.classify(eigs, eig_tol=1e-2)
+    n_unst, n_marg, kinds = fp.classify(eigs, eig_tol=1e-2)
     assert n_unst.tolist() == [0, 0, 1, 3]
     assert n_marg.tolist() == [0, 1, 0, 0]
     assert kinds == ["stable", "marginal", "saddle", "unstable"]
@@ -176,9 +182,9 @@ def test_trajectories_shapes_and_collapse():
 
 @pytest.mark.parametrize("name", MINE)
 def test_each_analysis_runs_deterministically_with_a_summary(name, loaded):
-    a = registry.run_analysis(name, loaded, SMALL[name], use_cache=False)
-    b = registry.run_analysis(name, loaded, SMALL[name], use_cache=False)
-    c = registry.run_analysis(name, loaded, {**SMALL[name], "seed": 1}, use_cache=False)
+    a = run_analysis(name, loaded, SMALL[name], use_cache=False)
+    b = run_analysis(name, loaded, SMALL[name], use_cache=False)
+    c = run_analysis(name, loaded, {**SMALL[name], "seed": 1}, use_cache=False)
     arrays = [k for k, v in vars(a).items() if isinstance(v, np.ndarray)]
     assert arrays and all(
         np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True) for k in arrays
@@ -202,24 +208,24 @@ def test_cancel_from_progress_stops_the_run(name, loaded):
         token.cancel()
 
     with pytest.raises(Cancelled):
-        registry.run_analysis(
+        run_analysis(
             name, loaded, SMALL[name], progress=progress, cancel=token, use_cache=False
         )
     assert seen and max(seen) < 1.0
 
 
 def test_cache_hit_on_second_run(loaded, cache):
-    first = registry.run_analysis("fixed-points", loaded, SMALL["fixed-points"])
+    first = run_analysis("fixed-points", loaded, SMALL["fixed-points"])
     assert cache.hits == 0
-    second = registry.run_analysis("fixed-points", loaded, SMALL["fixed-points"])
+    second = run_analysis("fixed-points", loaded, SMALL["fixed-points"])
     assert cache.hits == 1 and second.kinds == first.kinds
     assert np.array_equal(second.eigenvalues, first.eigenvalues)
-    registry.run_analysis("fixed-points", loaded, {**SMALL["fixed-points"], "seed": 2})
+    run_analysis("fixed-points", loaded, {**SMALL["fixed-points"], "seed": 2})
     assert cache.hits == 1
 
 
 def test_bad_parameters_raise_value_error(loaded):
     with pytest.raises(ValueError, match="unknown parameter"):
-        registry.run_analysis("pca", loaded, {"stepz": 3}, use_cache=False)
+        run_analysis("pca", loaded, {"stepz": 3}, use_cache=False)
     with pytest.raises(ValueError):
-        registry.run_analysis("variance-contours", loaded, {"mass": 1.5}, use_cache=False)
+        run_analysis("variance-contours", loaded, {"mass": 1.5}, use_cache=False)

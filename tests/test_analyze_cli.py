@@ -13,8 +13,6 @@ import hmmrnn.cli
 from hmmrnn.analyses import registry
 from hmmrnn.analyses.base import ResultCache, set_cache
 from hmmrnn.cli import main
-from hmmrnn.cli.analyze_cmd import coerce
-from hmmrnn.cli.common import UserError
 
 FAST = ["--steps", "200"]
 
@@ -119,12 +117,14 @@ def test_own_flags_are_not_abbreviated(model, capsys):
     assert "--st" in capsys.readouterr().err
 
 
-def test_coerce_follows_the_default_type():
-    assert coerce("steps", "3", 10) == 3 and isinstance(coerce("lr", "1", 0.5), float)
-    assert coerce("noise_stds", "0.5,1", [0.1, 1.0]) == [0.5, 1.0]
-    assert coerce("noise_stds", "[2, 3]", [0.1]) == [2.0, 3.0]
-    assert coerce("confirm", "false", True) is False
-    with pytest.raises(UserError):
-        coerce("steps", "2.5", 10)
-    with pytest.raises(UserError):
-        coerce("confirm", "maybe", True)
+def test_help_after_the_analysis_lists_its_parameters(model, capsys):
+    assert main(["analyze", model, "ablation", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--kick-units", "--mus", "--noise-std", "--seed"):
+        assert flag in out
+    assert "list of int" in out and "default 60" in out
+
+
+def test_list_parameters_parse_like_the_tui(model, capsys):
+    assert main(["analyze", model, "variance-contours", "--noise-stds", "0.5 2", *FAST]) == 0
+    assert "std 2" in capsys.readouterr().out

@@ -106,8 +106,10 @@ def test_evaluate_writes_json_and_validates(study_tree, capsys):
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.split("\nsaved")[0])
     saved = json.loads((folder / "evaluation.json").read_text())
-    assert saved["num_sequences"] == 200 and saved["seq_len"] == 10
-    assert printed["distance_ratio"] == pytest.approx(saved["distance_ratio"])
+    assert saved["params"]["num_sequences"] == 200 and saved["params"]["seq_len"] == 10
+    assert saved["model"]["file"].startswith("models/") and len(saved["model"]["sha256"]) == 64
+    assert printed["result"]["distance_ratio"] == pytest.approx(saved["result"]["distance_ratio"])
+    assert printed["params"] == saved["params"]
     assert main(["evaluate", str(folder), "--num-sequences", "1"]) == 2
     assert main(["evaluate"]) == 2
     assert (

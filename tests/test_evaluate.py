@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from hmmrnn.analyses.base import AnalysisRun, ResultFileError
+from hmmrnn.analyses.evaluation import load_evaluation
 from hmmrnn.evaluate import (
-    EvaluationFileError,
     EvaluationResult,
     compare_outputs,
     evaluate_model,
@@ -190,48 +191,71 @@ def test_compare_outputs_same_distribution_is_close():
     assert res.baseline_unique_fraction == res.rnn_unique_fraction == 1.0
 
 
+def save(res: EvaluationResult, path, **params) -> None:
+    AnalysisRun("evaluation", 1, {"seed": res.seed, **params}, res).save(path)
+
+
 def test_save_load_round_trip(tmp_path):
     res = some_result(volatility_rel_error=math.inf)
     path = tmp_path / "sub" / "evaluation.json"
-    res.save(path)
+    save(res, path, num_sequences=60)
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
-    back = EvaluationResult.load(path)
-    for key, value in res.to_dict().items():
-        if key != "format":
-            assert back.to_dict()[key] == value
+    run = load_evaluation(path)
+    assert run.params == {"seed": 7, "num_sequences": 60} and run.source == "file"
+    back = run.result
+    assert back.to_dict() == res.to_dict()
     assert back.volatility_rel_error == math.inf
     np.testing.assert_array_equal(back.rnn_transition, res.rnn_transition)
+    assert EvaluationResult.load(path).to_dict() == res.to_dict()
+
+
+def test_legacy_flat_files_still_load(tmp_path):
+    """evaluation.json as written before results had a run header (the flat result)."""
+    res = some_result()
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps({"format": "hmmrnn.evaluation/1", **res.to_dict()}))
+    run = load_evaluation(path)
+    assert run.result.to_dict() == res.to_dict()
+    assert run.params["num_sequences"] == 60 and run.params["seq_len"] == 12
+    assert run.params["reg"] == 0.1 and run.model_sha256 is None
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
         ("{not json", "not valid JSON"),
-        ("[1, 2]", "JSON object"),
-        ('{"seed": 1}', "lacks"),
+        ("[1, 2]", "format"),
+        ('{"seed": 1}', "format"),
+        ('{"format": "hmmrnn.evaluation/1", "seed": 1}', "lacks"),
     ],
 )
 def test_load_malformed(tmp_path, text, message):
     path = tmp_path / "bad.json"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message):
-        EvaluationResult.load(path)
+    with pytest.raises(ResultFileError, match=message):
+        load_evaluation(path)
 
 
 def test_load_bad_fields(tmp_path):
-    data = some_result().to_dict()
     path = tmp_path / "bad.json"
+    save(some_result(), path)
+    good = json.loads(path.read_text())
     for key, value, message in [
         ("hmm_transition", [[1, 2], [3, 4]], "shape"),
         ("rnn_mean", "lots", "number"),
         ("seed", 1.5, "integer"),
-        ("format", "other/9", "format"),
     ]:
-        path.write_text(json.dumps({**data, key: value}))
-        with pytest.raises(EvaluationFileError, match=message):
-            EvaluationResult.load(path)
-    with pytest.raises(EvaluationFileError, match="cannot read"):
-        EvaluationResult.load(tmp_path / "missing.json")
+        path.write_text(json.dumps({**good, "result": {**good["result"], key: value}}))
+        with pytest.raises(ResultFileError, match=message):
+            load_evaluation(path)
+    path.write_text(json.dumps({**good, "format": "other/9"}))
+    with pytest.raises(ResultFileError, match="format"):
+        load_evaluation(path)
+    path.write_text(json.dumps({**good, "analysis": "pca"}))
+    with pytest.raises(ResultFileError, match="not an evaluation"):
+        load_evaluation(path)
+    with pytest.raises(ResultFileError, match="cannot read"):
+        load_evaluation(tmp_path / "missing.json")
 
 
 def test_passes_bar():

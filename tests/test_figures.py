@@ -15,17 +15,12 @@ import pytest
 from conftest import study_state, write_study_model
 from matplotlib.colors import to_rgba
 
+from hmmrnn import api
 from hmmrnn.analyses.base import ResultCache, set_cache
-from hmmrnn.figures import (
-    FIGURES,
-    export_figure,
-    list_figures,
-    model_label,
-    parse_formats,
-    render_to_files,
-)
-from hmmrnn.figures import catalog as catalog_mod
-from hmmrnn.figures.export import check_stem, figure_bytes
+from hmmrnn.api import export_figure
+from hmmrnn.figures import export as export_mod
+from hmmrnn.figures.catalog import all_figures, list_figures, model_label
+from hmmrnn.figures.export import check_stem, figure_bytes, parse_formats, render_to_files
 from hmmrnn.figures.style import output_color
 from hmmrnn.io import file_sha256
 
@@ -70,6 +65,7 @@ PARAMS = {
     "evolution": {"steps": 100, "eig_steps": 10, "persist": 2},
     "evaluation": {"num_sequences": 80},
 }
+FIGURES = all_figures()
 TRAINED_FIGURES = {"loss-curves", "evolution"}  # need a real training run (metrics, checkpoints)
 
 
@@ -78,9 +74,7 @@ def env(tmp_path_factory):
     """A random study-format model (switches outputs often), a tiny trained run with per-epoch
     checkpoints, a small evaluated tree, and a private result cache."""
     from hmmrnn.config import ExperimentConfig
-    from hmmrnn.evaluate import evaluate_model
     from hmmrnn.train import train
-    from hmmrnn.tree import EVALUATION_NAME, load_model
 
     base = tmp_path_factory.mktemp("figures")
     set_cache(ResultCache(base / "cache"))
@@ -116,9 +110,7 @@ def env(tmp_path_factory):
         c = ExperimentConfig.from_preset(fam, hidden_size=h, input_size=d, seq_len=8).to_dict()
         write_study_model(folder, study_state(d, h, 3, i + 10), c)
         if i < 4:  # the last one has no evaluation.json: it must be listed as skipped
-            lm = load_model(folder)
-            ev = evaluate_model(lm.model, lm.config.build_hmm(), num_sequences=40, seq_len=8)
-            ev.save(folder / EVALUATION_NAME)
+            api.evaluate(folder, {"num_sequences": 40})
     yield {"model": model, "run": run, "lr_run": lr_run, "tree": tree, "base": base}
     set_cache(None)
 
@@ -133,16 +125,9 @@ def source_for(name: str, env) -> Path:
 def result_for(name: str, env):
     """The drawable result of a figure, computed through the same path as an export."""
     spec = FIGURES[name]
-    if spec.analysis not in ("evaluation", "loss-curves", "tree"):
-        from hmmrnn.analyses.registry import all_specs
-
-        if spec.analysis not in all_specs():
-            pytest.skip(
-                f"analysis {spec.analysis!r} not registered (its hmmrnn.analyses module is missing)"
-            )
-    target = catalog_mod._Target(source_for(name, env))
-    result, _ = catalog_mod._obtain(spec, target, PARAMS.get(spec.analysis), None, None, None)
-    return result
+    params = PARAMS.get(spec.analysis)
+    _, drawable, _ = api.figure_data(name, source_for(name, env), params=params, device="cpu")
+    return drawable
 
 
 # --- every figure draws -----------------------------------------------------------------------------
@@ -196,7 +181,7 @@ def test_tree_figure_sidecar_lists_models_and_skips(env, tmp_path):
 
 
 def test_loss_curves_keep_each_learning_rate(env):
-    from hmmrnn.figures import LossCurves
+    from hmmrnn.figures.training import LossCurves
 
     curves = LossCurves.from_folder(env["lr_run"])
     assert curves.learning_rates == [0.02, 0.05]
@@ -213,7 +198,7 @@ def _digest(path: Path) -> str:
 
 
 def test_exports_in_a_row_never_collide(env, tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog_mod, "timestamp", lambda: "20260101-000000")
+    monkeypatch.setattr(export_mod, "timestamp", lambda: "20260101-000000")
     first = export_figure(
         "explained-variance",
         env["model"],
@@ -357,20 +342,21 @@ def test_rendering_leaves_global_rcparams_alone_and_works_in_threads(env):
     assert not changed
 
 
-def test_supplied_results_are_drawn_without_recomputing(env, tmp_path):
-    from hmmrnn.analyses.registry import run_analysis
-    from hmmrnn.tree import load_model
-
-    loaded = load_model(env["model"])
-    pca = run_analysis("pca", loaded, {"steps": 150})
-    res = export_figure("pca-3d", loaded, out_dir=tmp_path, formats="png", result=pca)
+def test_supplied_results_are_drawn_without_recomputing(env, tmp_path, monkeypatch):
+    loaded = api.load(env["model"], device="cpu")
+    pca = api.analyze(loaded, "pca", {"steps": 150, "seed": 4}, use_cache=False)
+    monkeypatch.setattr(api, "analyze", lambda *a, **k: pytest.fail("recomputed"))
+    res = export_figure("pca-3d", loaded, out_dir=tmp_path, formats="png", run=pca)
     meta = json.loads(res.sidecar.read_text())
-    assert meta["result_source"] == "supplied by the caller" and meta["params"] is None
-    pop = run_analysis("populations", loaded, PARAMS["populations"])
-    res = export_figure("weight-blocks", loaded, out_dir=tmp_path, formats="png", result=pop)
-    assert "derived" in json.loads(res.sidecar.read_text())["result_source"]
-    with pytest.raises(TypeError, match="PCAResult"):
-        export_figure("pca-2d", loaded, out_dir=tmp_path, formats="png", result=pop)
+    # the sidecar records what the result on screen was computed with
+    assert meta["result_source"] == "computed" and meta["params"]["steps"] == 150
+    assert meta["seed"] == 4 and meta["version"] == pca.version
+    monkeypatch.undo()
+    pop = api.analyze(loaded, "populations", PARAMS["populations"])
+    res = export_figure("weight-blocks", loaded, out_dir=tmp_path, formats="png", run=pop)
+    assert "view computed on top" in json.loads(res.sidecar.read_text())["notes"][0]
+    with pytest.raises(api.UserError, match="draws pca"):
+        export_figure("pca-2d", loaded, out_dir=tmp_path, formats="png", run=pop)
 
 
 # --- the CLI ----------------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def _catch_mid_run(spec: Path, tree: Path, sig: int, wait_for: str | None = None
         assert proc.poll() is None and time.time() < deadline, "the long model never started"
         time.sleep(0.05)
     if sig == signal.SIGINT:  # the TUI finds a sweep's running job as it finds a single run
-        from hmmrnn_tui.runs import find_running
+        from hmmrnn.runs import find_running
 
         assert (tree / LONG).resolve() in [h.folder for h in find_running([tree])]
     proc.send_signal(sig)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hmmrnn.config import ConfigError, ExperimentConfig
+from hmmrnn.errors import UserError
 from hmmrnn.io import ModelFileError
 from hmmrnn.tree import discover, load_model, model_file_name, save_model
 from tests.conftest import study_state, write_study_model
@@ -133,5 +134,5 @@ def test_save_round_trip(tmp_path):
 def test_missing_path_and_root(tmp_path):
     with pytest.raises(ModelFileError, match="no such file"):
         load_model(tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="not a folder"):
         discover(tmp_path / "nothing")

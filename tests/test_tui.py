@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from textual.geometry import Region
 
+from hmmrnn import api
 from hmmrnn.analyses.base import ResultCache, set_cache
-from hmmrnn_tui import runs
 from hmmrnn_tui.app import HmmrnnApp
 from hmmrnn_tui.browser import short_reason
 from hmmrnn_tui.help import HelpScreen
@@ -174,11 +174,11 @@ async def test_evaluate_selected_model_and_sort_the_table(tree, tmp_path):
         await pilot.press("2", "ctrl+r")
         metrics = app.pane("metrics")
         key = str(tree / SEED0)
-        await until(pilot, lambda: key in app.evaluations and not metrics.busy, what="evaluation")
+        await until(pilot, lambda: key in app.evaluations and metrics.job is None, what="evaluation")
         assert (tree / SEED0 / "evaluation.json").is_file()
         saved = json.loads((tree / SEED0 / "evaluation.json").read_text())
-        assert saved["num_sequences"] == 100
-        result = app.evaluations[key]
+        assert saved["params"]["num_sequences"] == 100 and saved["params"]["seq_len"] == 10
+        result = app.evaluations[key].result
         assert metrics.rows[key]["distance_ratio"] == pytest.approx(result.distance_ratio)
 
         table = app.query_one("#cross")
@@ -207,7 +207,7 @@ async def test_state_space_views_and_export(tree, tmp_path):
         key = str(tree / SEED0)
         await until(
             pilot,
-            lambda: pane.busy_key is None and (key, "fixed-points") in app.results,
+            lambda: pane.job is None and (key, "fixed-points") in app.results,
             what="state space",
         )
         plot = rendered(pane.plot)
@@ -242,8 +242,10 @@ async def test_run_a_small_analysis_then_export_it(tree, tmp_path):
         await pilot.press("tab", *"n_states=120")
         assert app.query_one("#mech-params").value == "n_states=120"
         await pilot.press("enter")  # runs it, like ctrl+r, and leaves the parameter line
-        await until(pilot, lambda: pane.running is None and pane.current_result(), what="result")
-        result, rows = pane.current_result()
+        await until(pilot, lambda: pane.job is None and pane.current_run(), what="result")
+        run = pane.current_run()
+        result, rows = run.result, run.summary()
+        assert run.params["n_states"] == 120
         assert len(result.rt) == 120
         table = rendered(app.query_one("#mech-table"))
         assert "mean RT" in table and dict(rows)["states"] in table
@@ -290,16 +292,26 @@ async def test_training_run_plots_live_and_cancels(tree, tmp_path):
         assert (tmp_path / "runs" / "tiny" / "train.log").is_file()
 
 
-async def test_a_run_that_fails_to_start_is_reported(tree, tmp_path):
+@pytest.mark.parametrize(
+    ("fields", "needle", "focused"),
+    [
+        ({"extra": "--bogus-flag 1"}, "bogus-flag", "f-extra"),
+        ({"hidden_size": "abc"}, "hidden_size", "f-hidden_size"),
+        ({"learning_rate": "-1"}, "learning_rates", "f-learning_rate"),
+    ],
+)
+async def test_a_bad_form_value_creates_nothing(tree, tmp_path, fields, needle, focused):
     app = make_app(tree, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await pilot.press("4")
         pane = app.pane("training")
-        pane.set_form(out=str(tmp_path / "runs" / "bad"), **{**TINY_RUN, "extra": "--bogus-flag 1"})
+        pane.set_form(out=str(tmp_path / "runs" / "bad"), **{**TINY_RUN, **fields})
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: pane.reported, what="the failure")
-        assert any("bogus-flag" in n for n in notes(app, "error"))
+        await until(pilot, lambda: notes(app, "error"), what="the refusal")
+        assert any(needle in n for n in notes(app, "error"))
+        assert pane.handle is None and not (tmp_path / "runs").exists()  # nothing on disk
+        assert app.focused is not None and app.focused.id == focused
         assert app.is_running
 
 
@@ -319,7 +331,7 @@ async def test_keys_answered_while_training_and_analysis_run(tree, tmp_path):
         handle = training.handle
         try:
             await until(pilot, lambda: len(training.records) >= 2, timeout=45, what="epochs")
-            assert mechanisms.running == "residency"
+            assert mechanisms.job == "residency"
             app.stalls.reset()
             latencies = []
             for key, pane in [
@@ -337,7 +349,7 @@ async def test_keys_answered_while_training_and_analysis_run(tree, tmp_path):
                     await pilot.pause(0.01)
                 latencies.append(time.perf_counter() - t0)
                 await pilot.pause(0.2)
-            assert mechanisms.running == "residency" and handle.alive()  # both still working
+            assert mechanisms.job == "residency" and handle.alive()  # both still working
             print([round(x * 1000) for x in latencies])
             print(f"key latency max {max(latencies) * 1000:.0f} ms; "
                   f"UI stall max {app.stalls.max_stall * 1000:.0f} ms")  # fmt: skip
@@ -349,17 +361,18 @@ async def test_keys_answered_while_training_and_analysis_run(tree, tmp_path):
                             what=f"pane {pane}")  # fmt: skip
                 app.simulate_key("ctrl+g")
                 await pilot.pause(0.1)
-            await until(pilot, lambda: mechanisms.running is None, what="analysis cancel")
+            await until(pilot, lambda: mechanisms.job is None, what="analysis cancel")
             await until(pilot, lambda: not handle.alive(), timeout=30, what="training cancel")
         finally:
             if handle is not None and handle.alive():
                 os.kill(handle.pid, signal.SIGKILL)
-        assert any("residency cancelled" in n for n in notes(app, "warning"))
+        assert any("residency" in n and "cancelled" in n for n in notes(app, "warning"))
 
 
 async def test_reattach_to_a_run_started_before_the_app(tree, tmp_path):
     runs_dir = tmp_path / "runs"
-    handle = runs.launch(runs.TrainRequest(**TINY_RUN), runs_dir / "earlier")
+    config = api.train_request(**TINY_RUN).build()
+    handle = api.start_training(config, runs_dir / "earlier", device="cpu")
     try:
         deadline = time.monotonic() + 45
         while handle.info().get("status") != "running":

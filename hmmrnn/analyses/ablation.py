@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -35,9 +36,10 @@ from hmmrnn.analyses.dynamics import (
     spectrum_counts,
 )
 from hmmrnn.analyses.neurons import as_index, kick_neurons
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import NoiseStd, P, Seed
 
 DEFAULT_MUS = tuple(float(m) for m in np.round(np.arange(0.0, 2.01, 0.1), 2))
 INPUT_SETS = ("noise",)
@@ -177,22 +179,25 @@ def ablation_sweep(
     *,
     sets: Mapping[str, Sequence[int]] | None = None,
     input_sets: Sequence[str] = INPUT_SETS,
-    kick_units: Sequence[int] | None = None,
-    top_k: int = 60,
-    control_k: int = 35,
-    mus: Sequence[float] = DEFAULT_MUS,
-    n_traj: int = 100,
-    steps: int = 100,
-    gamma: float = 0.5,
-    noise_std: float = 1.0,
-    switch_window: int = 15,
-    re_tol: float = 0.1,
-    im_min: float = 0.06,
-    eig_traj: int = 12,
-    n_keep: int = 4,
+    kick_units: Annotated[
+        Sequence[int] | None, P("kick units, e.g. 30,130,92 (none: detected by kick-neurons)", ge=0)
+    ] = None,
+    top_k: Annotated[int, P("presynaptic partners per kick unit in the noise set", ge=1)] = 60,
+    control_k: Annotated[int, P("partners excluded from the control set", ge=0)] = 35,
+    mus: Annotated[Sequence[float], P("gains swept (0 silences, 1 nominal)", ge=0)] = DEFAULT_MUS,
+    n_traj: Annotated[int, P("trajectories per gain", ge=1)] = 100,
+    steps: Annotated[int, P("steps per trajectory", ge=1)] = 100,
+    gamma: Annotated[float, P("noise mix: 0 frozen, 1 fresh", ge=0, le=1)] = 0.5,
+    noise_std: NoiseStd = 1.0,
+    switch_window: Annotated[int, P("steps either side of a switch searched", ge=0)] = 15,
+    re_tol: Annotated[float, P("critical pair: |Re w| below this (Mobius w)", gt=0)] = 0.1,
+    im_min: Annotated[float, P("critical pair: Im w above this", ge=0)] = 0.06,
+    eig_traj: Annotated[int, P("trajectories whose Jacobian spectra are taken", ge=1)] = 12,
+    n_keep: Annotated[int, P("trajectories kept for the figure", ge=0)] = 4,
     h0=None,
     max_batch_elems: int = 1 << 24,
-    seed: int = 0,
+    seed: Seed = 0,
+    context=None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> AblationResult:
@@ -213,7 +218,9 @@ def ablation_sweep(
         raise ValueError(f"need n_traj >= 1 and steps >= 1 (got {n_traj}, {steps})")
     progress(0.0, "ablation: choosing sets")
     if sets is None:
-        if kick_units is None:
+        if kick_units is None and context is not None:
+            kick_units = context.run("kick-neurons", {"seed": seed}).all_units
+        elif kick_units is None:
             kick_units = kick_neurons(model, seed=seed, cancel=cancel).all_units
         sets = default_sets(model.w_hh, kick_units, top_k=top_k, control_k=control_k, seed=seed)
     sets = {str(k): as_index(v) for k, v in sets.items()}
@@ -287,36 +294,7 @@ def ablation_sweep(
     )
 
 
-# --- registry adapter ------------------------------------------------------------------------------
-
-ABLATION_DEFAULTS = {
-    "kick_units": None,
-    "top_k": 60,
-    "control_k": 35,
-    "mus": list(DEFAULT_MUS),
-    "n_traj": 100,
-    "steps": 100,
-    "gamma": 0.5,
-    "noise_std": 1.0,
-    "switch_window": 15,
-    "re_tol": 0.1,
-    "im_min": 0.06,
-    "eig_traj": 12,
-    "n_keep": 4,
-    "seed": 0,
-}
-
-
-def _run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> AblationResult:
-    params = dict(params)
-    if params["kick_units"] is None:
-        from hmmrnn.analyses.registry import run_analysis
-
-        kick = run_analysis("kick-neurons", loaded, {"seed": params["seed"]}, cancel=cancel)
-        params["kick_units"] = kick.all_units.tolist()
-        if not params["kick_units"]:
-            raise ValueError("no kick neurons detected; pass kick_units=[...] explicitly")
-    return ablation_sweep(loaded.model, **params, progress=progress, cancel=cancel)
+# --- registration ---------------------------------------------------------------------------------
 
 
 def _summary(r: AblationResult) -> list[tuple[str, str]]:
@@ -335,12 +313,19 @@ def _summary(r: AblationResult) -> list[tuple[str, str]]:
 
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="ablation",
+        fn=ablation_sweep,
+        result=AblationResult,
         help="gain sweep on kick, noise-projection and control sets: critical pairs, switch rate",
-        result_cls=AblationResult,
-        defaults=ABLATION_DEFAULTS,
-        run=_run,
         summary=_summary,
+        figures=(
+            Figure("ablation", "gain sweep: trajectories, critical pairs and switch rate vs mu",
+                   "hmmrnn.figures.mechanisms:render_ablation"),
+        ),
+        views=(
+            View("critical pairs", "hmmrnn.figures.terminal:ablation_critical"),
+            View("switch rate", "hmmrnn.figures.terminal:ablation_rate"),
+        ),
     )
-)
+)  # fmt: skip

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -29,9 +30,10 @@ import torch
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import driven_run, spectrum_counts
 from hmmrnn.analyses.pca import fit_pca, project
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import Components, NoiseStd, P, Seed, Warmup
 from hmmrnn.rnn import hard_gumbel_softmax
 from hmmrnn.tree import build_model, evolution_files
 
@@ -174,18 +176,20 @@ def _own_evr(states: np.ndarray, c: int) -> np.ndarray:
 def training_evolution(
     folder_or_checkpoints: str | Path | Sequence,
     *,
-    steps: int = 1000,
-    warmup: int = 20,
-    noise_std: float = 1.0,
-    n_components: int = 3,
-    eig_steps: int = 200,
-    re_tol: float = 0.1,
-    im_min: float = 0.06,
-    min_fraction: float = 0.05,
-    persist: int = 5,
-    every: int = 1,
+    steps: Annotated[int, P("driven steps per checkpoint", ge=2)] = 1000,
+    warmup: Warmup = 20,
+    noise_std: NoiseStd = 1.0,
+    n_components: Components = 3,
+    eig_steps: Annotated[int, P("steps whose Jacobian spectrum is taken", ge=1)] = 200,
+    re_tol: Annotated[float, P("critical pair: |Re w| below this (Mobius w)", gt=0)] = 0.1,
+    im_min: Annotated[float, P("critical pair: Im w above this", ge=0)] = 0.06,
+    min_fraction: Annotated[
+        float, P("critical share of steps that marks the bifurcation", ge=0, le=1)
+    ] = 0.05,
+    persist: Annotated[int, P("checkpoints the critical share must persist", ge=1)] = 5,
+    every: Annotated[int, P("use every n-th checkpoint (the last always)", ge=1)] = 1,
     device: str | torch.device | None = None,
-    seed: int = 0,
+    seed: Seed = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> EvolutionResult:
@@ -244,27 +248,19 @@ def training_evolution(
     )
 
 
-# --- registry adapter ------------------------------------------------------------------------------
-
-EVOLUTION_DEFAULTS = {
-    "steps": 1000,
-    "warmup": 20,
-    "noise_std": 1.0,
-    "n_components": 3,
-    "eig_steps": 200,
-    "re_tol": 0.1,
-    "im_min": 0.06,
-    "min_fraction": 0.05,
-    "persist": 5,
-    "every": 1,
-    "seed": 0,
-}
+# --- registration ---------------------------------------------------------------------------------
 
 
-def _run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> EvolutionResult:
-    return training_evolution(
-        loaded.folder, **params, device=loaded.model.device, progress=progress, cancel=cancel
-    )
+def checkpoints_fingerprint(loaded) -> str:
+    """Names, sizes and times of the checkpoints: new or rewritten ones change the cache key."""
+    parts = []
+    for epoch, path in evolution_files(loaded.folder):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        parts.append(f"{epoch}:{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
 
 
 def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
@@ -281,12 +277,21 @@ def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
 
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="evolution",
+        fn=training_evolution,
+        result=EvolutionResult,
         help="per-epoch checkpoints: PCA, transition rate, unstable/critical steps, bifurcation",
-        result_cls=EvolutionResult,
-        defaults=EVOLUTION_DEFAULTS,
-        run=_run,
         summary=_summary,
+        subject="folder",
+        fingerprint=checkpoints_fingerprint,
+        figures=(
+            Figure("evolution", "training evolution: stacked PCA, rates, eigenvalues, bifurcation",
+                   "hmmrnn.figures.mechanisms:render_evolution"),
+        ),
+        views=(
+            View("rates", "hmmrnn.figures.terminal:evolution_rates"),
+            View("spectrum", "hmmrnn.figures.terminal:evolution_spectrum"),
+        ),
     )
-)
+)  # fmt: skip

@@ -20,16 +20,18 @@ Public API (stable; noise sensitivity, neurons and ablation import it):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import argmax_outputs, driven_run, dwells
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import NoiseStd, P, Seed
 
 
 @dataclass
@@ -49,6 +51,10 @@ class LocateResult(Result):
     seed_used: int
     tries: int
     n_switches: int
+    # dwells of window_outputs (start, end inclusive, output), as steps of the simulated run
+    window_dwell_start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    window_dwell_end: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    window_dwell_output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @torch.no_grad()
@@ -98,16 +104,18 @@ def _pick_dwell(symbols: np.ndarray, skip_switches: int, skip_steps: int):
 def locate_areas(
     model,
     *,
-    steps: int = 2000,
-    skip_switches: int = 4,
-    skip_steps: int = 200,
-    n_probes: int = 100,
-    probe_steps: int = 3,
-    max_retries: int = 5,
-    noise_std: float = 1.0,
-    kick_fraction: float = 1.0,
-    margin: int = 20,
-    seed: int = 0,
+    steps: Annotated[int, P("steps of the simulated run", ge=2)] = 2000,
+    skip_switches: Annotated[int, P("first switches skipped (h0 transient)", ge=0)] = 4,
+    skip_steps: Annotated[int, P("first steps skipped", ge=0)] = 200,
+    n_probes: Annotated[int, P("probe rollouts per step of the dwell", ge=1)] = 100,
+    probe_steps: Annotated[int, P("a probe switches if it does within this many steps", ge=1)] = 3,
+    max_retries: Annotated[int, P("runs tried (seed, seed+1, ...) before giving up", ge=1)] = 5,
+    noise_std: NoiseStd = 1.0,
+    kick_fraction: Annotated[
+        float, P("share of probes that must switch at the kick point", gt=0, le=1)
+    ] = 1.0,
+    margin: Annotated[int, P("steps kept after the dwell in the saved window", ge=0)] = 20,
+    seed: Seed = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> LocateResult:
@@ -155,6 +163,7 @@ def locate_areas(
         t_cluster = (start + end) // 2
         lo, hi = max(0, start - margin), min(len(symbols), end + 2 + margin)
         progress(1.0, "locate: done")
+        window = dwells(symbols[lo:hi])
         return LocateResult(
             h_cluster=hidden[t_cluster].cpu().numpy().astype(np.float32),
             h_kick=hidden[t_kick].cpu().numpy().astype(np.float32),
@@ -171,6 +180,9 @@ def locate_areas(
             seed_used=seed + attempt,
             tries=attempt + 1,
             n_switches=n_switches,
+            window_dwell_start=window.start + lo,
+            window_dwell_end=window.end + lo,
+            window_dwell_output=np.asarray(window.value, dtype=np.int64),
         )
     if total_switches == 0:
         raise ValueError(
@@ -184,10 +196,6 @@ def locate_areas(
     )
 
 
-def _run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> LocateResult:
-    return locate_areas(loaded.model, **params, progress=progress, cancel=cancel)
-
-
 def _summary(r: LocateResult) -> list[tuple[str, str]]:
     return [
         ("dwell", f"steps {r.dwell_start}-{r.dwell_end} on output {r.dwell_output}"),
@@ -198,26 +206,18 @@ def _summary(r: LocateResult) -> list[tuple[str, str]]:
     ]
 
 
-LOCATE_DEFAULTS = {
-    "steps": 2000,
-    "skip_switches": 4,
-    "skip_steps": 200,
-    "n_probes": 100,
-    "probe_steps": 3,
-    "max_retries": 5,
-    "noise_std": 1.0,
-    "kick_fraction": 1.0,
-    "margin": 20,
-    "seed": 0,
-}
-
 register(
-    AnalysisSpec(
+    Analysis(
         name="locate",
+        version=2,  # the result carries the window's dwells
+        fn=locate_areas,
+        result=LocateResult,
         help="cluster point (dwell midpoint) and kick point (switch inevitable) of one run",
-        result_cls=LocateResult,
-        defaults=LOCATE_DEFAULTS,
-        run=_run,
         summary=_summary,
+        figures=(
+            Figure("locate", "the dwell, cluster and kick points, and probe switch shares",
+                   "hmmrnn.figures.mechanisms:render_locate", colors_outputs=True),
+        ),
+        views=(View("run", "hmmrnn.figures.terminal:locate_run"),),
     )
-)
+)  # fmt: skip

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import argmax_outputs, dwells, rollout
-from hmmrnn.analyses.registry import AnalysisSpec, register, run_analysis
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import NoiseStd, P, Seed, Warmup
+
+KickSteps = Annotated[int, P("driven steps simulated in all (over n_runs runs)", ge=2)]
+KickWindow = Annotated[int, P("lags before a switch searched for a peak", ge=1)]
+KickZ = Annotated[float, P("peak height, in std of the unit's activity, to join a group", ge=0)]
 
 # --- shared driven runs ---------------------------------------------------------------------------
 
@@ -241,17 +247,21 @@ def silenced_rates(
 def kick_neurons(
     model,
     *,
-    steps: int = 20000,
-    n_runs: int = 20,
-    warmup: int = 20,
-    window: int = 5,
-    z_threshold: float = 1.0,
-    max_per_group: int | None = 10,
-    min_events: int = 10,
-    noise_std: float = 1.0,
-    seed: int = 0,
-    confirm: bool = True,
-    confirm_z: float = 3.0,
+    steps: KickSteps = 20000,
+    n_runs: Annotated[int, P("parallel runs the steps are split into", ge=1)] = 20,
+    warmup: Warmup = 20,
+    window: KickWindow = 5,
+    z_threshold: KickZ = 1.0,
+    max_per_group: Annotated[
+        int | None, P("largest group kept, strongest units first (none: no cap)", ge=1)
+    ] = 10,
+    min_events: Annotated[int, P("fewest switches a direction needs for a group", ge=1)] = 10,
+    noise_std: NoiseStd = 1.0,
+    seed: Seed = 0,
+    confirm: Annotated[bool, P("confirm each group by silencing it")] = True,
+    confirm_z: Annotated[
+        float, P("rate change (in binomial std errors) that confirms a group", ge=0)
+    ] = 3.0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> KickResult:
@@ -439,11 +449,15 @@ def integrating_populations(
 
 @dataclass
 class PreactivationResult(Result):
-    """Pre-activations (steps, n) of chosen units along one driven run, with its argmax outputs."""
+    """Pre-activations (steps, n) of chosen units along one driven run, with its argmax outputs
+    and their dwells (start, end inclusive, output)."""
 
     units: np.ndarray
     pre: np.ndarray
     outputs: np.ndarray
+    dwell_start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    dwell_end: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    dwell_output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def preactivations(
@@ -461,10 +475,15 @@ def preactivations(
         model, n_runs=1, steps=steps, warmup=warmup, noise_std=noise_std, seed=seed
     )
     columns = torch.as_tensor(idx, dtype=torch.long, device=pre.device)
+    symbols = outputs[0].cpu().numpy().astype(np.int64)
+    runs = dwells(symbols)
     return PreactivationResult(
         units=idx,
         pre=pre[0][:, columns].double().cpu().numpy(),
-        outputs=outputs[0].cpu().numpy().astype(np.int64),
+        outputs=symbols,
+        dwell_start=runs.start,
+        dwell_end=runs.end,
+        dwell_output=np.asarray(runs.value, dtype=np.int64),
     )
 
 
@@ -573,46 +592,41 @@ def group_activity(
     )
 
 
-# --- registry adapters ----------------------------------------------------------------------------
-
-KICK_DEFAULTS = {
-    "steps": 20000,
-    "n_runs": 20,
-    "warmup": 20,
-    "window": 5,
-    "z_threshold": 1.0,
-    "max_per_group": 10,
-    "min_events": 10,
-    "noise_std": 1.0,
-    "seed": 0,
-    "confirm": True,
-    "confirm_z": 3.0,
-}
-
-POPULATION_DEFAULTS = {
-    "kick_units": None,
-    "pair": None,
-    "threshold": 0.1,
-    **{k: KICK_DEFAULTS[k] for k in ("steps", "window", "z_threshold", "max_per_group", "seed")},
-}
+# --- registration ---------------------------------------------------------------------------------
 
 
-def _run_kick(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> KickResult:
-    return kick_neurons(loaded.model, **params, progress=progress, cancel=cancel)
-
-
-def _run_populations(
-    loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None
+def populations(
+    model,
+    *,
+    kick_units: Annotated[
+        Sequence[Sequence[int]] | None,
+        P("the two kick groups, e.g. 30,130;92,56 (none: detected by kick-neurons)", ge=0),
+    ] = None,
+    pair: Annotated[
+        tuple[int, int] | None, P("output pair whose kick groups are used (none: best)", ge=0)
+    ] = None,
+    threshold: Annotated[float, P("keep units scoring below -threshold x mean |score|")] = 0.1,
+    steps: Annotated[int | None, P("kick detection: driven steps (none: its default)", ge=2)] = None,
+    window: Annotated[int | None, P("kick detection: lags (none: its default)", ge=1)] = None,
+    z_threshold: Annotated[float | None, P("kick detection: z (none: its default)", ge=0)] = None,
+    seed: Seed = 0,
+    context=None,
+    cancel: CancelToken | None = None,
 ) -> PopulationResult:
-    params = dict(params)
-    kick_units = params.pop("kick_units")
-    pair, threshold = params.pop("pair"), params.pop("threshold")
+    """Noise-integrating populations of the given kick groups, or of the detected ones (through
+    the registry's cache when a `context` is given, so a kick-neurons run already on screen is
+    reused)."""
     if kick_units is None:
-        kick = run_analysis("kick-neurons", loaded, params, progress=progress, cancel=cancel)
+        given = {"steps": steps, "window": window, "z_threshold": z_threshold, "seed": seed}
+        kick_params = {k: v for k, v in given.items() if v is not None}
+        if context is not None:
+            kick = context.run("kick-neurons", kick_params, span=(0.0, 0.95))
+        else:
+            kick = kick_neurons(model, **kick_params, cancel=cancel)
     else:
         kick = kick_units
     check_cancel(cancel)
-    return integrating_populations(loaded.model, kick, pair=pair, threshold=threshold)
+    return integrating_populations(model, kick, pair=pair, threshold=threshold)
 
 
 def _kick_summary(r: KickResult) -> list[tuple[str, str]]:
@@ -642,24 +656,53 @@ def _population_summary(r: PopulationResult) -> list[tuple[str, str]]:
     ]
 
 
+def _preactivations(loaded, pop: PopulationResult) -> PreactivationResult:
+    return preactivations(loaded.model, [int(u) for g in (pop.kick_a, pop.kick_b) for u in g])
+
+
+def _weight_blocks(loaded, pop: PopulationResult) -> WeightBlocks:
+    return weight_blocks(loaded.model, pop, pop)
+
+
+def _group_activity(loaded, pop: PopulationResult) -> GroupActivity:
+    return group_activity(loaded.model, pop)
+
+
+_MECH = "hmmrnn.figures.mechanisms"
+
 register(
-    AnalysisSpec(
+    Analysis(
         name="kick-neurons",
+        fn=kick_neurons,
+        result=KickResult,
         help="units whose pre-activation peaks before each switch direction, confirmed by silencing",
-        result_cls=KickResult,
-        defaults=KICK_DEFAULTS,
-        run=_run_kick,
         summary=_kick_summary,
+        figures=(
+            Figure("kick-neurons", "units peaking before each switch direction, and rates with "
+                   "them silenced", f"{_MECH}:render_kick_neurons"),
+        ),
+        views=(
+            View("rates", "hmmrnn.figures.terminal:kick_rates"),
+            View("groups", "hmmrnn.figures.terminal:kick_groups"),
+        ),
     )
 )
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="populations",
+        fn=populations,
+        result=PopulationResult,
         help="noise-integrating populations: units exciting one kick group and inhibiting the other",
-        result_cls=PopulationResult,
-        defaults=POPULATION_DEFAULTS,
-        run=_run_populations,
         summary=_population_summary,
+        figures=(
+            Figure("preactivations", "kick units' pre-activations along a driven run",
+                   f"{_MECH}:render_preactivations", derive=_preactivations, colors_outputs=True),
+            Figure("weight-blocks", "recurrent weights kick/population blocks",
+                   f"{_MECH}:render_weight_blocks", derive=_weight_blocks),
+            Figure("group-activity", "mean activity of kick groups and populations with dwells",
+                   f"{_MECH}:render_group_activity", derive=_group_activity, colors_outputs=True),
+        ),
+        views=(View("weights", "hmmrnn.figures.terminal:population_weights"),),
     )
-)
+)  # fmt: skip

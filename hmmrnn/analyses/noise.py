@@ -10,7 +10,9 @@ differences between them come from the dynamics, not from the draw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -18,9 +20,10 @@ import torch
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import mixed_noise, pc_basis, project, rollout
 from hmmrnn.analyses.locate import LocateResult, locate_areas
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import NoiseStd, P, PcaSteps, Seed, Warmup
 
 POINT_NAMES = ["cluster", "kick"]
 
@@ -56,25 +59,32 @@ def spread(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def noise_sensitivity(
     model,
     *,
-    gammas: tuple | list = (0.0, 0.5, 1.0),
-    n_rollouts: int = 100,
-    steps: int = 5,
-    noise_std: float = 1.0,
-    seed: int = 0,
-    locate_params: dict | None = None,
+    gammas: Annotated[
+        Sequence[float], P("noise mixes: 0 frozen, 1 fresh noise", ge=0, le=1)
+    ] = (0.0, 0.5, 1.0),
+    n_rollouts: Annotated[int, P("rollouts per point and gamma", ge=2)] = 100,
+    steps: Annotated[int, P("steps per rollout", ge=1)] = 5,
+    noise_std: NoiseStd = 1.0,
+    seed: Seed = 0,
+    locate_params: Annotated[
+        dict | None, P("parameters of the locate analysis that finds the points")
+    ] = None,
     points: LocateResult | None = None,
-    pca_steps: int = 2000,
-    warmup: int = 20,
+    pca_steps: PcaSteps = 2000,
+    warmup: Warmup = 20,
+    context=None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> NoiseSensitivityResult:
     """Spread of rollouts from the cluster and kick points for each noise mix gamma.
 
-    `points` is a LocateResult already at hand (the registry passes the cached one); otherwise the
-    points are located here with `locate_params`.
+    `points` is a LocateResult already at hand; otherwise the points are located with
+    `locate_params` (through the registry's cache when a `context` is given).
     """
     progress = progress or no_progress
-    if points is None:
+    if points is None and context is not None:
+        points = context.run("locate", locate_params, span=(0.0, 0.3))
+    elif points is None:
         points = locate_areas(model, **(locate_params or {}), cancel=cancel)
     check_cancel(cancel)
     dev, dtype = model.device, model.w_hh.dtype
@@ -98,7 +108,7 @@ def noise_sensitivity(
             states = rollout(model, h0, noise)
             trace[p, g], distance[p, g] = spread(states)
             proj[p, g] = project(torch.cat([h0[:, None], states], dim=1), components, mean)
-        progress((g + 1) / n_g, f"noise sensitivity: gamma {gamma}")
+        progress(0.3 + 0.7 * (g + 1) / n_g, f"noise sensitivity: gamma {gamma}")
         check_cancel(cancel)
     return NoiseSensitivityResult(
         gammas=np.asarray(gammas, dtype=np.float64),
@@ -116,17 +126,6 @@ def noise_sensitivity(
     )
 
 
-def _run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None):
-    from hmmrnn.analyses.registry import run_analysis
-
-    params = dict(params)
-    locate_params = params.pop("locate_params") or {}
-    points = run_analysis("locate", loaded, locate_params, cancel=cancel)
-    return noise_sensitivity(
-        loaded.model, **params, points=points, progress=progress, cancel=cancel
-    )
-
-
 def _summary(r: NoiseSensitivityResult) -> list[tuple[str, str]]:
     rows = []
     for p, name in enumerate(r.point_names):
@@ -140,24 +139,20 @@ def _summary(r: NoiseSensitivityResult) -> list[tuple[str, str]]:
     return rows
 
 
-NOISE_DEFAULTS = {
-    "gammas": [0.0, 0.5, 1.0],
-    "n_rollouts": 100,
-    "steps": 5,
-    "noise_std": 1.0,
-    "seed": 0,
-    "locate_params": None,
-    "pca_steps": 2000,
-    "warmup": 20,
-}
-
 register(
-    AnalysisSpec(
+    Analysis(
         name="noise-sensitivity",
+        fn=noise_sensitivity,
+        result=NoiseSensitivityResult,
         help="spread of rollouts from the cluster and kick points under frozen/fresh noise mixes",
-        result_cls=NoiseSensitivityResult,
-        defaults=NOISE_DEFAULTS,
-        run=_run,
         summary=_summary,
+        figures=(
+            Figure("noise-sensitivity", "rollouts per gamma from cluster and kick points, spread",
+                   "hmmrnn.figures.mechanisms:render_noise_sensitivity"),
+        ),
+        views=(
+            View("trace", "hmmrnn.figures.terminal:noise_trace"),
+            View("distance", "hmmrnn.figures.terminal:noise_distance"),
+        ),
     )
-)
+)  # fmt: skip

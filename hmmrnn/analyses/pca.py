@@ -10,15 +10,16 @@ share the same basis; `project` reuses a fitted basis for any other states.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
-from hmmrnn.analyses.registry import AnalysisSpec, register
-from hmmrnn.cancel import CancelToken
+from hmmrnn.analyses.base import Result
+from hmmrnn.analyses.registry import Analysis, Figure, register
 from hmmrnn.device import torch_generator
+from hmmrnn.params import P
 
 
 @dataclass
@@ -124,12 +125,12 @@ def driven_run(model, *, runs: int, steps: int, warmup: int, noise_std: float, s
 def driven_pca(
     model,
     *,
-    steps: int = 2000,
-    warmup: int = 20,
-    n_runs: int = 1,
-    noise_std: float = 1.0,
-    n_components: int = 3,
-    seed: int = 0,
+    steps: Annotated[int, P("driven steps per run that the PCA is fitted on", ge=2)] = 2000,
+    warmup: Annotated[int, P("steps discarded first (from h = 0)", ge=0)] = 20,
+    n_runs: Annotated[int, P("independent driven runs", ge=1)] = 1,
+    noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
+    n_components: Annotated[int, P("principal components kept", ge=1)] = 3,
+    seed: Annotated[int, P("seed of the driving noise")] = 0,
 ) -> PCAResult:
     """PCA of the hidden states of `n_runs` driven runs of `steps` steps after `warmup` steps."""
     hidden, outputs, logits = driven_run(
@@ -147,25 +148,7 @@ def driven_pca(
     )
 
 
-# --- registry adapter ------------------------------------------------------------------------------
-
-PCA_DEFAULTS = {
-    "steps": 2000,
-    "warmup": 20,
-    "n_runs": 1,
-    "noise_std": 1.0,
-    "n_components": 3,
-    "seed": 0,
-}
-
-
-def _run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> PCAResult:
-    progress = progress or no_progress
-    progress(0.0, "driven run")
-    check_cancel(cancel)
-    result = driven_pca(loaded.model, **params)
-    progress(1.0, "done")
-    return result
+# --- registration ---------------------------------------------------------------------------------
 
 
 def _summary(result: PCAResult) -> list[tuple[str, str]]:
@@ -179,12 +162,19 @@ def _summary(result: PCAResult) -> list[tuple[str, str]]:
 
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="pca",
+        fn=driven_pca,
+        result=PCAResult,
         help="PCA of hidden states from long driven runs (explained variance, projections)",
-        result_cls=PCAResult,
-        defaults=PCA_DEFAULTS,
-        run=_run,
         summary=_summary,
+        figures=(
+            Figure("pca-2d", "PC1-PC2 of driven states by output, arrows along time",
+                   "hmmrnn.figures.statespace:render_pca_2d", colors_outputs=True),
+            Figure("pca-3d", "PC1-PC3 of driven states by output",
+                   "hmmrnn.figures.statespace:render_pca_3d", colors_outputs=True),
+            Figure("explained-variance", "variance explained per principal component",
+                   "hmmrnn.figures.statespace:render_explained_variance"),
+        ),  # fmt: skip
     )
 )

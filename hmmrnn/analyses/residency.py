@@ -11,6 +11,7 @@ pushes away. All rollouts of a chunk of states advance together; no loop over st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -24,11 +25,18 @@ from hmmrnn.analyses.dynamics import (
     spectrum_counts,
     time_to_switch,
 )
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import Components, NoiseStd, P, PcaSteps, Seed, Warmup
 
 GROUP_NAMES = ["transition", "kick-zone", "cluster", "other"]
+Samples = Annotated[int, P("noisy rollouts per state", ge=1)]
+MaxSteps = Annotated[int, P("longest rollout (an RT is at most this)", ge=1)]
+TransitionMax = Annotated[float, P("RT below which a state is a transition state", ge=0)]
+ClusterMin = Annotated[float, P("RT above which a confident state is a cluster state", ge=0)]
+ClusterProb = Annotated[float, P("max softmax a cluster state needs", ge=0, le=1)]
+Chunk = Annotated[int, P("states simulated together (memory vs speed)", ge=1)]
 TRANSITION, KICK_ZONE, CLUSTER, OTHER = range(4)
 
 
@@ -140,18 +148,18 @@ class ResidencyResult(Result):
 def residency(
     model,
     *,
-    n_states: int = 5000,
-    warmup: int = 20,
-    n_samples: int = 20,
-    max_steps: int = 60,
-    noise_std: float = 1.0,
-    transition_max: float = 2.0,
-    cluster_min: float = 8.0,
-    cluster_prob: float = 0.8,
-    chunk_states: int = 1000,
-    pca_steps: int = 2000,
-    n_components: int = 3,
-    seed: int = 0,
+    n_states: Annotated[int, P("states of the driven run whose RT is measured", ge=1)] = 5000,
+    warmup: Warmup = 20,
+    n_samples: Samples = 20,
+    max_steps: MaxSteps = 60,
+    noise_std: NoiseStd = 1.0,
+    transition_max: TransitionMax = 2.0,
+    cluster_min: ClusterMin = 8.0,
+    cluster_prob: ClusterProb = 0.8,
+    chunk_states: Chunk = 1000,
+    pca_steps: PcaSteps = 2000,
+    n_components: Components = 3,
+    seed: Seed = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ResidencyResult:
@@ -256,20 +264,22 @@ def _all_pairs(k: int) -> list[tuple[int, int]]:
 def subspace_residency(
     model,
     *,
-    outputs_pair: list | tuple | None = None,
-    min_run: int = 50,
-    run_steps: int = 20000,
-    max_states: int = 2000,
-    warmup: int = 20,
-    n_samples: int = 20,
-    max_steps: int = 60,
-    noise_std: float = 1.0,
-    transition_max: float = 2.0,
-    cluster_min: float = 8.0,
-    cluster_prob: float = 0.8,
-    n_components: int = 3,
-    chunk_states: int = 1000,
-    seed: int = 0,
+    outputs_pair: Annotated[
+        tuple[int, int] | None, P("one pair of outputs (none: every pair)", ge=0)
+    ] = None,
+    min_run: Annotated[int, P("shortest stretch inside a pair that is kept", ge=2)] = 50,
+    run_steps: Annotated[int, P("steps of the long driven run searched", ge=2)] = 20000,
+    max_states: Annotated[int, P("states per pair whose RT is measured", ge=1)] = 2000,
+    warmup: Warmup = 20,
+    n_samples: Samples = 20,
+    max_steps: MaxSteps = 60,
+    noise_std: NoiseStd = 1.0,
+    transition_max: TransitionMax = 2.0,
+    cluster_min: ClusterMin = 8.0,
+    cluster_prob: ClusterProb = 0.8,
+    n_components: Components = 3,
+    chunk_states: Chunk = 1000,
+    seed: Seed = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> SubspaceResidencyResult:
@@ -403,60 +413,37 @@ def _summary(r) -> list[tuple[str, str]]:
     return rows
 
 
-RESIDENCY_DEFAULTS = {
-    "n_states": 5000,
-    "warmup": 20,
-    "n_samples": 20,
-    "max_steps": 60,
-    "noise_std": 1.0,
-    "transition_max": 2.0,
-    "cluster_min": 8.0,
-    "cluster_prob": 0.8,
-    "chunk_states": 1000,
-    "pca_steps": 2000,
-    "n_components": 3,
-    "seed": 0,
-}
-
-SUBSPACE_DEFAULTS = {
-    "outputs_pair": None,
-    "min_run": 50,
-    "run_steps": 20000,
-    "max_states": 2000,
-    "warmup": 20,
-    "n_samples": 20,
-    "max_steps": 60,
-    "noise_std": 1.0,
-    "transition_max": 2.0,
-    "cluster_min": 8.0,
-    "cluster_prob": 0.8,
-    "n_components": 3,
-    "chunk_states": 1000,
-    "seed": 0,
-}
+_VIEWS = (
+    View("map", "hmmrnn.figures.terminal:residency_map"),
+    View("histogram", "hmmrnn.figures.terminal:residency_hist"),
+)
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="residency",
+        fn=residency,
+        result=ResidencyResult,
         help="residency time (steps until the output changes) of states of a driven run",
-        result_cls=ResidencyResult,
-        defaults=RESIDENCY_DEFAULTS,
-        run=lambda loaded, params, progress, cancel: residency(
-            loaded.model, **params, progress=progress, cancel=cancel
-        ),
         summary=_summary,
+        figures=(
+            Figure("residency", "residency four-panel: RT, sign changes, unstable eigenvalues",
+                   "hmmrnn.figures.mechanisms:render_residency"),
+        ),
+        views=_VIEWS,
     )
 )
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="subspace-residency",
+        fn=subspace_residency,
+        result=SubspaceResidencyResult,
         help="residency within long runs whose outputs stay inside a pair of outputs",
-        result_cls=SubspaceResidencyResult,
-        defaults=SUBSPACE_DEFAULTS,
-        run=lambda loaded, params, progress, cancel: subspace_residency(
-            loaded.model, **params, progress=progress, cancel=cancel
-        ),
         summary=_summary,
+        figures=(
+            Figure("subspace-residency", "residency within runs confined to a pair of outputs",
+                   "hmmrnn.figures.mechanisms:render_subspace_residency"),
+        ),
+        views=_VIEWS,
     )
-)
+)  # fmt: skip

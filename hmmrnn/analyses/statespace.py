@@ -1,5 +1,5 @@
-"""State-space views of a model: autonomous and driven trajectories, fixed and slow points, variance
-contours and how the readout sits relative to the dominant plane.
+"""State-space views of a model: autonomous and driven trajectories, variance contours and how the
+readout sits relative to the dominant plane (fixed and slow points: hmmrnn.analyses.fixedpoints).
 
 A bias-free ReLU map F(h) = ReLU(W_hh h) is positively homogeneous: F(c h) = c F(h) for c >= 0.
 Two consequences shape this module:
@@ -15,7 +15,9 @@ which the autonomous flow settles, and its stability is the measured asymptotic 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import contourpy
 import numpy as np
@@ -24,14 +26,15 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.pca import PCAResult, driven_pca, driven_run, project, project_directions
-from hmmrnn.analyses.registry import AnalysisSpec, register
+from hmmrnn.analyses.registry import Analysis, Figure, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
+from hmmrnn.params import P
 
 # --- shared helpers -------------------------------------------------------------------------------
 
 
-def _tick(progress: ProgressFn | None, cancel: CancelToken | None, frac: float, msg: str) -> None:
+def tick(progress: ProgressFn | None, cancel: CancelToken | None, frac: float, msg: str) -> None:
     """Report progress, then honour a cancellation requested meanwhile (e.g. from the callback)."""
     (progress or no_progress)(min(max(frac, 0.0), 1.0), msg)
     check_cancel(cancel)
@@ -66,7 +69,7 @@ def driven_starts(
     return run.hidden[torch.arange(n, device=model.device), t].detach()
 
 
-def _basis_fields(pca: PCAResult | None, hidden: int) -> dict:
+def basis_fields(pca: PCAResult | None, hidden: int) -> dict:
     if pca is None:
         return {
             "components": np.zeros((0, hidden)),
@@ -80,7 +83,7 @@ def _basis_fields(pca: PCAResult | None, hidden: int) -> dict:
     }
 
 
-def _project_or_empty(pca: PCAResult | None, states: np.ndarray) -> np.ndarray:
+def project_or_empty(pca: PCAResult | None, states: np.ndarray) -> np.ndarray:
     if pca is None:
         return np.zeros((*states.shape[:-1], 0))
     with np.errstate(all="ignore"):
@@ -168,15 +171,15 @@ def autonomous_trajectories(
         else (np.zeros((0, end.shape[1])))
     )
     return AutonomousResult(
-        projections=_project_or_empty(pca, traj),
+        projections=project_or_empty(pca, traj),
         end_states=end,
         end_speed=speed,
         diverged=diverged,
         end_points=end_points,
         end_counts=np.bincount(labels[ok], minlength=n_end).astype(np.int64),
         end_labels=labels,
-        end_projections=_project_or_empty(pca, end_points),
-        **_basis_fields(pca, end.shape[1]),
+        end_projections=project_or_empty(pca, end_points),
+        **basis_fields(pca, end.shape[1]),
     )
 
 
@@ -206,11 +209,11 @@ def driven_trajectories(
         seed=derive_seed(seed, 2),
     )
     return DrivenResult(
-        projections=_project_or_empty(pca, hidden),
+        projections=project_or_empty(pca, hidden),
         outputs=outputs.astype(np.int64),
         logits=logits,
         noise_std=float(noise_std),
-        **_basis_fields(pca, hidden.shape[-1]),
+        **basis_fields(pca, hidden.shape[-1]),
     )
 
 
@@ -237,31 +240,31 @@ class TrajectoriesResult(Result):
 def trajectories(
     model,
     *,
-    n_starts: int = 50,
-    autonomous_steps: int = 100,
-    n_traj: int = 5,
-    driven_steps: int = 200,
-    noise_std: float = 1.0,
-    pca_steps: int = 2000,
-    n_components: int = 3,
-    seed: int = 0,
+    n_starts: Annotated[int, P("autonomous runs, each from a driven state", ge=1)] = 50,
+    autonomous_steps: Annotated[int, P("noise-free steps per autonomous run", ge=1)] = 100,
+    n_traj: Annotated[int, P("noise-driven runs", ge=1)] = 5,
+    driven_steps: Annotated[int, P("steps per driven run after warm-up", ge=1)] = 200,
+    noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
+    pca_steps: Annotated[int, P("driven steps of the PC basis", ge=2)] = 2000,
+    n_components: Annotated[int, P("principal components of the projection", ge=1)] = 3,
+    seed: Annotated[int, P("seed of the starts, runs and PC basis")] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> TrajectoriesResult:
     """Both kinds of trajectory, sharing one driven-PCA basis."""
-    _tick(progress, cancel, 0.0, "driven PCA")
+    tick(progress, cancel, 0.0, "driven PCA")
     pca = driven_pca(model, steps=pca_steps, n_components=n_components, seed=seed)
-    _tick(progress, cancel, 0.3, "autonomous runs")
+    tick(progress, cancel, 0.3, "autonomous runs")
     auto = autonomous_trajectories(
         model, n_starts=n_starts, steps=autonomous_steps, seed=seed, pca=pca
     )
-    _tick(progress, cancel, 0.7, "driven runs")
+    tick(progress, cancel, 0.7, "driven runs")
     drv = driven_trajectories(
         model, n_traj=n_traj, steps=driven_steps, noise_std=noise_std, seed=seed, pca=pca
     )
-    _tick(progress, cancel, 1.0, "done")
+    tick(progress, cancel, 1.0, "done")
     return TrajectoriesResult(
-        **_basis_fields(pca, pca.components.shape[1]),
+        **basis_fields(pca, pca.components.shape[1]),
         autonomous=auto.projections,
         autonomous_end_states=auto.end_states,
         autonomous_end_speed=auto.end_speed,
@@ -274,216 +277,6 @@ def trajectories(
         driven_outputs=drv.outputs,
         driven_logits=drv.logits,
     )
-
-
-# --- fixed and slow points ------------------------------------------------------------------------
-
-
-@dataclass
-class FixedPointsResult(Result):
-    """Fixed and slow points of the autonomous map, the origin first.
-
-    points (P, H); q (P,) the scale-free speed 1/2 |F(u) - u|^2 of the unit direction u (0 for the
-    origin); is_fixed (P,) q < tol (the rest are slow points, q < slow_tol); kinds: stable |
-    marginal | saddle | unstable; eigenvalues_real/imag (P, H) of the Jacobian, sorted by modulus
-    (descending); n_unstable (|lambda| > 1 + eig_tol) and n_marginal (||lambda| - 1| <= eig_tol)
-    per point; members (P,) how many starts converged there; projections (P, C) on the driven PCs;
-    start_q (n_starts,) the final q of every start; origin_growth the asymptotic per-step growth
-    factor of the autonomous flow (the origin attracts everything iff it is < 1).
-    """
-
-    points: np.ndarray
-    q: np.ndarray
-    is_fixed: np.ndarray
-    eigenvalues_real: np.ndarray
-    eigenvalues_imag: np.ndarray
-    n_unstable: np.ndarray
-    n_marginal: np.ndarray
-    members: np.ndarray
-    projections: np.ndarray
-    start_q: np.ndarray
-    components: np.ndarray
-    mean: np.ndarray
-    explained_variance_ratio: np.ndarray
-    kinds: list[str] = field(default_factory=list)
-    origin_growth: float = 0.0
-    tol: float = 1e-6
-    slow_tol: float = 1e-3
-
-    @property
-    def eigenvalues(self) -> np.ndarray:
-        return self.eigenvalues_real + 1j * self.eigenvalues_imag
-
-
-def jacobian_spectra(w_hh: torch.Tensor, points: torch.Tensor) -> np.ndarray:
-    """Eigenvalues (P, H) of D(W_hh h > 0) W_hh for a batch of states, sorted by modulus (desc)."""
-    w = w_hh.double()
-    mask = (points.double() @ w.T > 0).double()
-    eig = torch.linalg.eigvals(mask[:, :, None] * w).cpu().numpy()
-    order = np.argsort(-np.abs(eig), axis=1, kind="stable")
-    return np.take_along_axis(eig, order, axis=1)
-
-
-def classify(eigs: np.ndarray, eig_tol: float = 1e-2) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(n_unstable, n_marginal, kind) per row of eigenvalues (P, H)."""
-    mod = np.abs(eigs)
-    n_unst = (mod > 1 + eig_tol).sum(axis=1)
-    n_marg = (np.abs(mod - 1) <= eig_tol).sum(axis=1)
-    kinds = []
-    for u, m, row in zip(n_unst, n_marg, mod, strict=True):
-        if u == 0:
-            kinds.append("marginal" if m else "stable")
-        else:
-            kinds.append("unstable" if u == row.size else "saddle")
-    return n_unst.astype(np.int64), n_marg.astype(np.int64), kinds
-
-
-def _speed(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """q(u) = 1/2 |ReLU(W u) - u|^2 per row of unit directions u."""
-    r = torch.relu(u @ w.T) - u
-    return 0.5 * (r * r).sum(dim=1)
-
-
-@torch.no_grad()
-def origin_growth(w_hh: torch.Tensor, starts: torch.Tensor, steps: int = 200):
-    """Asymptotic per-step growth of the autonomous flow from `starts` (worst start) and the linear
-    piece it settles in. Directions are renormalised each step, so nothing under/overflows."""
-    w = w_hh.double()
-    u = starts.double()
-    u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    logs = torch.zeros(len(u), dtype=torch.float64, device=u.device)
-    half = steps // 2
-    for t in range(steps):
-        f = torch.relu(u @ w.T)
-        n = f.norm(dim=1)
-        if t >= half:
-            logs += torch.log(n.clamp_min(1e-300))
-        u = torch.where(n[:, None] > 0, f / n.clamp_min(1e-300)[:, None], u)
-    rate = torch.exp(logs / max(steps - half, 1))
-    worst = int(rate.argmax())
-    return float(rate[worst]), u[worst : worst + 1]
-
-
-def find_fixed_points(
-    model,
-    *,
-    n_starts: int = 256,
-    iters: int = 2000,
-    lr: float = 0.05,
-    tol: float = 1e-6,
-    slow_tol: float = 1e-3,
-    dedup_tol: float = 1e-3,
-    eig_tol: float = 1e-2,
-    pca_steps: int = 2000,
-    n_components: int = 3,
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-) -> FixedPointsResult:
-    """Fixed and slow points of h -> ReLU(W_hh h) by minimising the scale-free speed q(u) from many
-    driven states at once (one Adam batch with a cosine learning-rate decay), then deduplicating the
-    directions (within dedup_tol on the unit sphere) and classifying each by its Jacobian spectrum.
-    """
-    if n_starts < 1 or iters < 0 or lr <= 0 or tol <= 0 or slow_tol < tol:
-        raise ValueError("need n_starts >= 1, iters >= 0, lr > 0 and 0 < tol <= slow_tol")
-    _tick(progress, cancel, 0.0, "sampling starts")
-    with torch.no_grad():
-        starts = driven_starts(model, n_starts, seed=derive_seed(seed, 3)).double()
-        norms = starts.norm(dim=1)
-        gen = torch_generator(derive_seed(seed, 4), model.device)
-        fill = torch.rand(starts.shape, generator=gen, device=starts.device, dtype=starts.dtype)
-        dead = ~(torch.isfinite(norms) & (norms > 0))
-        starts = torch.where(dead[:, None], fill, starts)  # silent or diverged: a random direction
-        good = norms[~dead]
-        norms = torch.where(dead, good.median() if len(good) else norms.new_tensor(1.0), norms)
-    w = model.w_hh.detach().double()
-    u = _minimise(w, starts / starts.norm(dim=1, keepdim=True), iters, lr, progress, cancel)
-    q_all = _speed(w, u).cpu().numpy()
-    norms = norms.cpu()  # the per-cluster loop below then never syncs with the device
-    _tick(progress, cancel, 0.9, "classifying")
-    keep = np.flatnonzero(q_all < slow_tol)
-    labels = dedup_labels(u[keep].cpu().numpy(), dedup_tol)
-    reps, members, scales = [], [], []
-    for k in range(int(labels.max()) + 1 if len(labels) else 0):
-        idx = keep[labels == k]
-        reps.append(idx[int(q_all[idx].argmin())])
-        members.append(len(idx))
-        scales.append(float(norms[idx].median()))  # torch's median: the lower middle value
-    growth, piece = origin_growth(w, starts)
-    dirs = u[reps] if reps else u[:0]
-    pts = torch.cat(
-        [
-            torch.zeros_like(u[:1]),
-            dirs * torch.tensor(scales, dtype=u.dtype, device=u.device)[:, None],
-        ]
-    )
-    eigs = np.concatenate(
-        [
-            jacobian_spectra(w, piece),
-            jacobian_spectra(w, dirs) if reps else np.zeros((0, w.shape[0])),
-        ]
-    )
-    n_unst, n_marg, kinds = classify(eigs, eig_tol)
-    kinds[0] = _origin_kind(growth, eig_tol)
-    q = np.concatenate([[0.0], q_all[reps]]) if reps else np.zeros(1)
-    pca = _try_pca(model, pca_steps, n_components, seed)
-    points = pts.cpu().numpy()
-    _tick(progress, cancel, 1.0, "done")
-    return FixedPointsResult(
-        points=points,
-        q=q,
-        is_fixed=q < tol,
-        eigenvalues_real=eigs.real.copy(),
-        eigenvalues_imag=eigs.imag.copy(),
-        n_unstable=n_unst,
-        n_marginal=n_marg,
-        members=np.array([0, *members], dtype=np.int64),
-        projections=_project_or_empty(pca, points),
-        start_q=q_all,
-        kinds=kinds,
-        origin_growth=growth,
-        tol=float(tol),
-        slow_tol=float(slow_tol),
-        **_basis_fields(pca, points.shape[1]),
-    )
-
-
-def _try_pca(model, steps: int, n_components: int, seed: int) -> PCAResult | None:
-    """The driven basis, or None (no projections) when steps is 0 or the driven run diverges:
-    fixed points of an unstable network are still worth reporting."""
-    if steps <= 0:
-        return None
-    try:
-        return driven_pca(model, steps=steps, n_components=n_components, seed=seed)
-    except ValueError:
-        return None
-
-
-def _origin_kind(growth: float, eig_tol: float) -> str:
-    if growth < 1 - eig_tol:
-        return "stable"
-    return "marginal" if growth <= 1 + eig_tol else "unstable"
-
-
-def _minimise(w, u0, iters, lr, progress, cancel) -> torch.Tensor:
-    """Adam on all starts at once; each start's loss only depends on its own row."""
-    param = u0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([param], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iters, 1), eta_min=lr * 1e-3)
-    chunk = max(1, iters // 20)
-    for i in range(iters):
-        u = param / param.norm(dim=1, keepdim=True)
-        loss = _speed(w, u).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (i + 1) % chunk == 0:
-            with torch.no_grad():
-                param /= param.norm(dim=1, keepdim=True)  # keep the scale (and Adam's steps) fixed
-            _tick(progress, cancel, 0.05 + 0.85 * (i + 1) / iters, f"optimising {i + 1}/{iters}")
-    with torch.no_grad():
-        return param / param.norm(dim=1, keepdim=True)
 
 
 # --- variance contours ----------------------------------------------------------------------------
@@ -547,12 +340,14 @@ def mass_threshold(density: np.ndarray, cell: float, mass: float) -> tuple[float
 def variance_contours(
     model,
     *,
-    noise_stds=(0.1, 1, 2, 3, 4),
-    steps: int = 2000,
-    mass: float = 0.95,
-    grid: int = 100,
-    warmup: int = 20,
-    seed: int = 0,
+    noise_stds: Annotated[
+        Sequence[float], P("input-noise stds, one contour level each", ge=0)
+    ] = (0.1, 1.0, 2.0, 3.0, 4.0),
+    steps: Annotated[int, P("driven steps per level", ge=2)] = 2000,
+    mass: Annotated[float, P("share of the density inside each contour", gt=0, lt=1)] = 0.95,
+    grid: Annotated[int, P("density grid cells per axis", ge=3)] = 100,
+    warmup: Annotated[int, P("steps discarded first", ge=0)] = 20,
+    seed: Annotated[int, P("seed of the shared noise sample")] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ContoursResult:
@@ -565,7 +360,7 @@ def variance_contours(
     stds = np.atleast_1d(np.asarray(noise_stds, dtype=np.float64))
     if stds.size == 0 or (stds < 0).any() or not 0 < mass < 1 or grid < 3:
         raise ValueError("need non-negative noise_stds, 0 < mass < 1 and grid >= 3")
-    _tick(progress, cancel, 0.0, "nominal PCA")
+    tick(progress, cancel, 0.0, "nominal PCA")
     pca = driven_pca(model, steps=steps, warmup=warmup, n_components=2, seed=seed)
     if pca.n_components < 2:
         raise ValueError("variance contours need a hidden size of at least 2")
@@ -590,7 +385,7 @@ def variance_contours(
             out, (thr, area, np.trace(np.cov(pts.T)), pts, gx, gy, dens), strict=True
         ):
             out[key].append(val)
-        _tick(progress, cancel, (i + 1) / stds.size, f"noise std {std:g}")
+        tick(progress, cancel, (i + 1) / stds.size, f"noise std {std:g}")
     return ContoursResult(
         noise_stds=stds,
         polygons=np.concatenate(polys) if polys else np.zeros((0, 2)),
@@ -604,7 +399,7 @@ def variance_contours(
         grid_y=np.stack(out["gy"]),
         density=np.stack(out["dens"]),
         mass=float(mass),
-        **_basis_fields(pca, pca.components.shape[1]),
+        **basis_fields(pca, pca.components.shape[1]),
     )
 
 
@@ -646,15 +441,15 @@ def _plane_stats(pca: PCAResult, vectors: np.ndarray):
 def readout_alignment(
     model,
     *,
-    steps: int = 2000,
-    warmup: int = 20,
-    noise_std: float = 1.0,
-    seed: int = 0,
+    steps: Annotated[int, P("driven steps of the PC basis", ge=2)] = 2000,
+    warmup: Annotated[int, P("steps discarded first", ge=0)] = 20,
+    noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
+    seed: Annotated[int, P("seed of the driving noise")] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ReadoutResult:
     """Is the readout tuned to the plane where the dynamics rotate? Angle 0: fully in-plane."""
-    _tick(progress, cancel, 0.0, "driven PCA")
+    tick(progress, cancel, 0.0, "driven PCA")
     pca = driven_pca(
         model, steps=steps, warmup=warmup, noise_std=noise_std, n_components=2, seed=seed
     )
@@ -662,7 +457,7 @@ def readout_alignment(
     rows, norms, coords, in_plane, angle = _plane_stats(pca, w_out)
     i, j = np.triu_indices(len(w_out), k=1)
     _, _, pc, pin, pang = _plane_stats(pca, w_out[i] - w_out[j])
-    _tick(progress, cancel, 1.0, "done")
+    tick(progress, cancel, 1.0, "done")
     return ReadoutResult(
         rows=rows,
         row_norms=norms,
@@ -673,49 +468,11 @@ def readout_alignment(
         pair_plane_coords=pc,
         pair_in_plane_norm=pin,
         pair_angle_deg=pang,
-        **_basis_fields(pca, w_out.shape[1]),
+        **basis_fields(pca, w_out.shape[1]),
     )
 
 
-# --- registry adapters ----------------------------------------------------------------------------
-
-
-def _adapter(fn, with_hooks: bool = True):
-    def run(loaded, params: dict, progress: ProgressFn, cancel: CancelToken | None) -> Result:
-        if with_hooks:
-            return fn(loaded.model, **params, progress=progress, cancel=cancel)
-        return fn(loaded.model, **params)
-
-    return run
-
-
-def _fmt_eigs(eigs: np.ndarray, k: int = 3) -> str:
-    return ", ".join(f"{abs(e):.3f}" for e in eigs[:k])
-
-
-def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
-    rows = [
-        (
-            "points",
-            f"{len(r.points)} ({int(r.is_fixed.sum())} fixed, {int((~r.is_fixed).sum())} slow)",
-        ),
-        ("origin growth / step", f"{r.origin_growth:.4f} ({r.kinds[0]})"),
-        ("starts converged", f"{int((r.start_q < r.slow_tol).sum())}/{len(r.start_q)}"),
-    ]
-    eigs = r.eigenvalues
-    shown = min(len(r.points), 11)  # the origin and the first ten others
-    for p in range(shown):
-        name = "origin" if p == 0 else f"point {p}"
-        rows.append(
-            (
-                name,
-                f"{r.kinds[p]}, q={r.q[p]:.2e}, |h|={np.linalg.norm(r.points[p]):.3g}, "
-                f"unstable {r.n_unstable[p]}, top |lambda| {_fmt_eigs(eigs[p])}",
-            )
-        )
-    if shown < len(r.points):
-        rows.append(("...", f"{len(r.points) - shown} more points in the result"))
-    return rows
+# --- registration ---------------------------------------------------------------------------------
 
 
 def _traj_summary(r: TrajectoriesResult) -> list[tuple[str, str]]:
@@ -756,72 +513,43 @@ def _readout_summary(r: ReadoutResult) -> list[tuple[str, str]]:
 
 
 register(
-    AnalysisSpec(
-        name="fixed-points",
-        help="fixed and slow points of the autonomous map with Jacobian spectra",
-        result_cls=FixedPointsResult,
-        defaults={
-            "n_starts": 256,
-            "iters": 2000,
-            "lr": 0.05,
-            "tol": 1e-6,
-            "slow_tol": 1e-3,
-            "dedup_tol": 1e-3,
-            "eig_tol": 1e-2,
-            "pca_steps": 2000,
-            "n_components": 3,
-            "seed": 0,
-        },
-        run=_adapter(find_fixed_points),
-        summary=_fixed_summary,
-    )
-)
-
-register(
-    AnalysisSpec(
+    Analysis(
         name="trajectories",
+        fn=trajectories,
+        result=TrajectoriesResult,
         help="autonomous (noise-free) and driven trajectories in the driven PC basis",
-        result_cls=TrajectoriesResult,
-        defaults={
-            "n_starts": 50,
-            "autonomous_steps": 100,
-            "n_traj": 5,
-            "driven_steps": 200,
-            "noise_std": 1.0,
-            "pca_steps": 2000,
-            "n_components": 3,
-            "seed": 0,
-        },
-        run=_adapter(trajectories),
         summary=_traj_summary,
+        figures=(
+            Figure("trajectories", "autonomous and driven trajectories with their fixed points",
+                   "hmmrnn.figures.statespace:render_trajectories", colors_outputs=True),
+        ),  # fmt: skip
     )
 )
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="variance-contours",
+        fn=variance_contours,
+        result=ContoursResult,
         help="density contours holding `mass` of the driven states per input-noise level",
-        result_cls=ContoursResult,
-        defaults={
-            "noise_stds": [0.1, 1.0, 2.0, 3.0, 4.0],
-            "steps": 2000,
-            "mass": 0.95,
-            "grid": 100,
-            "warmup": 20,
-            "seed": 0,
-        },
-        run=_adapter(variance_contours),
         summary=_contour_summary,
+        figures=(
+            Figure("variance-contours", "95% density contours per input noise std",
+                   "hmmrnn.figures.statespace:render_variance_contours"),
+        ),  # fmt: skip
     )
 )
 
 register(
-    AnalysisSpec(
+    Analysis(
         name="readout-alignment",
+        fn=readout_alignment,
+        result=ReadoutResult,
         help="angle of each readout row (and row difference) to the PC1-PC2 plane",
-        result_cls=ReadoutResult,
-        defaults={"steps": 2000, "warmup": 20, "noise_std": 1.0, "seed": 0},
-        run=_adapter(readout_alignment),
         summary=_readout_summary,
+        figures=(
+            Figure("readout-alignment", "readout rows against the PC1-PC2 plane",
+                   "hmmrnn.figures.statespace:render_readout_alignment", colors_outputs=True),
+        ),  # fmt: skip
     )
 )

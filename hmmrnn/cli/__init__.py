@@ -10,7 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, UserError, console_err
+from rich.markup import escape
+
+from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, console_err
+from hmmrnn.errors import UserError
 
 COMMAND_MODULES = ("train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd")
 
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console_err.print("[yellow]cancelled[/]")

@@ -1,14 +1,19 @@
-"""Shared pieces of the CLI: consoles, exit codes and the translation of library errors."""
+"""Shared pieces of the CLI: consoles, exit codes, Ctrl-C as cancel, and flags from a schema."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 
 from hmmrnn.cancel import CancelToken
+from hmmrnn.errors import UserError
+
+__all__ = ["UserError", "console", "console_err", "sigint_cancels", "add_schema_flags"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -17,23 +22,6 @@ EXIT_CANCELLED = 130
 
 console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
-
-
-class UserError(Exception):
-    """Bad input from the command line; printed without a traceback, exit code 2."""
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the library's validation errors into UserError (exit 2, message only)."""
-    from hmmrnn.config import ConfigError
-    from hmmrnn.hmm import HMMSpecError
-    from hmmrnn.io import ModelFileError
-
-    try:
-        yield
-    except (ConfigError, HMMSpecError, ModelFileError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -55,3 +43,36 @@ def sigint_cancels(token: CancelToken) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def param_help(param) -> str:
+    """`driven steps (int >= 2; default 2000)` for a schema parameter."""
+    return f"{param.help} ({param.type_text()}; default {param.default_text()})".replace("%", "%%")
+
+
+def add_schema_flags(parser: argparse.ArgumentParser, schema, title: str) -> None:
+    """One flag per schema parameter, holding the text as typed (`schema_values` parses it), so the
+    CLI accepts exactly what the TUI's parameter line does."""
+    group = parser.add_argument_group(title)
+    for p in schema:
+        group.add_argument(
+            p.flag, dest=f"param_{p.name}", metavar="VALUE", default=None, help=param_help(p)
+        )
+
+
+def schema_values(args: argparse.Namespace, schema) -> dict[str, Any]:
+    """The parameters given on the command line (parsed by the schema; the rest stay default)."""
+    return {
+        p.name: p.parse(text)
+        for p in schema
+        if (text := getattr(args, f"param_{p.name}", None)) is not None
+    }
+
+
+def schema_help(schema, title: str) -> str:
+    """The parameter list `hmmrnn analyze MODEL NAME --help` prints."""
+    lines = [title, ""]
+    for p in schema:
+        lines.append(f"  {p.flag} VALUE")
+        lines.append(f"      {p.help} ({p.type_text()}; default {p.default_text()})")
+    return "\n".join(lines)

@@ -1,7 +1,9 @@
 """`hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out exports/] [--param value ...]`.
 
-Writes a publication figure and its JSON sidecar; the result it draws comes from the analysis cache
-(computed when missing). Analysis parameters follow the figure name as in `hmmrnn analyze`. Grid
+Writes a publication figure and its JSON sidecar through hmmrnn.api.export_figure: the result it
+draws is obtained as everywhere else (the saved evaluation when it matches, else the cache, else
+computed). Analysis parameters follow the figure name as in `hmmrnn analyze`; `--help` after the
+figure name lists them. Grid
 figures (grid-*) take a tree root instead of a model. `hmmrnn export --list` prints the names.
 """
 
@@ -10,13 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hmmrnn import api
 from hmmrnn.cli.common import (
     EXIT_CANCELLED,
     EXIT_OK,
     UserError,
     console,
     console_err,
-    user_errors,
+    schema_help,
 )
 
 
@@ -55,37 +58,31 @@ def _split(args: argparse.Namespace) -> list[str]:
     return rest
 
 
-def _defaults_for(spec) -> dict:
-    if spec.analysis == "evaluation":
-        from hmmrnn.figures.catalog import EVALUATION_DEFAULTS
-
-        return {k: (0 if v is None else v) for k, v in EVALUATION_DEFAULTS.items()}
-    if spec.analysis in ("loss-curves", "tree"):
-        return {}
-    from hmmrnn.analyses.registry import get_spec
-
-    return get_spec(spec.analysis).defaults
-
-
 def run_export(args: argparse.Namespace) -> int:
-    from hmmrnn.cli.analyze_cmd import parse_params
-    from hmmrnn.figures import FIGURES, export_figure, get_figure, parse_formats
-
     tokens = _split(args)
     if args.list:
-        for name in FIGURES:
+        for name in api.figures():
             print(name)
         return EXIT_OK
     if args.model is None or args.figure is None:
         raise UserError("usage: hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out DIR]")
-    try:
-        spec = get_figure(args.figure)
-        formats = parse_formats(args.format)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    # loss-curves and tree figures have empty defaults, so parse_params rejects any parameter
-    params = parse_params(tokens, _defaults_for(spec), spec.name) or None
-    result = _export(spec, args, formats, params, export_figure)
+    entry = api.figures().get(args.figure)
+    if entry is None:
+        raise UserError(
+            f"unknown figure {args.figure!r}; choose one of {', '.join(api.figures())}"
+        )
+    plain = not api.figure_takes_params(entry.name)
+    if "-h" in tokens or "--help" in tokens:
+        text = f"{entry.name}: {entry.help}"
+        if not plain:
+            text = schema_help(api.analysis(entry.analysis).schema, text)
+        console.print(text, markup=False)
+        return EXIT_OK
+    formats = api.parse_formats(args.format)
+    if plain and tokens:
+        raise UserError(f"{entry.name}: takes no parameters, got {' '.join(tokens)}")
+    params = {} if plain else api.analysis(entry.analysis).schema.parse_flags(tokens)
+    result = _export(entry.name, args, formats, params)
     if result is None:
         return EXIT_CANCELLED
     for path in result.paths:
@@ -96,27 +93,23 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export(spec, args, formats, params, export_figure):
+def _export(name: str, args, formats, params):
     from hmmrnn.cli.progress import run_cancellable
-    from hmmrnn.evaluate import EvaluationFileError
-
-    device = None if spec.analysis in ("loss-curves", "tree") else args.device
 
     def job(progress, cancel):
-        with user_errors():
-            return export_figure(
-                spec.name,
-                args.model,
-                out_dir=args.out,
-                formats=formats,
-                params=params,
-                progress=progress,
-                cancel=cancel,
-                width=args.width,
-                device=device,
-            )
+        return api.export_figure(
+            name,
+            args.model,
+            params=params,
+            out_dir=args.out,
+            formats=formats,
+            width=args.width,
+            device=args.device,
+            progress=progress,
+            cancel=cancel,
+        )
 
     try:
-        return run_cancellable(spec.name, job)
-    except (ValueError, TypeError, EvaluationFileError, OSError) as exc:
-        raise UserError(f"{spec.name}: {exc}") from exc
+        return run_cancellable(name, job)
+    except OSError as exc:
+        raise UserError(f"{name}: cannot write into {args.out}: {exc.strerror or exc}") from exc

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
+from hmmrnn import api
 from hmmrnn.cli.common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -21,7 +22,6 @@ from hmmrnn.cli.common import (
     UserError,
     console,
     sigint_cancels,
-    user_errors,
 )
 from hmmrnn.cli.train_cmd import add_config_flags, config_flag_names, parse_flag_value
 
@@ -79,16 +79,14 @@ def register(sub) -> None:
 
 def flag_alternatives(name: str, text: str) -> list[Any]:
     """The alternatives one flag gives: comma-separated, or ';'-separated for list-valued keys."""
-    from hmmrnn.sweep import LIST_KEYS, MATRIX_KEYS, alternatives
-
     flag = "--" + name.replace("_", "-")
-    if name in LIST_KEYS or name in MATRIX_KEYS:
+    if name in api.list_valued_keys():
         parts = [t.strip() for t in text.split(";")]
         if any(not t for t in parts):
             raise UserError(f"{flag}: empty alternative in {text!r}")
         values = [parse_flag_value(name, t) for t in parts]
         if len(values) == 1:  # maybe a JSON list of alternatives already
-            return alternatives(name, values[0])
+            return api.sweep_alternatives(name, values[0])
         return [[v] if isinstance(v, (int, float)) else v for v in values]
     try:
         parsed = json.loads(text)
@@ -122,17 +120,12 @@ def flags_spec(args: argparse.Namespace) -> dict:
 
 
 def build_spec(args: argparse.Namespace) -> dict:
-    from hmmrnn.sweep import SpecError, load_spec
-
     flags = flags_spec(args)
     if args.spec is None:
         if args.config is None and "preset" not in flags:
             flags["preset"] = ["Three"]  # as `hmmrnn train`
         return flags
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as exc:
-        raise UserError(str(exc)) from exc
+    spec = api.sweep_spec(args.spec)
     grids = spec.get("grid")
     if isinstance(grids, list):
         spec["grid"] = [
@@ -147,9 +140,7 @@ def build_spec(args: argparse.Namespace) -> dict:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from hmmrnn import sweep
     from hmmrnn.cancel import CancelToken
-    from hmmrnn.config import ExperimentConfig
 
     if args.preset and args.config:
         raise UserError("give either --preset or --config, not both")
@@ -158,16 +149,12 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if args.eval_sequences is not None and args.eval_sequences < 2:
         raise UserError(f"--eval-sequences must be >= 2, got {args.eval_sequences}")
     spec = build_spec(args)
-    with user_errors():
-        base = ExperimentConfig.load(args.config).to_dict() if args.config else None
-    try:
-        jobs = sweep.expand(spec, base)
-    except sweep.SpecError as exc:
-        raise UserError(str(exc)) from exc
+    base = api.load_config(args.config).to_dict() if args.config else None
+    jobs = api.expand_sweep(spec, base)
     if not jobs:
         raise UserError("the grid is empty")
     if args.dry_run:
-        console.print(plan_table(sweep.plan(jobs, args.out), args.out))
+        console.print(plan_table(api.plan_sweep(jobs, args.out), args.out))
         return EXIT_OK
     if args.engine == "local" and args.address:
         raise UserError("--address is for --engine ray")
@@ -175,20 +162,17 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if not args.quiet:
         console.print(f"sweep: {len(jobs)} models into {args.out} ({args.engine} engine)")
     with sigint_cancels(token):
-        try:
-            report = sweep.run_sweep(
-                jobs, args.out, engine=args.engine, workers=args.jobs, device=args.device,
-                address=args.address, cancel=token, spec=spec,
-                on_event=None if args.quiet else _print_event,
-            )  # fmt: skip
-        except ValueError as exc:  # SpecError, unknown or unavailable device
-            raise UserError(str(exc)) from exc
+        report = api.sweep(
+            jobs, args.out, engine=args.engine, workers=args.jobs, device=args.device,
+            address=args.address, cancel=token, spec=spec,
+            on_event=None if args.quiet else _print_event,
+        )  # fmt: skip
     print_summary(report)
     counts = report.counts()
     console.print(
         f"done {counts['done']} · failed {counts['failed']} · skipped {counts['skipped']}"
         + (f" · cancelled {counts['cancelled']}" if counts["cancelled"] else "")
-        + f" — {report.wall_seconds:.1f} s, {report.workers} at once; {args.out / sweep.SWEEP_NAME}"
+        + f" — {report.wall_seconds:.1f} s, {report.workers} at once; {api.sweep_report_path(args.out)}"
     )
     if counts["cancelled"] or token.cancelled:
         console.print(f"re-run the same command to finish the sweep ({args.out})")

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hmmrnn import api
 from hmmrnn.cli.common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
-    UserError,
     console,
     sigint_cancels,
-    user_errors,
 )
-from hmmrnn.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from hmmrnn.config import ExperimentConfig
 
 _SKIP = {"extra", "seed", "preset"}
 
 
 def config_flag_names() -> list[str]:
     """Config keys that have a command-line flag (`--hidden-size` for hidden_size)."""
-    return [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in _SKIP]
+    return [name for name in api.config_keys() if name not in _SKIP]
 
 
 def add_config_flags(parser: argparse.ArgumentParser, as_list: bool = False) -> None:
@@ -38,25 +37,11 @@ def add_config_flags(parser: argparse.ArgumentParser, as_list: bool = False) -> 
 
 
 def parse_flag_value(name: str, text: str) -> Any:
-    """Flags arrive as text: JSON when it parses (numbers, lists, null, true), else a string."""
-    if name in ("learning_rates", "betas") and "," in text and not text.strip().startswith("["):
-        text = "[" + text + "]"
-    try:
-        return json.loads(text)
-    except ValueError:
-        if name in (
-            "learning_rates",
-            "betas",
-            "custom_transition_matrix",
-            "custom_emission_matrix",
-        ):
-            raise UserError(f"--{name.replace('_', '-')}: cannot parse {text!r}") from None
-        return text
+    """A config flag's text as a value (shared with the TUI's form: hmmrnn.config.parse_value)."""
+    return api.parse_config_value(name, text)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    if args.preset and args.config:
-        raise UserError("give either --preset or --config, not both")
     overrides = {
         name: parse_flag_value(name, value)
         for name in config_flag_names()
@@ -64,12 +49,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     }
     if args.seed is not None:
         overrides["seed"] = args.seed
-    with user_errors():
-        if args.config:
-            data = ExperimentConfig.load(args.config).to_dict()
-            data.update(overrides)
-            return ExperimentConfig.from_dict(data)
-        return ExperimentConfig.from_preset(args.preset or "Three", **overrides)
+    return api.config_for(args.preset, args.config, overrides)
 
 
 def default_out(config: ExperimentConfig) -> Path:
@@ -100,8 +80,6 @@ def register(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from hmmrnn import train
-
     config = config_from_args(args)
     if config.unknown_keys:
         console.print(
@@ -110,17 +88,14 @@ def run_train(args: argparse.Namespace) -> int:
     out = args.out or default_out(config)
     console.print(f"training [bold]{config.preset or 'custom'}[/] into {out}")
     return _drive(
-        lambda **kw: train.train(config, out, overwrite=args.overwrite, **kw), config, args
+        lambda **kw: api.train(config, out, overwrite=args.overwrite, **kw), config, args
     )
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from hmmrnn import train
-
-    with user_errors():
-        config = ExperimentConfig.load(args.folder / "config.json")
+    config = api.load_config(args.folder / "config.json")
     console.print(f"resuming {args.folder}")
-    return _drive(lambda **kw: train.resume(args.folder, **kw), config, args)
+    return _drive(lambda **kw: api.resume(args.folder, **kw), config, args)
 
 
 def _drive(job, config: ExperimentConfig, args: argparse.Namespace) -> int:
@@ -129,13 +104,10 @@ def _drive(job, config: ExperimentConfig, args: argparse.Namespace) -> int:
 
     token = CancelToken()
     total = config.epochs * len(config.learning_rates)
-    with sigint_cancels(token), user_errors(), TrainingDisplay(total, quiet=args.quiet) as display:
-        try:
-            result = job(
-                device=args.device, cancel=token, on_epoch=display.epoch, on_batch=display.batch
-            )
-        except ValueError as exc:  # device errors and other bad input
-            raise UserError(str(exc)) from exc
+    with sigint_cancels(token), TrainingDisplay(total, quiet=args.quiet) as display:
+        result = job(
+            device=args.device, cancel=token, on_epoch=display.epoch, on_batch=display.batch
+        )
     console.print(
         f"{result.status}: {result.epochs_done} epochs, best validation loss "
         f"{result.best_val:.4f} (floor {result.floor:.4f}), lr {result.best_lr}"

@@ -1,40 +1,10 @@
-"""Publication figures for every hmmrnn result (matplotlib object API, no pyplot, no Textual).
+"""Publication figures (matplotlib object API, no pyplot) and terminal plots of hmmrnn results.
 
-Public API (the CLI's `hmmrnn export` and the TUI's export key use exactly this):
+- `catalog`: every figure by name (`all_figures`, `get_figure`, `figures_for`) and how it draws.
+- `export`: collision-free files inside the export folder, with a JSON sidecar.
+- `terminal`: the plotext recipes the TUI draws.
+- `evaluation`, `statespace`, `mechanisms`, `training`, `grid`: the renderers.
 
-- `FIGURES`: name -> FigureSpec(name, help, analysis, render(result, *, width="double"|"single"))
-- `list_figures()`: the figure names
-- `export_figure(name, model_path_or_loaded, *, out_dir="exports", formats=("pdf","svg","png"),
-  params=None, result=None, progress=None, cancel=None) -> ExportResult(paths, sidecar)`
-- `render_to_files(fig, stem, out_dir, formats) -> list[Path]` (collision-free, never escapes
-  out_dir)
+Exporting a model's figure (obtaining its result first) is `hmmrnn.api.export_figure`. Importing
+this package is light: the renderers load matplotlib only when first drawn.
 """
-
-from hmmrnn.figures.catalog import (
-    FIGURES,
-    FigureSpec,
-    evaluation_result,
-    export_figure,
-    figures_for,
-    get_figure,
-    list_figures,
-    model_label,
-)
-from hmmrnn.figures.export import FORMATS, ExportResult, parse_formats, render_to_files
-from hmmrnn.figures.training import LossCurves
-
-__all__ = [
-    "FIGURES",
-    "FORMATS",
-    "ExportResult",
-    "FigureSpec",
-    "LossCurves",
-    "evaluation_result",
-    "export_figure",
-    "figures_for",
-    "get_figure",
-    "list_figures",
-    "model_label",
-    "parse_formats",
-    "render_to_files",
-]

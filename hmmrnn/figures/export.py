@@ -25,7 +25,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from hmmrnn.errors import UserError
 from hmmrnn.figures.style import PNG_DPI, styled
+from hmmrnn.io import normal_permissions
 
 FORMATS = ("pdf", "svg", "png")
 MAX_SUFFIX = 10000
@@ -43,7 +45,7 @@ class ExportResult:
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
-    """('pdf', 'png') from 'pdf,png' or a sequence; unknown formats are a ValueError naming them."""
+    """('pdf', 'png') from 'pdf,png' or a sequence; unknown formats are a UserError naming them."""
     items = formats.split(",") if isinstance(formats, str) else list(formats)
     out: list[str] = []
     for item in items:
@@ -51,11 +53,11 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
         if not fmt:
             continue
         if fmt not in FORMATS:
-            raise ValueError(f"unknown figure format {item!r}; choose from {', '.join(FORMATS)}")
+            raise UserError(f"unknown figure format {item!r}; choose from {', '.join(FORMATS)}")
         if fmt not in out:
             out.append(fmt)
     if not out:
-        raise ValueError(f"no figure format given; choose from {', '.join(FORMATS)}")
+        raise UserError(f"no figure format given; choose from {', '.join(FORMATS)}")
     return tuple(out)
 
 
@@ -82,7 +84,7 @@ def check_stem(stem: str, out_dir: Path) -> None:
         target = (root / f"{stem}.pdf").resolve()
         bad = target.parent != root
     if bad:
-        raise ValueError(f"refusing export name {stem!r}: it would not stay inside {root}")
+        raise UserError(f"refusing export name {stem!r}: it would not stay inside {root}")
 
 
 def figure_bytes(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
@@ -97,6 +99,7 @@ def figure_bytes(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
 def _write_exclusive(path: Path, data: bytes) -> None:
     """Create `path` with `data`, atomically, failing with FileExistsError if it exists."""
     fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".tmp", dir=path.parent)
+    normal_permissions(fd)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmmrnn.errors import UserError
 from hmmrnn.figures.style import (
     HMM_COLOR,
     hide_unused,
@@ -59,7 +60,8 @@ class TreeEvaluations:
     @classmethod
     def from_root(cls, root: str | Path) -> TreeEvaluations:
         """Discover the tree and read every evaluation.json (ValueError when none can be read)."""
-        from hmmrnn.evaluate import EvaluationFileError, EvaluationResult
+        from hmmrnn.analyses.base import ResultFileError
+        from hmmrnn.analyses.evaluation import EVALUATION_NAME, load_evaluation
         from hmmrnn.tree import discover
 
         root = Path(root).expanduser()
@@ -69,18 +71,19 @@ class TreeEvaluations:
             if entry.status != "ok" or entry.sizes is None or entry.config is None:
                 skipped.append({"model": entry.rel, "reason": entry.reason or entry.status})
                 continue
-            if not entry.evaluation_path.is_file():
+            path = entry.path / EVALUATION_NAME
+            if not path.is_file():
                 skipped.append({"model": entry.rel, "reason": "no evaluation.json"})
                 continue
             try:
-                ev = EvaluationResult.load(entry.evaluation_path)
-            except EvaluationFileError as exc:
+                ev = load_evaluation(path).result
+            except ResultFileError as exc:
                 skipped.append({"model": entry.rel, "reason": str(exc)})
                 continue
             _append(cols, entry, ev, root)
         if not cols["rel"]:
             why = "; ".join(f"{s['model']}: {s['reason']}" for s in skipped[:5]) or "no models"
-            raise ValueError(f"{root}: no model with a readable evaluation.json ({why})")
+            raise UserError(f"{root}: no model with a readable evaluation.json ({why})")
         return cls(
             root=str(root),
             **{k: (np.asarray(v) if _COLUMNS[k] else v) for k, v in cols.items()},

@@ -136,18 +136,6 @@ def dwell_bands(ax, starts, ends, outputs, alpha: float = 0.18) -> None:
         )
 
 
-def dwells_of(outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(start, end inclusive, output) of each run of a constant output."""
-    x = np.asarray(outputs)
-    if x.size == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, z
-    change = np.flatnonzero(x[1:] != x[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change - 1, [x.size - 1]])
-    return starts, ends, x[starts]
-
-
 def _band_legend(outputs) -> list[Patch]:
     return [
         Patch(facecolor=output_color(k), alpha=0.35, label=f"output {k}")
@@ -333,7 +321,7 @@ def render_preactivations(result, *, width: str = "double"):
         raise ValueError("no units to draw (the result holds no unit)")
     fig = new_figure(width, height=0.6 + 0.75 * n)
     axes = _stacked(fig, n)
-    starts, ends, outs = dwells_of(result.outputs)
+    starts, ends, outs = result.dwell_start, result.dwell_end, result.dwell_output
     t = np.arange(pre.shape[0])
     for i, ax in enumerate(axes):
         dwell_bands(ax, starts, ends, outs)
@@ -618,8 +606,13 @@ def render_locate(result, *, width: str = "double"):
     ax_o, ax_p = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2.2])
     outs = np.asarray(result.window_outputs)
     t = int(result.window_start) + np.arange(len(outs))
-    starts, ends, values = dwells_of(outs)
-    dwell_bands(ax_o, t[starts], t[ends], values, alpha=0.6)
+    dwell_bands(
+        ax_o,
+        result.window_dwell_start,
+        result.window_dwell_end,
+        result.window_dwell_output,
+        alpha=0.6,
+    )
     ax_o.set_yticks([])
     ax_o.spines["left"].set_visible(False)
     ax_o.set_title(

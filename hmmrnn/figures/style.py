@@ -22,7 +22,6 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 
 # --- sizes ------------------------------------------------------------------------------------------
@@ -88,10 +87,6 @@ def output_gid(k: int) -> str:
     return f"output-{int(k)}"
 
 
-def output_cmap(n_outputs: int) -> ListedColormap:
-    return ListedColormap([output_color(k) for k in range(n_outputs)], name="outputs")
-
-
 def sequential(n: int, cmap: str = SEQ_CMAP, lo: float = 0.0, hi: float = 0.85) -> list:
     """n colours along a colour-blind-safe sequential map (the light yellow end left out)."""
     cm = mpl.colormaps[cmap]
@@ -113,10 +108,6 @@ def robust_limits(points: np.ndarray, pad: float = 0.08, q: float = 1.0):
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     lo, hi = lo - pad * span, hi + pad * span
     return (lo[0], hi[0]), (lo[1], hi[1])
-
-
-def same_color(a, b, tol: float = 1e-6) -> bool:
-    return bool(np.allclose(to_rgba(a)[:3], to_rgba(b)[:3], atol=tol))
 
 
 # --- fonts and rc -----------------------------------------------------------------------------------

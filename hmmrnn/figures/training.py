@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hmmrnn.analyses.base import Result
+from hmmrnn.errors import UserError
 from hmmrnn.figures.style import HMM_COLOR, new_figure, renderer, sequential
 
 
@@ -48,7 +49,7 @@ class LossCurves(Result):
 
         records = [r for r in read_metrics(folder) if "epoch" in r]
         if not records:
-            raise ValueError(f"{folder}: no training metrics (metrics.jsonl) to draw")
+            raise UserError(f"{folder}: no training metrics (metrics.jsonl) to draw")
         return cls.from_records(records, folder=str(folder))
 
     @property

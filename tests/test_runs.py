@@ -1,12 +1,13 @@
-"""The TUI's run handling without a screen: following logs, command lines, finding live runs."""
+"""Detached training runs: following logs, building a config from a form, finding live runs."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 
-from hmmrnn_tui.runs import MetricsFollower, TrainRequest, eta_seconds, find_running
+import pytest
+
+from hmmrnn.runs import FieldError, MetricsFollower, TrainRequest, eta_seconds, find_running
 
 
 def test_follower_reads_only_new_complete_lines(tmp_path):
@@ -25,18 +26,45 @@ def test_follower_reads_only_new_complete_lines(tmp_path):
     assert [r["epoch"] for r in follower.records] == [1]
 
 
-def test_command_line_uses_preset_or_config_and_passes_flags(tmp_path):
-    req = TrainRequest(preset="Two", hidden_size="8", learning_rate="0.01", extra="--num-seq 150")
-    cmd = req.command(tmp_path / "out")
-    assert cmd[:4] == [sys.executable, "-m", "hmmrnn.cli", "train"]
-    assert cmd[cmd.index("--preset") + 1] == "Two" and "--config" not in cmd
-    assert cmd[cmd.index("--hidden-size") + 1] == "8"
-    assert cmd[cmd.index("--learning-rates") + 1] == "0.01"
-    assert "--input-size" not in cmd and cmd[-2:] == ["--num-seq", "150"]
-    cfg = TrainRequest(config=str(tmp_path / "c.json")).command(tmp_path / "out")
-    assert "--preset" not in cfg
-    assert cfg[cfg.index("--config") + 1] == str(tmp_path / "c.json")
+def test_request_builds_a_validated_config_from_text(tmp_path):
+    req = TrainRequest(preset="Two", hidden_size="8", learning_rate="0.01,0.003",
+                       extra="--num-seq 150 --seq-len=12")  # fmt: skip
+    cfg = req.build()
+    assert (cfg.preset, cfg.states, cfg.hidden_size) == ("Two", 2, 8)
+    assert cfg.learning_rates == [0.01, 0.003] and cfg.num_seq == 150 and cfg.seq_len == 12
+    assert cfg.input_size == 100  # not given: the preset's / the default
     assert req.default_out(tmp_path).name.startswith("Two_h8_s0_")
+    cfg.save(tmp_path / "c.json")
+    again = TrainRequest(config=str(tmp_path / "c.json"), seed="3").build()
+    assert again.hidden_size == 8 and again.seed == 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"hidden_size": "abc"}, "hidden_size"),
+        ({"epochs": "0"}, "epochs"),
+        ({"learning_rate": "-1"}, "learning_rate"),
+        ({"extra": "--no-such-key 3"}, "extra"),
+        ({"extra": "--seq-len"}, "extra"),
+        ({"extra": "'unclosed"}, "extra"),
+        ({"config": "/nonexistent/config.json"}, "config"),
+    ],
+)
+def test_bad_fields_name_the_field(fields, field):
+    with pytest.raises(FieldError) as info:
+        TrainRequest(**fields).build()
+    assert info.value.field == field
+
+
+def test_launch_refuses_a_folder_with_a_run(tmp_path):
+    from hmmrnn.errors import UserError
+    from hmmrnn.runs import launch
+
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(UserError, match="already holds a run"):
+        launch(TrainRequest().build(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
 def _run(folder, **info):

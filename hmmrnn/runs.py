@@ -1,10 +1,10 @@
 """Training runs as separate processes: launch, follow, cancel and find again after a restart.
 
-A run is `python -m hmmrnn.cli train ... --out DIR --quiet` in its own session (start_new_session), so
-neither quitting the TUI nor a dropped SSH connection (SIGHUP to the terminal's process group) stops
-it; its output goes to DIR/train.log. Everything the TUI shows is read back from the run folder
+A run is `python -m hmmrnn.cli train --config DIR/config.json --out DIR --quiet` in its own session
+(start_new_session), so neither quitting the TUI nor a dropped SSH connection (SIGHUP to the
+terminal's process group) stops it; its output goes to DIR/train.log. Everything the TUI shows is read back from the run folder
 (run.json, metrics.jsonl), which is why a run started yesterday can be re-attached to today.
-No textual import here: this is plain process and file handling, testable on its own.
+Plain process and file handling, shared by every front-end through hmmrnn.api.
 """
 
 from __future__ import annotations
@@ -17,17 +17,30 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from hmmrnn.errors import UserError
 from hmmrnn.io import parse_records
-from hmmrnn.tree import METRICS_NAME, RUN_NAME, pid_alive, read_json
+from hmmrnn.tree import CONFIG_NAME, METRICS_NAME, RUN_NAME, pid_alive, read_json
 
 LOG_NAME = "train.log"
-__all__ = ["METRICS_NAME", "RUN_NAME", "LOG_NAME", "pid_alive", "read_json"]
+
+
+class FieldError(UserError):
+    """A bad value in one field of a training request; `field` names it (the TUI shows the
+    message next to that field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
 class TrainRequest:
-    """What the training form asks for; empty strings mean "the preset's / config's value"."""
+    """What a training form asks for, as text; empty strings mean "the preset's / config's value".
+
+    `build()` turns it into a validated config before anything is created on disk.
+    """
 
     preset: str = "Three"
     config: str = ""
@@ -40,23 +53,69 @@ class TrainRequest:
     out: str = ""
     extra: str = ""
 
-    def command(self, out: Path) -> list[str]:
-        """The CLI command line; flag values are passed through for the CLI to validate."""
-        cmd = [sys.executable, "-m", "hmmrnn.cli", "train", "--out", str(out), "--quiet"]
-        if self.config.strip():
-            cmd += ["--config", self.config.strip()]
-        else:
-            cmd += ["--preset", self.preset]
-        pairs = (
-            ("--hidden-size", self.hidden_size),
-            ("--input-size", self.input_size),
-            ("--epochs", self.epochs),
-            ("--learning-rates", self.learning_rate),
-            ("--seed", self.seed),
-            ("--device", self.device),
-        )
-        cmd += [x for flag, value in pairs if value.strip() for x in (flag, value.strip())]
-        return cmd + shlex.split(self.extra)
+    _KEYS = {  # form field -> config key
+        "hidden_size": "hidden_size",
+        "input_size": "input_size",
+        "epochs": "epochs",
+        "learning_rate": "learning_rates",
+        "seed": "seed",
+    }
+
+    def overrides(self) -> dict[str, Any]:
+        """Config keys the form sets, parsed; an unreadable field raises FieldError naming it."""
+        from hmmrnn.config import field_names, parse_value
+
+        out: dict[str, Any] = {}
+        for name, key in self._KEYS.items():
+            text = getattr(self, name).strip()
+            if text:
+                out[key] = self._parsed(name, key, text, parse_value)
+        try:
+            tokens = shlex.split(self.extra)
+        except ValueError as exc:
+            raise FieldError("extra", f"flags: {exc}") from None
+        known = set(field_names())
+        i = 0
+        while i < len(tokens):
+            flag = tokens[i]
+            name, eq, value = flag.removeprefix("--").partition("=")
+            key = name.replace("-", "_")
+            if not flag.startswith("--") or key not in known:
+                raise FieldError("extra", f"flags: unknown config flag {flag!r}")
+            if not eq:
+                if i + 1 >= len(tokens):
+                    raise FieldError("extra", f"flags: {flag} needs a value")
+                value, i = tokens[i + 1], i + 1
+            out[key] = self._parsed("extra", key, value, parse_value)
+            i += 1
+        return out
+
+    @staticmethod
+    def _parsed(field: str, key: str, text: str, parse_value) -> Any:
+        try:
+            return parse_value(key, text)
+        except UserError as exc:
+            raise FieldError(field, str(exc)) from None
+
+    def build(self):
+        """The validated ExperimentConfig; FieldError (or ConfigError) says what is wrong."""
+        from hmmrnn.config import ConfigError, ExperimentConfig
+
+        overrides = self.overrides()
+        try:
+            if self.config.strip():
+                path = Path(self.config.strip()).expanduser()
+                data = ExperimentConfig.load(path).to_dict()
+                return ExperimentConfig.from_dict({**data, **overrides})
+            return ExperimentConfig.from_preset(self.preset, **overrides)
+        except ConfigError as exc:
+            raise FieldError(self._field_of(str(exc)), str(exc)) from None
+
+    def _field_of(self, message: str) -> str:
+        for name, key in self._KEYS.items():
+            if message.startswith(key) or f" {key} " in f" {message} ":
+                return name
+        return "config" if self.config.strip() else "extra"
 
     def default_out(self, runs_dir: Path) -> Path:
         name = Path(self.config).stem if self.config.strip() else self.preset
@@ -105,6 +164,10 @@ class RunHandle:
             return False
         return True
 
+    def eta(self, info: dict | None = None) -> float | None:
+        """Seconds left, from the run's own clock (None before the first epoch)."""
+        return eta_seconds(self.info() if info is None else info)
+
     def log_tail(self, lines: int = 6) -> str:
         try:
             text = (self.folder / LOG_NAME).read_text(encoding="utf-8", errors="replace")
@@ -145,23 +208,43 @@ class MetricsFollower:
         return new
 
 
-def launch(request: TrainRequest, out: Path) -> RunHandle:
-    """Start a detached training process writing into `out`; returns at once."""
-    from hmmrnn.sweep import python_child_env  # lazy: the app does not need it to paint
+def launch(config, out: Path, device: str = "auto") -> RunHandle:
+    """Start a detached training process for a validated config, writing into `out`.
+
+    The config is written to `out/config.json` and the process is `hmmrnn train --config` on it,
+    so the run folder holds from the first moment exactly what reproduces it. Returns at once.
+    """
 
     out = Path(out)
     if (out / RUN_NAME).exists() or (out / METRICS_NAME).exists():
-        raise FileExistsError(f"{out} already holds a run; choose another output folder")
+        raise UserError(f"{out} already holds a run; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
-    env = python_child_env()
+    config.save(out / CONFIG_NAME)
+    cmd = [
+        sys.executable, "-m", "hmmrnn.cli", "train", "--config", str(out / CONFIG_NAME),
+        "--out", str(out), "--device", device, "--quiet",
+    ]  # fmt: skip
+    return _spawn(cmd, out)
+
+
+def launch_resume(folder: Path, device: str = "auto") -> RunHandle:
+    """Continue an interrupted or cancelled run in a detached process."""
+    folder = Path(folder)
+    cmd = [sys.executable, "-m", "hmmrnn.cli", "resume", str(folder), "--device", device, "--quiet"]
+    return _spawn(cmd, folder)
+
+
+def _spawn(cmd: list[str], out: Path) -> RunHandle:
+    from hmmrnn.sweep import python_child_env
+
     with open(out / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(
-            request.command(out),
+            cmd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
+            env=python_child_env(),
         )
     return RunHandle(folder=out, pid=proc.pid, process=proc)
 
@@ -194,12 +277,3 @@ def eta_seconds(info: dict) -> float | None:
     if not all(isinstance(v, (int, float)) for v in (done, total, started, updated)) or done <= 0:
         return None
     return max(0.0, (updated - started) / done * (total - done))
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

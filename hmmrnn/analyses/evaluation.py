@@ -1,0 +1,107 @@
+"""Evaluation as a registered analysis: the same defaults, cache and files on every path.
+
+`hmmrnn evaluate`, `hmmrnn analyze MODEL evaluation`, the TUI's Metrics pane and the evaluation
+figures all run this one analysis, so a model whose config says `noise_std: 0.5` is evaluated at
+0.5 everywhere unless the user asks otherwise. `evaluation.json` beside a model is a saved
+AnalysisRun (analysis, version, parameters, model hash, result); files written before results had
+that header (format "hmmrnn.evaluation/1", the flat result) still load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hmmrnn.analyses.base import AnalysisRun, ResultFileError
+from hmmrnn.analyses.registry import Analysis, Figure, register
+from hmmrnn.evaluate import LEGACY_FORMAT, EvaluationResult, evaluate_model
+from hmmrnn.io import read_json_file
+
+EVALUATION_NAME = "evaluation.json"
+VERSION = 1
+# The parameters a legacy file recorded inside its result.
+_LEGACY_PARAMS = ("num_sequences", "seq_len", "seed", "method", "noise_std", "h0")
+
+
+def summary(r: EvaluationResult) -> list[tuple[str, str]]:
+    ok, reasons = r.passes_bar()
+    rows = [
+        (f"matched distance ({r.method})", f"HMM {r.baseline_mean:.3f} · RNN {r.rnn_mean:.3f}"),
+        ("distance ratio", f"{r.distance_ratio:.3f}"),
+        ("volatility", f"HMM {r.hmm_volatility_mean:.2f} · RNN {r.rnn_volatility_mean:.2f}"),
+        ("transition error", f"{r.transition_error:.3f}"),
+        ("symbol shares", " ".join(f"{h:.3f}/{n:.3f}" for h, n in zip(
+            r.hmm_symbol_share, r.rnn_symbol_share, strict=True))),
+        ("bar", "met" if ok else "missed: " + "; ".join(reasons)),
+        ("sample", f"{r.num_sequences} x {r.seq_len} steps, seed {r.seed}, noise {r.noise_std:g}"),
+    ]  # fmt: skip
+    return rows
+
+
+def table_rows(r: EvaluationResult) -> list[tuple[str, str, str]]:
+    """(metric, HMM, RNN) rows of the side-by-side table every front-end shows."""
+    rows = [
+        (
+            f"matched distance ({r.method})",
+            f"{r.baseline_mean:.3f} ± {r.baseline_std:.3f}",
+            f"{r.rnn_mean:.3f} ± {r.rnn_std:.3f}",
+        ),
+        ("distance ratio", "1", f"{r.distance_ratio:.3f}"),
+        (
+            "volatility",
+            f"{r.hmm_volatility_mean:.2f} ± {r.hmm_volatility_std:.2f}",
+            f"{r.rnn_volatility_mean:.2f} ± {r.rnn_volatility_std:.2f}",
+        ),
+    ]
+    rows += [
+        (f"frequency of output {k}", f"{r.hmm_freq_mean[k]:.3f}", f"{r.rnn_freq_mean[k]:.3f}")
+        for k in range(len(r.hmm_freq_mean))
+    ]
+    rows.append(("transition error (max |Δ|)", "", f"{r.transition_error:.3f}"))
+    return rows
+
+
+def load_evaluation(path: str | Path) -> AnalysisRun:
+    """A saved evaluation (either format) as an AnalysisRun; ResultFileError names the problem."""
+    path = Path(path)
+    data = read_json_file(path, ResultFileError)
+    if isinstance(data, dict) and data.get("format") == LEGACY_FORMAT:
+        try:
+            result = EvaluationResult.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ResultFileError(f"{path}: {exc}") from exc
+        params = {k: getattr(result, k) for k in _LEGACY_PARAMS}
+        params["reg"] = 0.1  # legacy files were always made with the default epsilon
+        return AnalysisRun("evaluation", VERSION, params, result, source="file")
+    try:
+        run = AnalysisRun.from_dict(data, EvaluationResult)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ResultFileError(f"{path}: {exc}") from exc
+    if run.analysis != "evaluation":
+        raise ResultFileError(f"{path}: holds a {run.analysis} result, not an evaluation")
+    return run
+
+
+def _figure(name: str, help: str, render: str, **kw) -> Figure:
+    return Figure(name, help, f"hmmrnn.figures.evaluation:{render}", **kw)
+
+
+SPEC = register(
+    Analysis(
+        name="evaluation",
+        fn=evaluate_model,
+        result=EvaluationResult,
+        help="HMM vs RNN on fresh samples: matched distances, volatility, frequencies, transitions",
+        version=VERSION,
+        summary=summary,
+        figures=(
+            _figure("distances", "matched distances HMM–HMM vs HMM–RNN (mean ± std)",
+                    "render_distances"),
+            _figure("volatilities", "output changes per sequence, HMM vs RNN",
+                    "render_volatilities"),
+            _figure("frequencies", "output frequencies per symbol, HMM vs RNN",
+                    "render_frequencies", colors_outputs=True),
+            _figure("transition-matrices", "output transition matrices HMM | RNN | difference",
+                    "render_transition_matrices"),
+        ),  # fmt: skip
+    )
+)

@@ -1,0 +1,90 @@
+"""A form for an analysis' parameters, built from its schema (one row per parameter).
+
+Each row shows the name, the value as text (the same text the parameter line and the CLI take),
+and the type, range and help from the schema. ctrl+s checks every field with the schema's own
+parser and applies the form; a bad value is reported under its field and nothing is applied. Esc
+leaves without changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+class ParamForm(ModalScreen[dict[str, Any] | None]):
+    """Dismissed with the parameter values set, or None when left with Esc."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "apply", "Apply", priority=True, id="params.apply"),
+        Binding("escape", "leave", "Back", priority=True, id="params.leave"),
+    ]
+
+    def __init__(self, title: str, schema, values: dict[str, Any]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.schema = schema
+        self.values = dict(values)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form-box"):
+            yield Label(Text(self.title_text, style="bold"), id="form-title")
+            with VerticalScroll(id="form-rows"):
+                for p in self.schema:
+                    with Horizontal(classes="form-row"):
+                        yield Label(p.name, classes="form-name")
+                        yield Input(
+                            value=p.format(self.values.get(p.name, p.default)),
+                            id=f"p-{p.name}",
+                            compact=True,
+                        )
+                    yield Static(
+                        Text(f"{p.type_text()} · default {p.default_text()} · {p.help}"),
+                        classes="form-help",
+                        id=f"h-{p.name}",
+                    )
+            yield Label("ctrl+s applies · esc leaves unchanged · tab moves", id="form-keys")
+
+    def on_mount(self) -> None:
+        first = next(iter(self.schema), None)
+        if first is not None:
+            self.query_one(f"#p-{first.name}", Input).focus()
+
+    def parsed(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """(values set before or changed here, errors by parameter name); untouched fields keep
+        meaning "the default" (or the model config's value, for the parameters tied to it)."""
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for p in self.schema:
+            text = self.query_one(f"#p-{p.name}", Input).value
+            try:
+                value = p.parse(text)
+            except ValueError as exc:
+                errors[p.name] = str(exc)
+                continue
+            if p.name in self.values or text != p.format(p.default):
+                values[p.name] = value
+        return values, errors
+
+    def action_apply(self) -> None:
+        values, errors = self.parsed()
+        for p in self.schema:
+            help_text = Text(f"{p.type_text()} · default {p.default_text()} · {p.help}")
+            if p.name in errors:
+                help_text = Text(errors[p.name], style="bold red")
+            self.query_one(f"#h-{p.name}", Static).update(help_text)
+        if errors:
+            first = next(iter(errors))
+            self.query_one(f"#p-{first}", Input).focus()
+            self.app.notify(f"{len(errors)} parameter(s) need a fix", severity="error")
+            return
+        self.dismiss(values)
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
