@@ -6,7 +6,7 @@
 
 Each recipe lists one or more stages (a stage fine-tunes the previous stage's best weights, which are
 kept in `stages/` inside the model folder so the chain stays reproducible). Every shipped model must
-meet the bar of `EvaluationResult.passes_bar()` on 5,000 fresh sequences of its preset's length; a
+meet the bar of `passes_bar()` of its evaluation on 5,000 fresh sequences of its preset's length; a
 recipe that misses it moves on to its next attempt (another seed), and the script fails loudly if
 none reaches it.
 """
@@ -21,16 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from hmmrnn.config import ExperimentConfig  # noqa: E402
-from hmmrnn.evaluate import EvaluationResult, evaluate_model  # noqa: E402
-from hmmrnn.io import atomic_write_json, atomic_write_text  # noqa: E402
-from hmmrnn.train import read_metrics, train  # noqa: E402
-from hmmrnn.tree import CHECKPOINT_NAME, EVALUATION_NAME, LoadedModel, load_model  # noqa: E402
+from hmmrnn import api  # noqa: E402
 
 # The CPU recipe: small batches (512) over 7,680 sequences, Adam 3e-3, and a near-identity
 # recurrent initialisation that keeps memory from the first epoch (the default uniform init sits
@@ -113,11 +107,11 @@ RECIPES = [
 ]
 
 
-def stage_config(recipe: Recipe, stage: int, seed: int, previous: Path | None) -> ExperimentConfig:
+def stage_config(recipe: Recipe, stage: int, seed: int, previous: Path | None):
     values = {**recipe.base, **recipe.stages[stage], "seed": seed}
     if previous is not None:
         values["pretrained_model_path"] = str(previous)
-    return ExperimentConfig.from_preset(recipe.preset, **values)
+    return api.config_for(recipe.preset, overrides=values)
 
 
 def train_recipe(recipe: Recipe, root: Path, seed: int) -> tuple[Path, float]:
@@ -131,10 +125,10 @@ def train_recipe(recipe: Recipe, root: Path, seed: int) -> tuple[Path, float]:
         last = stage == len(recipe.stages) - 1
         folder = final if last else final / "stages" / f"stage_{stage + 1}"
         relative = None if previous is None else Path(_relpath(previous, folder))
-        result = train(stage_config(recipe, stage, seed, relative), folder, device="auto")
+        result = api.train(stage_config(recipe, stage, seed, relative), folder, device="auto")
         if result.status != "finished" or result.model_file is None:
             raise RuntimeError(f"{recipe.name} stage {stage + 1}: {result.status} {result.message}")
-        (folder / CHECKPOINT_NAME).unlink(missing_ok=True)  # resume state is not shipped
+        api.discard_resume_state(folder)  # resume state is not shipped
         previous = result.model_file
     return final, time.perf_counter() - start
 
@@ -145,26 +139,20 @@ def _relpath(target: Path, start: Path) -> str:
     return os.path.relpath(target, start)
 
 
-def evaluate_folder(folder: Path, loaded: LoadedModel) -> EvaluationResult:
-    cfg = loaded.config
-    result = evaluate_model(
-        loaded.model, cfg.build_hmm(), num_sequences=5000, seq_len=cfg.seq_len, seed=0
-    )
-    result.save(folder / EVALUATION_NAME)
-    return result
+def evaluate_folder(loaded):
+    """The shipped evaluation: 5,000 fresh sequences of the preset's length, seed 0, saved as the
+    model's evaluation.json (the same analysis `hmmrnn evaluate` runs)."""
+    return api.evaluate(loaded, {"num_sequences": 5000, "seed": 0}).result
 
 
-def long_run_growth(loaded: LoadedModel, steps: int = 2000, runs: int = 50) -> float:
-    """Mean hidden-state norm after `steps` driven steps over the norm at the training length.
+def long_run_growth(loaded) -> float:
+    """Mean hidden-state norm after 2,000 driven steps over the norm at the training length.
 
     Training only sees seq_len steps from h = 0, so a model can emulate its HMM there and still
     blow up over the long runs that PCA, residency and the other analyses simulate; such a model
     is not shipped.
     """
-    run = loaded.model.generate(runs, steps, generator=torch.Generator().manual_seed(0))
-    norms = run.hidden.norm(dim=-1).mean(dim=0)
-    growth = float(norms[-1] / norms[loaded.config.seq_len - 1].clamp_min(1e-12))
-    return growth if torch.isfinite(norms).all() else float("inf")
+    return api.analyze(loaded, "long-run", {"steps": 2000, "runs": 50}).result.growth
 
 
 MAX_GROWTH = 1.5
@@ -176,7 +164,7 @@ def shipped_entry(recipe: Recipe, root: Path) -> dict | None:
     for seed in recipe.seeds:
         manifest = root / recipe.folder.format(seed=seed) / MANIFEST_NAME
         if manifest.exists():
-            return json.loads(manifest.read_text())
+            return json.loads(manifest.read_text(encoding="utf-8"))
     return None
 
 
@@ -187,8 +175,8 @@ def build_recipe(recipe: Recipe, root: Path, force: bool) -> dict:
     for seed in recipe.seeds:
         print(f"[{recipe.name}] training with seed {seed}", flush=True)
         folder, seconds = train_recipe(recipe, root, seed)
-        loaded = load_model(folder)
-        result = evaluate_folder(folder, loaded)
+        loaded = api.load(folder)
+        result = evaluate_folder(loaded)
         ok, reasons = result.passes_bar()
         growth = long_run_growth(loaded)
         if not growth <= MAX_GROWTH:
@@ -197,22 +185,15 @@ def build_recipe(recipe: Recipe, root: Path, force: bool) -> dict:
         if ok:
             entry = summary_row(recipe, folder, loaded.config, seed, seconds, result)
             entry["long_run_growth"] = round(growth, 3)
-            atomic_write_json(folder / MANIFEST_NAME, entry)
+            api.save_json(folder / MANIFEST_NAME, entry)
             return entry
         shutil.rmtree(folder)  # a model that misses the bar is not left in the tree
     raise SystemExit(f"{recipe.name}: no seed met the bar; the recipe needs work")
 
 
-def summary_row(
-    recipe: Recipe,
-    folder: Path,
-    cfg: ExperimentConfig,
-    seed: int,
-    seconds: float,
-    r: EvaluationResult,
-) -> dict:
+def summary_row(recipe: Recipe, folder: Path, cfg, seed: int, seconds: float, r) -> dict:
     stages = [{**recipe.base, **s} for s in recipe.stages]
-    metrics = read_metrics(folder)
+    metrics = api.metrics(folder)
     return {
         "name": recipe.name,
         "folder": recipe.folder.format(seed=seed),
@@ -224,7 +205,7 @@ def summary_row(
         "stages": stages,
         "epochs": sum(s["epochs"] for s in stages),
         "wall_seconds": round(seconds, 1),
-        "threads": torch.get_num_threads(),
+        "threads": api.threads(),
         "best_val_loss": round(min(m["val_loss"] for m in metrics), 4),
         "floor": round(metrics[0]["floor"], 4),
         "distance_ratio": round(r.distance_ratio, 4),
@@ -255,7 +236,7 @@ def write_readme(root: Path, rows: list[dict]) -> None:
             f"| {r['transition_error']:.3f} | {r['hmm_volatility']:.2f} / {r['rnn_volatility']:.2f} |"
         )
     lines += README_TAIL.splitlines()
-    atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
+    api.save_text(root / "README.md", "\n".join(lines) + "\n")
 
 
 def _stage_text(stage: dict, first: bool) -> str:

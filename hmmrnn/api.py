@@ -509,6 +509,27 @@ def train_request(**fields: str):
     return runs.TrainRequest(**fields)
 
 
+def metrics(folder: str | Path) -> list[dict]:
+    """The epoch records of a run folder's metrics.jsonl (a partial last line is skipped)."""
+    from hmmrnn.train import read_metrics
+
+    return read_metrics(folder)
+
+
+def discard_resume_state(folder: str | Path) -> None:
+    """Delete a finished run's checkpoint.pt (only needed to resume; not worth shipping)."""
+    from hmmrnn.tree import CHECKPOINT_NAME
+
+    (Path(folder) / CHECKPOINT_NAME).unlink(missing_ok=True)
+
+
+def threads() -> int:
+    """Threads torch computes with in this process."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def start_training(config: ExperimentConfig, out: str | Path, device: str = "auto"):
     """Train in a detached process that outlives the caller (the TUI); returns a RunHandle."""
     from hmmrnn import runs
@@ -587,6 +608,20 @@ def sweep_report_path(root: str | Path) -> Path:
 
 
 # --- small helpers front-ends share ---------------------------------------------------------------
+
+
+def save_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename) with the usual permissions."""
+    from hmmrnn.io import atomic_write_json
+
+    atomic_write_json(Path(path), data)
+
+
+def save_text(path: str | Path, text: str) -> None:
+    """Write text atomically (temp file + rename) with the usual permissions."""
+    from hmmrnn.io import atomic_write_text
+
+    atomic_write_text(Path(path), text)
 
 
 def jsonable(value: Any) -> Any:

@@ -45,7 +45,9 @@ MAX_PAIRS = 250_000_000  # 2 GB of float64 distances
 DEFAULT_SEQ_LEN = 30  # the config's default sequence length, used when seq_len is None
 FREQUENT_ROW_SHARE = 0.05  # transition rows checked by transition_error: symbols emitted >= 5%
 _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <= half the full one
-LEGACY_FORMAT = "hmmrnn.evaluation/1"  # flat evaluation.json written before results had a run header
+LEGACY_FORMAT = (
+    "hmmrnn.evaluation/1"  # flat evaluation.json written before results had a run header
+)
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -504,9 +506,7 @@ def evaluate_model(
         Literal["assignment", "argmax"],
         P("matching: one-to-one assignment, or the entropic plan's row argmax"),
     ] = "assignment",
-    noise_std: Annotated[
-        float, P("std of the RNN's input noise", ge=0, config="noise_std")
-    ] = 1.0,
+    noise_std: Annotated[float, P("std of the RNN's input noise", ge=0, config="noise_std")] = 1.0,
     h0: Annotated[
         Literal["zero", "random"], P("initial hidden state of the RNN", config="h0")
     ] = "zero",

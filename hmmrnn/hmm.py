@@ -197,6 +197,70 @@ class HMM:
     def num_outputs(self) -> int:
         return self.emission.shape[1]
 
+    def stationary(self) -> np.ndarray:
+        """The stationary distribution of the latent chain (M,): the left eigenvector of the
+        transition matrix for eigenvalue 1 (for a reducible chain, the limit from `start`)."""
+        vals, vecs = np.linalg.eig(self.transition.T)
+        k = int(np.argmin(np.abs(vals - 1.0)))
+        pi = np.abs(np.real(vecs[:, k]))
+        if np.count_nonzero(np.isclose(vals, 1.0)) > 1:  # several closed classes: follow start
+            pi = self.start @ np.linalg.matrix_power(self.transition, 4096)
+        return pi / pi.sum()
+
+    def output_shares(self) -> np.ndarray:
+        """Long-run share of each output (K,): stationary distribution times the emissions."""
+        return self.stationary() @ self.emission
+
+    def _check_outputs_array(self, outputs) -> np.ndarray:
+        x = np.asarray(outputs)
+        if x.ndim != 2 or x.shape[1] < 1 or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"outputs must be an (N, L) integer array, got {x.dtype} {x.shape}")
+        if x.size and (x.min() < 0 or x.max() >= self.num_outputs):
+            raise ValueError(f"outputs must lie in [0, {self.num_outputs})")
+        return x
+
+    def forward(self, outputs) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised forward messages alpha (N, L, M) and per-step scales c (N, L) with
+        log P(o_1..o_L) = sum_t log c_t. Scaling each step keeps the recursion in range for any
+        length (the log-domain result without exponentiating sums of logs); one matrix product
+        per step, vectorised over sequences and states."""
+        x = self._check_outputs_array(outputs)
+        n, length = x.shape
+        e = self.emission.T[x]  # (N, L, M): P(o_t | state)
+        alpha = np.empty((n, length, self.num_states))
+        scale = np.empty((n, length))
+        a = self.start[None, :] * e[:, 0]
+        for t in range(length):
+            if t:
+                a = (a @ self.transition) * e[:, t]
+            c = a.sum(axis=1)
+            scale[:, t] = c
+            a = a / np.where(c > 0, c, 1.0)[:, None]
+            alpha[:, t] = a
+        return alpha, scale
+
+    def log_likelihood(self, outputs) -> np.ndarray:
+        """log P(o_1..o_L) of each sequence (N,) under this HMM (-inf when impossible)."""
+        _, scale = self.forward(outputs)
+        with np.errstate(divide="ignore"):
+            return np.log(scale).sum(axis=1)
+
+    def posteriors(self, outputs) -> np.ndarray:
+        """P(state_t | o_1..o_L) for every sequence and step (N, L, M), by forward-backward."""
+        x = self._check_outputs_array(outputs)
+        alpha, scale = self.forward(x)
+        e = self.emission.T[x]
+        n, length, m = alpha.shape
+        beta = np.ones((n, m))
+        post = np.empty_like(alpha)
+        safe = np.where(scale > 0, scale, 1.0)
+        for t in range(length - 1, -1, -1):
+            post[:, t] = alpha[:, t] * beta
+            if t:
+                beta = ((e[:, t] * beta) @ self.transition.T) / safe[:, t, None]
+        total = post.sum(axis=2, keepdims=True)
+        return post / np.where(total > 0, total, 1.0)
+
     def sample(self, n: int, length: int, rng: np.random.Generator) -> HMMSample:
         """Draw n sequences of `length` steps; vectorised over sequences, one numpy call per step."""
         if n < 0 or length < 1:

@@ -152,7 +152,7 @@ class Param:
             try:
                 return self.check(json.loads(raw))
             except ValueError:
-                raise self._error(text, "expected a JSON object such as {\"steps\": 500}") from None
+                raise self._error(text, 'expected a JSON object such as {"steps": 500}') from None
         if self.kind == "int_groups":
             error = self._error(text, "expected groups such as 1,2;3,4")
             if raw.startswith("["):
@@ -197,7 +197,9 @@ class Param:
         if hasattr(value, "item") and not isinstance(value, (list, tuple)):
             value = value.item()  # numpy scalars
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._error(value, "expected an integer" if kind == "int" else "expected a number")
+            raise self._error(
+                value, "expected an integer" if kind == "int" else "expected a number"
+            )
         if kind == "float":
             if not math.isfinite(value):
                 raise self._error(value, "expected a finite number")
@@ -235,7 +237,9 @@ class Param:
 
     def _error(self, value: Any, why: str) -> ParamError:
         shown = value if isinstance(value, str) else json.dumps(_plain(value))
-        return ParamError(f"{self.flag}: {why}, got {shown!r}" if shown != "" else f"{self.flag}: {why}")
+        return ParamError(
+            f"{self.flag}: {why}, got {shown!r}" if shown != "" else f"{self.flag}: {why}"
+        )
 
 
 def _num(value: Any) -> str:
@@ -249,7 +253,9 @@ def _plain(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value if isinstance(value, (int, float, str, bool, dict)) or value is None else str(value)
+    return (
+        value if isinstance(value, (int, float, str, bool, dict)) or value is None else str(value)
+    )
 
 
 def _parse_number(raw: str, error: ParamError) -> int | float:
@@ -393,7 +399,9 @@ class Schema:
         key = name.replace("-", "_")
         if key not in self._index:
             known = ", ".join(p.flag for p in self.params) or "none"
-            raise ParamError(f"{self.owner}: unknown parameter --{name.replace('_', '-')}; known: {known}")
+            raise ParamError(
+                f"{self.owner}: unknown parameter --{name.replace('_', '-')}; known: {known}"
+            )
         return self._index[key]
 
     def check(self, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,6 @@ class ModelEntry:
         return self.rel
 
 
-
 @dataclass
 class LoadedModel:
     """A model ready for analysis: the network, its config and where it came from."""

@@ -105,7 +105,9 @@ class JobPane(Pane):
     def start_job(self, name: str, what: str, fn: Callable[[Callable, Any], Any]) -> bool:
         """Run fn(progress, cancel) in a worker; False (with a warning) when one is running."""
         if self.job is not None:
-            self.app.notify(f"{self.job_what} is still running (ctrl+g cancels)", severity="warning")
+            self.app.notify(
+                f"{self.job_what} is still running (ctrl+g cancels)", severity="warning"
+            )
             return False
         from hmmrnn.cancel import CancelToken
 

@@ -93,7 +93,9 @@ class MechanismsPane(JobPane):
         if message.key != "specs":
             return
         if isinstance(message.value, Exception):
-            self.app.notify(str(message.value), title="could not load the analyses", severity="error")
+            self.app.notify(
+                str(message.value), title="could not load the analyses", severity="error"
+            )
             return
         self.set_specs(message.value)
 

@@ -61,7 +61,7 @@ def status_text(status: str, reason: str = "") -> Text:
 
 
 def model_details(info: dict) -> RenderableType:
-    """Config, HMM matrices, training summary and files of one model (from services.model_details)."""
+    """Config, HMM matrices, training summary and files of one model (from hmmrnn.api.describe)."""
     parts: list[RenderableType] = []
     head = Text(str(info.get("model", "")), style="bold")
     head.append("  ")

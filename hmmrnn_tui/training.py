@@ -100,7 +100,9 @@ class TrainingPane(Pane):
         message.stop()
         if isinstance(message.value, Exception):
             if message.key == "runs":
-                self.app.notify(str(message.value), title="could not scan for runs", severity="error")
+                self.app.notify(
+                    str(message.value), title="could not scan for runs", severity="error"
+                )
             return  # the form keeps its default preset
         if message.key == "presets":
             self._set_presets(message.value)

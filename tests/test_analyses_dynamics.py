@@ -50,10 +50,10 @@ from hmmrnn.tree import load_model
 
 # --- hand-built networks --------------------------------------------------------------------------
 
+
 def run_analysis(*args, **kwargs):
     """The registry's run, for the result alone."""
     return registry.run_analysis(*args, **kwargs).result
-
 
 
 def threshold_model() -> HMMRNN:

@@ -37,10 +37,10 @@ from tests.conftest import study_state, write_study_model
 
 TONIC, M0, M1, K01, K10 = 0, 1, 2, 3, 4
 
+
 def run_analysis(*args, **kwargs):
     """The registry's run, for the result alone."""
     return registry.run_analysis(*args, **kwargs).result
-
 
 
 def planted_state(hidden: int = 10, inputs: int = 4, kick_weight: float = 0.12, seed: int = 0):

@@ -27,10 +27,10 @@ SMALL = {
 }
 RAY = torch.tensor([1.0, 2.0, 1.0])
 
+
 def run_analysis(*args, **kwargs):
     """The registry's run, for the result alone."""
     return registry.run_analysis(*args, **kwargs).result
-
 
 
 def planted(eigs: tuple[float, float, float], hidden: int = 6) -> HMMRNN:
@@ -208,9 +208,7 @@ def test_cancel_from_progress_stops_the_run(name, loaded):
         token.cancel()
 
     with pytest.raises(Cancelled):
-        run_analysis(
-            name, loaded, SMALL[name], progress=progress, cancel=token, use_cache=False
-        )
+        run_analysis(name, loaded, SMALL[name], progress=progress, cancel=token, use_cache=False)
     assert seen and max(seen) < 1.0
 
 

@@ -96,3 +96,57 @@ def test_sampler_seeded_and_one_hot():
     oh = a.one_hot(3)
     assert oh.shape == (50, 7, 3) and np.all(oh.sum(-1) == 1)
     assert np.all(oh.argmax(-1) == a.outputs)
+
+
+# --- likelihood, posteriors and stationary shares ---------------------------------------------------
+
+
+def _brute_force(hmm, outputs):
+    """P(o) and P(state_t = i, o) by summing over every latent path (tiny HMMs only)."""
+    import itertools
+
+    length, m = len(outputs), hmm.num_states
+    total, joint = 0.0, np.zeros((length, m))
+    for path in itertools.product(range(m), repeat=length):
+        p = hmm.start[path[0]] * hmm.emission[path[0], outputs[0]]
+        for t in range(1, length):
+            p *= hmm.transition[path[t - 1], path[t]] * hmm.emission[path[t], outputs[t]]
+        total += p
+        joint[np.arange(length), path] += p
+    return total, joint
+
+
+def test_forward_likelihood_and_posteriors_equal_the_sum_over_all_paths():
+    from hmmrnn.hmm import HMM, emission_linear, transition_target_prob
+
+    hmm = HMM(transition_target_prob(3), emission_linear(3))
+    outputs = hmm.sample(6, 5, np.random.default_rng(2)).outputs
+    outputs[0] = [0, 2, 0, 2, 1]  # an unlikely sequence too
+    ll = hmm.log_likelihood(outputs)
+    post = hmm.posteriors(outputs)
+    for i, seq in enumerate(outputs):
+        total, joint = _brute_force(hmm, seq)
+        assert ll[i] == pytest.approx(np.log(total), rel=1e-10)
+        np.testing.assert_allclose(post[i], joint / total, atol=1e-12)
+
+
+def test_impossible_sequences_have_minus_infinite_likelihood():
+    from hmmrnn.hmm import HMM
+
+    hmm = HMM(np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([[1.0, 0.0], [1.0, 0.0]]))
+    ll = hmm.log_likelihood(np.array([[0, 0, 0], [0, 1, 0]]))
+    assert np.isfinite(ll[0]) and ll[0] == pytest.approx(0.0) and ll[1] == -np.inf
+
+
+def test_stationary_shares_of_a_planted_chain():
+    from hmmrnn.hmm import HMM
+
+    t = np.array([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.3, 0.0, 0.7]])
+    e = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    hmm = HMM(t, e)
+    pi = hmm.stationary()
+    np.testing.assert_allclose(pi @ t, pi, atol=1e-12)
+    np.testing.assert_allclose(pi, np.array([6, 3, 2]) / 11, atol=1e-12)  # solved by hand
+    np.testing.assert_allclose(hmm.output_shares(), [7.5 / 11, 3.5 / 11], atol=1e-12)
+    long = hmm.sample(200, 400, np.random.default_rng(0)).outputs[:, 100:]
+    assert abs(long.mean() - 3.5 / 11) < 0.01

@@ -260,7 +260,7 @@ def test_ctrl_c_stops_jobs_after_the_batch_and_records_a_crashing_job(tmp_path):
 def test_killed_sweep_rerun_finishes_the_rest_without_retraining(tmp_path):
     spec = write_spec(tmp_path / "grid.json", {**TINY, "grid": [
         {"preset": "Two", "seed": 0},
-        {"preset": "Two", "seed": 1, "epochs": 30},
+        {"preset": "Two", "seed": 1, "epochs": 150},
         {"preset": "Three", "seed": [0, 1]},
     ]})  # fmt: skip
     tree, first = tmp_path / "tree", "Two/hidden_8/input_3/seed_0"
@@ -278,7 +278,7 @@ def test_killed_sweep_rerun_finishes_the_rest_without_retraining(tmp_path):
     for s in (0, 1):  # started or not when the sweep was killed: finished now
         assert models[f"Three/hidden_8/input_3/seed_{s}"]["status"] == "done"
     epochs = [json.loads(x)["epoch"] for x in (tree / LONG / "metrics.jsonl").open()]
-    assert epochs == list(range(1, 31))  # resumed: no epoch lost or repeated
+    assert epochs == list(range(1, 151))  # resumed: no epoch lost or repeated
     assert "the sweep process is gone" in (tree / LONG / "train.log").read_text()
     for rel in models:
         assert (tree / rel / "evaluation.json").exists(), rel

@@ -90,6 +90,12 @@ async def select(pilot, rel: str) -> None:
                 what=f"selection of {rel}")  # fmt: skip
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def notes(app, severity: str | None = None) -> list[str]:
     return [
         f"{n.title} {n.message}"
@@ -174,7 +180,9 @@ async def test_evaluate_selected_model_and_sort_the_table(tree, tmp_path):
         await pilot.press("2", "ctrl+r")
         metrics = app.pane("metrics")
         key = str(tree / SEED0)
-        await until(pilot, lambda: key in app.evaluations and metrics.job is None, what="evaluation")
+        await until(
+            pilot, lambda: key in app.evaluations and metrics.job is None, what="evaluation"
+        )
         assert (tree / SEED0 / "evaluation.json").is_file()
         saved = json.loads((tree / SEED0 / "evaluation.json").read_text())
         assert saved["params"]["num_sequences"] == 100 and saved["params"]["seq_len"] == 10
@@ -192,6 +200,49 @@ async def test_evaluate_selected_model_and_sort_the_table(tree, tmp_path):
         await pilot.press("s")
         assert metrics.sort_reverse and "seed_0" in str(table.get_row_at(0)[0])  # missing: last
         assert str(result.distance_ratio)[:4] in rendered(app.query_one("#eval-body"))
+
+
+async def test_tui_evaluation_uses_the_model_config_like_the_cli(tmp_path, capsys):
+    from hmmrnn.cli import main
+
+    tree = tmp_path / "tree"
+    cfg = {"states": 3, "input_size": 4, "hidden_size": 12, "seq_len": 10, "noise_std": 0.5,
+           "h0": "random"}  # fmt: skip
+    write_study_model(tree / "Three" / "hidden_12" / "input_4" / "seed_0", config=cfg)
+    folder = tree / "Three" / "hidden_12" / "input_4" / "seed_0"
+    assert main(["evaluate", str(folder), "--num-sequences", "100", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    by_cli = json.loads((folder / "evaluation.json").read_text())
+    (folder / "evaluation.json").unlink()
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("2", "ctrl+r")
+        metrics = app.pane("metrics")
+        await until(pilot, lambda: str(folder) in app.evaluations and metrics.job is None,
+                    what="evaluation")  # fmt: skip
+        assert "noise_std 0.5" in rendered(app.query_one("#eval-body"))
+    by_tui = json.loads((folder / "evaluation.json").read_text())
+    assert by_tui["params"] == by_cli["params"] and by_tui["result"] == by_cli["result"]
+    assert by_tui["params"]["h0"] == "random"
+
+
+async def test_cancelling_an_evaluation_writes_nothing(tree, tmp_path):
+    folder = tree / SEED0
+    app = make_app(tree, tmp_path, eval_params={"num_sequences": 4000, "seq_len": 400})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await select(pilot, SEED0)
+        metrics = app.pane("metrics")
+        app.simulate_key("2")
+        await until(pilot, lambda: app.query_one("#tabs").active == "metrics", what="pane")
+        app.simulate_key("ctrl+r")
+        await until(pilot, lambda: metrics.job is not None, what="the job to start")
+        app.simulate_key("ctrl+g")
+        await until(pilot, lambda: metrics.job is None, timeout=60, what="the cancel")
+        assert any("cancelled" in n for n in notes(app, "warning"))
+    assert not (folder / "evaluation.json").exists()
+    assert str(folder) not in app.evaluations
 
 
 # --- state space and export -----------------------------------------------------------------------
@@ -255,11 +306,48 @@ async def test_run_a_small_analysis_then_export_it(tree, tmp_path):
 
         await pilot.press("e")
         exports = tmp_path / "exports"
-        await until(pilot, lambda: list(exports.glob("*residency*.pdf")), what="exported file")
+        await until(pilot, lambda: list(exports.glob("*residency*.json")), what="exported file")
+        sidecar = json.loads(next(exports.glob("*residency*.json")).read_text())
+        assert sidecar["params"]["n_states"] == 120 and sidecar["seed"] == 0  # what was on screen
+        assert sidecar["params"]["max_steps"] == 20  # the app's own override, recorded too
+        assert oct(next(exports.glob("*residency*.pdf")).stat().st_mode & 0o777) == oct(
+            0o666 & ~current_umask()
+        )
 
         await pilot.press("tab", "ctrl+u", *"bogus=1", "ctrl+r")
         await until(pilot, lambda: any("bogus" in n for n in notes(app, "error")), what="error")
         assert app.is_running
+
+
+async def test_parameter_form_from_the_schema(tree, tmp_path):
+    from hmmrnn_tui.paramform import ParamForm
+
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("5")
+        pane = app.pane("mechanisms")
+        await until(pilot, lambda: bool(pane.specs), what="analysis registry")
+        pane.query_one("#mech-name").value = "ablation"
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, ParamForm), what="the form")
+        form = app.screen
+        assert {p.name for p in form.schema} >= {"kick_units", "mus", "top_k", "seed"}
+        form.query_one("#p-kick_units").value = "30,130,92,56"
+        form.query_one("#p-top_k").value = "zero"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ParamForm)  # refused: top_k is not an integer
+        assert "--top-k: expected an integer" in rendered(form.query_one("#h-top_k"))
+        form.query_one("#p-top_k").value = "12"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, ParamForm), what="the form to close")
+        line = app.query_one("#mech-params").value
+        assert pane.specs["ablation"].schema.parse_assignments(line) == {
+            "kick_units": [30, 130, 92, 56], "top_k": 12
+        }  # fmt: skip
+        await pilot.press("ctrl+e", "escape")
+        assert app.query_one("#mech-params").value == line  # esc changes nothing
 
 
 # --- training -------------------------------------------------------------------------------------

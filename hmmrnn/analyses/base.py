@@ -173,7 +173,11 @@ class AnalysisRun:
             result_cls = get_spec(str(data.get("analysis"))).result
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         version, params = data.get("version"), data.get("params")
-        if isinstance(version, bool) or not isinstance(version, int) or not isinstance(params, dict):
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not isinstance(params, dict)
+        ):
             raise ValueError("the version must be an integer and the params an object")
         return cls(
             analysis=str(data["analysis"]),

@@ -94,14 +94,23 @@ SPEC = register(
         version=VERSION,
         summary=summary,
         figures=(
-            _figure("distances", "matched distances HMM–HMM vs HMM–RNN (mean ± std)",
-                    "render_distances"),
-            _figure("volatilities", "output changes per sequence, HMM vs RNN",
-                    "render_volatilities"),
-            _figure("frequencies", "output frequencies per symbol, HMM vs RNN",
-                    "render_frequencies", colors_outputs=True),
-            _figure("transition-matrices", "output transition matrices HMM | RNN | difference",
-                    "render_transition_matrices"),
+            _figure(
+                "distances", "matched distances HMM–HMM vs HMM–RNN (mean ± std)", "render_distances"
+            ),
+            _figure(
+                "volatilities", "output changes per sequence, HMM vs RNN", "render_volatilities"
+            ),
+            _figure(
+                "frequencies",
+                "output frequencies per symbol, HMM vs RNN",
+                "render_frequencies",
+                colors_outputs=True,
+            ),
+            _figure(
+                "transition-matrices",
+                "output transition matrices HMM | RNN | difference",
+                "render_transition_matrices",
+            ),
         ),  # fmt: skip
     )
 )

@@ -268,7 +268,6 @@ def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
     return rows
 
 
-
 register(
     Analysis(
         name="fixed-points",
@@ -277,8 +276,11 @@ register(
         help="fixed and slow points of the autonomous map with Jacobian spectra",
         summary=_fixed_summary,
         figures=(
-            Figure("fixed-points", "fixed/slow points and their Jacobian spectra",
-                   "hmmrnn.figures.statespace:render_fixed_points"),
+            Figure(
+                "fixed-points",
+                "fixed/slow points and their Jacobian spectra",
+                "hmmrnn.figures.statespace:render_fixed_points",
+            ),
         ),  # fmt: skip
     )
 )

@@ -606,7 +606,9 @@ def populations(
         tuple[int, int] | None, P("output pair whose kick groups are used (none: best)", ge=0)
     ] = None,
     threshold: Annotated[float, P("keep units scoring below -threshold x mean |score|")] = 0.1,
-    steps: Annotated[int | None, P("kick detection: driven steps (none: its default)", ge=2)] = None,
+    steps: Annotated[
+        int | None, P("kick detection: driven steps (none: its default)", ge=2)
+    ] = None,
     window: Annotated[int | None, P("kick detection: lags (none: its default)", ge=1)] = None,
     z_threshold: Annotated[float | None, P("kick detection: z (none: its default)", ge=0)] = None,
     seed: Seed = 0,
@@ -678,8 +680,11 @@ register(
         help="units whose pre-activation peaks before each switch direction, confirmed by silencing",
         summary=_kick_summary,
         figures=(
-            Figure("kick-neurons", "units peaking before each switch direction, and rates with "
-                   "them silenced", f"{_MECH}:render_kick_neurons"),
+            Figure(
+                "kick-neurons",
+                "units peaking before each switch direction, and rates with them silenced",
+                f"{_MECH}:render_kick_neurons",
+            ),
         ),
         views=(
             View("rates", "hmmrnn.figures.terminal:kick_rates"),

@@ -59,9 +59,11 @@ def spread(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def noise_sensitivity(
     model,
     *,
-    gammas: Annotated[
-        Sequence[float], P("noise mixes: 0 frozen, 1 fresh noise", ge=0, le=1)
-    ] = (0.0, 0.5, 1.0),
+    gammas: Annotated[Sequence[float], P("noise mixes: 0 frozen, 1 fresh noise", ge=0, le=1)] = (
+        0.0,
+        0.5,
+        1.0,
+    ),
     n_rollouts: Annotated[int, P("rollouts per point and gamma", ge=2)] = 100,
     steps: Annotated[int, P("steps per rollout", ge=1)] = 5,
     noise_std: NoiseStd = 1.0,

@@ -169,12 +169,23 @@ register(
         help="PCA of hidden states from long driven runs (explained variance, projections)",
         summary=_summary,
         figures=(
-            Figure("pca-2d", "PC1-PC2 of driven states by output, arrows along time",
-                   "hmmrnn.figures.statespace:render_pca_2d", colors_outputs=True),
-            Figure("pca-3d", "PC1-PC3 of driven states by output",
-                   "hmmrnn.figures.statespace:render_pca_3d", colors_outputs=True),
-            Figure("explained-variance", "variance explained per principal component",
-                   "hmmrnn.figures.statespace:render_explained_variance"),
+            Figure(
+                "pca-2d",
+                "PC1-PC2 of driven states by output, arrows along time",
+                "hmmrnn.figures.statespace:render_pca_2d",
+                colors_outputs=True,
+            ),
+            Figure(
+                "pca-3d",
+                "PC1-PC3 of driven states by output",
+                "hmmrnn.figures.statespace:render_pca_3d",
+                colors_outputs=True,
+            ),
+            Figure(
+                "explained-variance",
+                "variance explained per principal component",
+                "hmmrnn.figures.statespace:render_explained_variance",
+            ),
         ),  # fmt: skip
     )
 )

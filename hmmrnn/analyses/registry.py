@@ -16,8 +16,10 @@ values (user > model config > default), injects what `fn` asks for (`progress`, 
 sha256, the analysis name and version, and the resolved parameters: bumping `version` after
 changing an algorithm makes every cached result of the old one unreachable.
 
-Figures and terminal views are named by "module:function" strings, imported only when drawn, so
-that running an analysis never imports matplotlib.
+Every module of the hmmrnn.analyses package is imported when the registry is first asked, so an
+analysis is added by adding its module. Figures and terminal views are callables or
+"module:function" strings; renderers import matplotlib only when they draw, so running an analysis
+never imports it.
 """
 
 from __future__ import annotations
@@ -33,19 +35,7 @@ from hmmrnn.cancel import CancelToken
 from hmmrnn.errors import ParamError, UserError
 from hmmrnn.params import Schema
 
-# Modules whose import registers analyses. A new analysis module is added here and nowhere else.
-ANALYSIS_MODULES = (
-    "hmmrnn.analyses.evaluation",
-    "hmmrnn.analyses.pca",
-    "hmmrnn.analyses.statespace",
-    "hmmrnn.analyses.fixedpoints",
-    "hmmrnn.analyses.residency",
-    "hmmrnn.analyses.locate",
-    "hmmrnn.analyses.noise",
-    "hmmrnn.analyses.neurons",
-    "hmmrnn.analyses.ablation",
-    "hmmrnn.analyses.evolution",
-)
+_LOADED = False
 
 
 def resolve_ref(ref: str | Callable) -> Callable:
@@ -124,8 +114,18 @@ def register(spec: Analysis) -> Analysis:
 
 
 def _load_all() -> None:
-    for module in ANALYSIS_MODULES:
-        importlib.import_module(module)
+    """Import every module of hmmrnn.analyses: each registers its analyses at import, so a new
+    analysis is one new module and nothing else."""
+    global _LOADED
+    if _LOADED:
+        return
+    import pkgutil
+
+    import hmmrnn.analyses as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    _LOADED = True
 
 
 def all_specs() -> dict[str, Analysis]:

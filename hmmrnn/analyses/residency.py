@@ -426,8 +426,11 @@ register(
         help="residency time (steps until the output changes) of states of a driven run",
         summary=_summary,
         figures=(
-            Figure("residency", "residency four-panel: RT, sign changes, unstable eigenvalues",
-                   "hmmrnn.figures.mechanisms:render_residency"),
+            Figure(
+                "residency",
+                "residency four-panel: RT, sign changes, unstable eigenvalues",
+                "hmmrnn.figures.mechanisms:render_residency",
+            ),
         ),
         views=_VIEWS,
     )

@@ -340,9 +340,13 @@ def mass_threshold(density: np.ndarray, cell: float, mass: float) -> tuple[float
 def variance_contours(
     model,
     *,
-    noise_stds: Annotated[
-        Sequence[float], P("input-noise stds, one contour level each", ge=0)
-    ] = (0.1, 1.0, 2.0, 3.0, 4.0),
+    noise_stds: Annotated[Sequence[float], P("input-noise stds, one contour level each", ge=0)] = (
+        0.1,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ),
     steps: Annotated[int, P("driven steps per level", ge=2)] = 2000,
     mass: Annotated[float, P("share of the density inside each contour", gt=0, lt=1)] = 0.95,
     grid: Annotated[int, P("density grid cells per axis", ge=3)] = 100,
@@ -520,8 +524,12 @@ register(
         help="autonomous (noise-free) and driven trajectories in the driven PC basis",
         summary=_traj_summary,
         figures=(
-            Figure("trajectories", "autonomous and driven trajectories with their fixed points",
-                   "hmmrnn.figures.statespace:render_trajectories", colors_outputs=True),
+            Figure(
+                "trajectories",
+                "autonomous and driven trajectories with their fixed points",
+                "hmmrnn.figures.statespace:render_trajectories",
+                colors_outputs=True,
+            ),
         ),  # fmt: skip
     )
 )
@@ -534,8 +542,11 @@ register(
         help="density contours holding `mass` of the driven states per input-noise level",
         summary=_contour_summary,
         figures=(
-            Figure("variance-contours", "95% density contours per input noise std",
-                   "hmmrnn.figures.statespace:render_variance_contours"),
+            Figure(
+                "variance-contours",
+                "95% density contours per input noise std",
+                "hmmrnn.figures.statespace:render_variance_contours",
+            ),
         ),  # fmt: skip
     )
 )
@@ -548,8 +559,12 @@ register(
         help="angle of each readout row (and row difference) to the PC1-PC2 plane",
         summary=_readout_summary,
         figures=(
-            Figure("readout-alignment", "readout rows against the PC1-PC2 plane",
-                   "hmmrnn.figures.statespace:render_readout_alignment", colors_outputs=True),
+            Figure(
+                "readout-alignment",
+                "readout rows against the PC1-PC2 plane",
+                "hmmrnn.figures.statespace:render_readout_alignment",
+                colors_outputs=True,
+            ),
         ),  # fmt: skip
     )
 )

@@ -65,7 +65,11 @@ def print_list(specs: dict, as_json: bool) -> int:
                 "version": s.version,
                 "defaults": api.jsonable(s.defaults),
                 "params": {
-                    p.name: {"type": p.type_text(), "default": api.jsonable(p.default), "help": p.help}
+                    p.name: {
+                        "type": p.type_text(),
+                        "default": api.jsonable(p.default),
+                        "help": p.help,
+                    }
                     for p in s.schema
                 },
             }

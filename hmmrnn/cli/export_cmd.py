@@ -68,9 +68,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise UserError("usage: hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out DIR]")
     entry = api.figures().get(args.figure)
     if entry is None:
-        raise UserError(
-            f"unknown figure {args.figure!r}; choose one of {', '.join(api.figures())}"
-        )
+        raise UserError(f"unknown figure {args.figure!r}; choose one of {', '.join(api.figures())}")
     plain = not api.figure_takes_params(entry.name)
     if "-h" in tokens or "--help" in tokens:
         text = f"{entry.name}: {entry.help}"

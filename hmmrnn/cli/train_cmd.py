@@ -87,9 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     out = args.out or default_out(config)
     console.print(f"training [bold]{config.preset or 'custom'}[/] into {out}")
-    return _drive(
-        lambda **kw: api.train(config, out, overwrite=args.overwrite, **kw), config, args
-    )
+    return _drive(lambda **kw: api.train(config, out, overwrite=args.overwrite, **kw), config, args)
 
 
 def run_resume(args: argparse.Namespace) -> int:

@@ -314,7 +314,7 @@ def child_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _watch_parent(parent: int, token: CancelToken, poll: float = 0.5) -> None:
+def _watch_parent(parent: int, token: CancelToken, poll: float = 0.1) -> None:
     """A sweep killed outright cannot forward Ctrl-C: its orphans stop by themselves."""
     while not token.cancelled:
         if os.getppid() != parent:
