@@ -5,7 +5,9 @@ The exact per-step log-likelihood log P(o_1..o_L) / L of each sequence comes fro
 algorithm (`HMM.log_likelihood`, batched, scaled per step). For the HMM's own samples its mean is
 the process' entropy rate (plus a start-up term); an RNN that emulates the HMM scores the same, and
 the gap (HMM minus RNN, nats per step) measures how far it is, with no matching noise and no
-entropic blur. The conditional term log P(o_t | o_<t) per step shows *where* in a sequence an RNN
+entropic blur. The gap is signed: an RNN that is *too* regular (fewer switches than its HMM, the
+shipped Cyclic model for one) emits sequences more probable than the process' own, and scores a
+negative gap; read it with the conditional curve and the volatility, not as a distance. The conditional term log P(o_t | o_<t) per step shows *where* in a sequence an RNN
 departs (e.g. too many switches in its first steps from h = 0). Outputs the HMM cannot emit at
 all (probability 0, e.g. a forbidden transition of a custom matrix) are counted apart.
 
