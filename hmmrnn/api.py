@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hmmrnn.errors import ParamError, UserError
+from hmmrnn.errors import JobError, ParamError, SaveError, UserError
 
 if TYPE_CHECKING:
     from hmmrnn.analyses.base import AnalysisRun
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from hmmrnn.tree import LoadedModel, ModelEntry
 
 __all__ = [
+    "JobError",
     "ParamError",
+    "SaveError",
     "UserError",
     "analyses",
     "analysis",
@@ -79,10 +81,10 @@ def discover(root: str | Path) -> list[ModelEntry]:
 
 def entry_row(entry: ModelEntry) -> dict:
     """The facts a listing shows for one entry (`hmmrnn ls`, the TUI's tables)."""
-    from hmmrnn.train import read_metrics
+    from hmmrnn.tree import training_curves
 
     cfg = entry.config
-    metrics = read_metrics(entry.path)
+    metrics = training_curves(entry.path)
     losses = [m["val_loss"] for m in metrics if isinstance(m.get("val_loss"), (int, float))]
     return {
         "model": entry.rel,
@@ -96,6 +98,7 @@ def entry_row(entry: ModelEntry) -> dict:
         "best_val": min(losses, default=None),
         "epochs": len(metrics),
         "checkpoints": len(entry.evolution),
+        "config_inferred": entry.config_inferred,
         "warnings": entry.warnings,
     }
 
@@ -158,7 +161,7 @@ def describe(entry: ModelEntry) -> dict:
 
 def run_time(run: dict, folder: Path) -> float | None:
     """Wall time of the run as recorded by the trainer (run.json), else the logged epoch times."""
-    from hmmrnn.train import read_metrics
+    from hmmrnn.tree import read_metrics_records as read_metrics
 
     started, updated = run.get("started"), run.get("updated")
     if isinstance(started, (int, float)) and isinstance(updated, (int, float)):
@@ -226,8 +229,8 @@ def evaluate(
     """Evaluate a model against its HMM and (unless save=False) write evaluation.json beside it.
 
     The file is written only once the evaluation is complete: a cancelled one raises Cancelled
-    and leaves the previous file as it was. A folder that cannot be written is a UserError after
-    the numbers exist (the caller still gets them through `UserError.run`).
+    and leaves the previous file as it was. A folder that cannot be written raises SaveError,
+    which carries the computed run.
     """
     loaded = _loaded(model, device)
     run = analyze(
@@ -247,9 +250,7 @@ def evaluate(
         try:
             saved.save(target)
         except OSError as exc:
-            error = UserError(f"cannot write {target}: {exc.strerror or exc}")
-            error.run = run  # type: ignore[attr-defined]
-            raise error from exc
+            raise SaveError(f"cannot write {target}: {exc.strerror or exc}", run) from exc
     return run
 
 

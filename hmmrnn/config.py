@@ -51,7 +51,7 @@ class ExperimentConfig:
     input_size: int = 100
     hidden_size: int = 150
     num_layers: int = 1
-    biased: bool = False
+    biased: Any = False  # the study writes [rnn_bias, fc_bias]; true/false sets both
     # training
     batch_size: int = 4096
     epochs: int = 500
@@ -138,19 +138,33 @@ class ExperimentConfig:
     def unknown_keys(self) -> list[str]:
         return sorted(self.extra)
 
+    @property
+    def rnn_bias(self) -> bool:
+        return bool(self.biased[0] if isinstance(self.biased, list) else self.biased)
+
+    @property
+    def fc_bias(self) -> bool:
+        if isinstance(self.biased, list):
+            return bool(self.biased[-1])
+        return bool(self.biased)
+
     # --- meaning --------------------------------------------------------------------------------
 
     def build_hmm(self) -> HMM:
-        """The HMM this config describes."""
+        """The HMM this config describes. A custom matrix wins over the method, as in the study
+        (its Cyclic preset says `target_prob` and carries a custom transition matrix)."""
         t = build_transition(
-            self.transition_method,
+            "custom" if self.custom_transition_matrix is not None else self.transition_method,
             self.states,
             target_prob=self.target_prob,
             stay_prob=self.stay_prob,
             custom=self.custom_transition_matrix,
         )
         e = build_emission(
-            self.emission_method, self.states, self.outputs, custom=self.custom_emission_matrix
+            "custom" if self.custom_emission_matrix is not None else self.emission_method,
+            self.states,
+            self.outputs,
+            custom=self.custom_emission_matrix,
         )
         return HMM(t, e)
 
@@ -162,8 +176,8 @@ class ExperimentConfig:
             raise ConfigError(f"outputs must be >= 2, got {self.outputs}")
         if self.num_layers != 1:
             raise ConfigError(f"num_layers must be 1 (single-layer RNN), got {self.num_layers}")
-        if self.biased:
-            raise ConfigError("biased must be false: hmmrnn's RNN is bias-free, as in the study")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.num_seq < 3:
             raise ConfigError(f"num_seq must be >= 3 (train/val/test split), got {self.num_seq}")
         if not self.learning_rates or any(
@@ -229,8 +243,15 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"{key} must be a string or null, got {value!r}")
         return value
     if key == "biased":
-        if not isinstance(value, bool):
-            raise ConfigError(f"biased must be true or false, got {value!r}")
+        ok = isinstance(value, bool) or (
+            isinstance(value, list)
+            and 1 <= len(value) <= 2
+            and all(isinstance(v, bool) for v in value)
+        )
+        if not ok:
+            raise ConfigError(
+                f"biased must be true, false or [rnn_bias, fc_bias] (the study's form), got {value!r}"
+            )
         return value
     if key in ("learning_rates", "betas"):
         return _number_list(key, value)

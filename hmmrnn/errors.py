@@ -14,3 +14,16 @@ class UserError(ValueError):
 
 class ParamError(UserError):
     """An analysis or figure parameter that is unknown, of the wrong type or out of range."""
+
+
+class JobError(Exception):
+    """The job itself failed for a reason outside its input (a full disk, a read-only folder);
+    the message says what happened and what was kept. The CLI exits 1."""
+
+
+class SaveError(JobError):
+    """A result was computed but could not be saved; `run` holds it, so it is not lost."""
+
+    def __init__(self, message: str, run) -> None:
+        super().__init__(message)
+        self.run = run

@@ -501,7 +501,7 @@ def evaluate_model(
     seq_len: Annotated[
         int | None, P("steps per sequence (none: 30)", ge=1, config="seq_len")
     ] = None,
-    seed: Annotated[int, P("seed of the HMM samples and of the RNN's noise")] = 0,
+    seed: Annotated[int, P("seed of the HMM samples and of the RNN's noise", ge=0)] = 0,
     method: Annotated[
         Literal["assignment", "argmax"],
         P("matching: one-to-one assignment, or the entropic plan's row argmax"),
@@ -533,6 +533,13 @@ def evaluate_model(
     k = int(hmm.num_outputs)
     if int(model.output_size) != k:
         raise ValueError(f"the model has {model.output_size} outputs but the HMM has {k}")
+    from hmmrnn import resources
+
+    n, steps = int(num_sequences), int(length)
+    resources.require(
+        resources.generation_bytes(model, n, steps) + n * steps * (3 * 8 + 2 * k * 4),
+        f"evaluating {n} sequences of {steps} steps",
+    )
     progress(0.0, "sampling the HMM")
     rng = np.random.default_rng(seed)
     ref = hmm.sample(int(num_sequences), int(length), rng).outputs

@@ -76,9 +76,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    """torch.save, serialised in memory first: torch's own writer reports a full disk as an
+    opaque RuntimeError, a plain write as the OSError it is."""
+    import io
+
     import torch
 
-    _atomic_write(path, lambda fh: torch.save(obj, fh), "wb")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _json_default(obj: Any) -> Any:
@@ -98,6 +104,7 @@ def _json_default(obj: Any) -> Any:
 def safe_torch_load(path: Path) -> Any:
     """Load tensors only; translate every failure into a ModelFileError with a reason."""
     import pickle
+    import struct
     import zipfile
 
     import torch
@@ -112,7 +119,10 @@ def safe_torch_load(path: Path) -> Any:
         if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc):
             msg = "refused: the pickle needs code to load (only plain tensors are accepted)"
         raise ModelFileError(f"{path.name}: {msg}") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+    except (
+        RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError,
+        AttributeError, IndexError, struct.error, RecursionError, MemoryError,
+    ) as exc:  # fmt: skip
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{path.name}: not a readable torch file ({first[:160]})") from exc
 
@@ -157,3 +167,7 @@ def read_json_file(path: Path, error: type[Exception]) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise error(f"{path} is not usable JSON: {str(exc).splitlines()[0][:120]}") from exc
+    except RecursionError as exc:
+        raise error(f"{path} is nested too deeply to read") from exc

@@ -473,7 +473,7 @@ def schema_of(owner: str, fn: Callable) -> Schema:
 
 # Parameters many analyses share, written once.
 NoiseStd = Annotated[float, P("std of the input noise", ge=0, config="noise_std")]
-Seed = Annotated[int, P("seed of the analysis' random draws")]
+Seed = Annotated[int, P("seed of the analysis' random draws", ge=0)]
 Warmup = Annotated[int, P("steps discarded first (from h = 0)", ge=0)]
 PcaSteps = Annotated[int, P("driven steps of the PC basis", ge=2)]
 Components = Annotated[int, P("principal components of the projection", ge=1)]

@@ -1,9 +1,14 @@
-"""The emulator: a bias-free ReLU RNN driven by Gaussian noise, read out through hard Gumbel-softmax.
+"""The emulator: a ReLU RNN driven by Gaussian noise, read out through hard Gumbel-softmax.
 
 h_t = ReLU(W_ih x_t + W_hh h_{t-1}), logits_t = W_out h_t, x_t ~ N(0, sigma^2 I). The first output is
 read from h_1, i.e. after the first input (the research code read step 0 from h = 0, giving a uniformly
 random first symbol). Parameter names match the study's state dicts (`rnn.weight_ih_l0`,
 `rnn.weight_hh_l0`, `fc.weight`) so its saved models load unchanged.
+
+The study's networks are bias-free, and several analyses rely on that (a bias-free ReLU map is
+positively homogeneous, so h = 0 is a fixed point). Its config can nevertheless ask for biases
+(`biased: [rnn_bias, fc_bias]`); such a model carries `rnn.bias_ih_l0`, `rnn.bias_hh_l0` and/or
+`fc.bias`, loads, generates and evaluates like any other, and `has_bias` tells the analyses.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 from torch import nn
 
 STATE_KEYS = ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight")
+RNN_BIAS_KEYS = ("rnn.bias_ih_l0", "rnn.bias_hh_l0")
+FC_BIAS_KEY = "fc.bias"
 
 
 @dataclass
@@ -30,6 +37,55 @@ class RNNRun:
         return self.outputs.argmax(dim=-1)
 
 
+@dataclass(frozen=True)
+class StateShape:
+    """What a state dict holds: sizes and which biases."""
+
+    inputs: int
+    hidden: int
+    outputs: int
+    rnn_bias: bool
+    fc_bias: bool
+
+
+def check_state(state: dict) -> StateShape:
+    """The sizes a state dict describes, after checking its keys, shapes and values (ValueError
+    naming the problem). Cheap: no module is built, so listing a tree of models stays fast."""
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"state dict lacks {', '.join(missing)}")
+    w_ih, w_hh, w_out = (state[k] for k in STATE_KEYS)
+    for key, w in zip(STATE_KEYS, (w_ih, w_hh, w_out), strict=True):
+        if not isinstance(w, torch.Tensor) or w.ndim != 2:
+            raise ValueError(f"{key} must be a 2-D tensor")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"{key} contains NaN or inf")
+    hidden = w_hh.shape[0]
+    if w_hh.shape != (hidden, hidden) or w_ih.shape[0] != hidden or w_out.shape[1] != hidden:
+        raise ValueError(
+            "inconsistent shapes: "
+            f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}, fc {tuple(w_out.shape)}"
+        )
+    if hidden < 1 or w_ih.shape[1] < 1 or w_out.shape[0] < 2:
+        raise ValueError(
+            f"sizes too small: input {w_ih.shape[1]}, hidden {hidden}, outputs {w_out.shape[0]}"
+        )
+    extra = sorted(set(state) - set(STATE_KEYS) - set(RNN_BIAS_KEYS) - {FC_BIAS_KEY})
+    if extra:
+        raise ValueError(f"unexpected keys in state dict: {', '.join(extra)}")
+    for key, size in [*((k, hidden) for k in RNN_BIAS_KEYS), (FC_BIAS_KEY, w_out.shape[0])]:
+        if key in state:
+            b = state[key]
+            if not isinstance(b, torch.Tensor) or tuple(b.shape) != (size,):
+                raise ValueError(f"{key} must be a vector of {size}")
+            if not torch.isfinite(b).all():
+                raise ValueError(f"{key} contains NaN or inf")
+    return StateShape(
+        int(w_ih.shape[1]), int(hidden), int(w_out.shape[0]),
+        any(k in state for k in RNN_BIAS_KEYS), FC_BIAS_KEY in state,
+    )  # fmt: skip
+
+
 def hard_gumbel_softmax(
     logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -44,7 +100,16 @@ def hard_gumbel_softmax(
 class HMMRNN(nn.Module):
     """Noise-driven RNN whose outputs should be statistically indistinguishable from an HMM's."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, tau: float = 1.0):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        tau: float = 1.0,
+        *,
+        rnn_bias: bool = False,
+        fc_bias: bool = False,
+    ):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if value < 1:
@@ -52,9 +117,9 @@ class HMMRNN(nn.Module):
         if output_size < 2:
             raise ValueError(f"output_size must be >= 2, got {output_size}")
         self.rnn = nn.RNN(
-            input_size, hidden_size, nonlinearity="relu", bias=False, batch_first=True
+            input_size, hidden_size, nonlinearity="relu", bias=rnn_bias, batch_first=True
         )
-        self.fc = nn.Linear(hidden_size, output_size, bias=False)
+        self.fc = nn.Linear(hidden_size, output_size, bias=fc_bias)
         self.tau = tau
 
     # --- sizes, read from the weights -----------------------------------------------------------
@@ -87,30 +152,27 @@ class HMMRNN(nn.Module):
     def w_out(self) -> torch.Tensor:
         return self.fc.weight
 
+    @property
+    def has_bias(self) -> bool:
+        return self.rnn.bias or self.fc.bias is not None
+
+    @property
+    def b_rec(self) -> torch.Tensor | None:
+        """The constant drive into each hidden unit (bias_ih + bias_hh), or None."""
+        return self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0 if self.rnn.bias else None
+
     @classmethod
     def from_state_dict(cls, state: dict, tau: float = 1.0) -> HMMRNN:
         """Build a model with the sizes the weights have; shapes are checked, never assumed."""
-        missing = [k for k in STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"state dict lacks {', '.join(missing)}")
-        w_ih, w_hh, w_out = (state[k] for k in STATE_KEYS)
-        for key, w in zip(STATE_KEYS, (w_ih, w_hh, w_out), strict=True):
-            if not isinstance(w, torch.Tensor) or w.ndim != 2:
-                raise ValueError(f"{key} must be a 2-D tensor")
-            if not torch.isfinite(w).all():
-                raise ValueError(f"{key} contains NaN or inf")
-        hidden = w_hh.shape[0]
-        if w_hh.shape != (hidden, hidden) or w_ih.shape[0] != hidden or w_out.shape[1] != hidden:
-            raise ValueError(
-                "inconsistent shapes: "
-                f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}, fc {tuple(w_out.shape)}"
-            )
-        extra = sorted(set(state) - set(STATE_KEYS))
-        if extra:
-            raise ValueError(
-                f"unexpected keys in state dict: {', '.join(extra)} (biases are unsupported)"
-            )
-        model = cls(w_ih.shape[1], hidden, w_out.shape[0], tau=tau)
+        shape = check_state(state)
+        state = dict(state)
+        if shape.rnn_bias:  # a state dict with one of the two recurrent biases: the other is zero
+            for key in RNN_BIAS_KEYS:
+                state.setdefault(key, torch.zeros(shape.hidden))
+        model = cls(
+            shape.inputs, shape.hidden, shape.outputs, tau=tau,
+            rnn_bias=shape.rnn_bias, fc_bias=shape.fc_bias,
+        )  # fmt: skip
         model.load_state_dict({k: v.float() for k, v in state.items()})
         return model
 
@@ -177,6 +239,9 @@ class HMMRNN(nn.Module):
         rec = h @ self.w_hh.T
         if rec_gain is not None:
             rec = rec * rec_gain
+        bias = self.b_rec
+        if bias is not None:
+            rec = rec + bias  # a constant drive: neither recurrent nor input, never gained
         if x is None:
             return rec
         inp = x @ self.w_ih.T
@@ -195,4 +260,4 @@ class HMMRNN(nn.Module):
         return torch.relu(self.preactivation(h, x, rec_gain, input_gain))
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.w_out.T
+        return self.fc(h)

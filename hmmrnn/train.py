@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,11 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hmmrnn import resources
 from hmmrnn.cancel import CancelToken
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.device import resolve_device, torch_generator
-from hmmrnn.io import atomic_torch_save, atomic_write_json, parse_records, safe_torch_load
+from hmmrnn.errors import JobError
+from hmmrnn.io import atomic_torch_save, atomic_write_json, safe_torch_load
 from hmmrnn.rnn import HMMRNN
+from hmmrnn.runstate import identity, run_lock
 from hmmrnn.tree import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -102,7 +104,10 @@ def init_model(
     A relative pretrained_model_path is read relative to the run folder, so a tree of staged runs
     can be moved or cloned as a whole.
     """
-    model = HMMRNN(config.input_size, config.hidden_size, config.outputs, tau=config.tau)
+    model = HMMRNN(
+        config.input_size, config.hidden_size, config.outputs, tau=config.tau,
+        rnn_bias=config.rnn_bias, fc_bias=config.fc_bias,
+    )  # fmt: skip
     gen = torch_generator(config.seed)
     bound = 1.0 / math.sqrt(config.hidden_size)
     with torch.no_grad():
@@ -223,8 +228,7 @@ class Trainer:
     def write_status(self, status: str, message: str = "", model_file: Path | None = None) -> None:
         info = {
             "status": status,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **identity(),  # pid, host and process start: who "running" refers to
             "device": str(self.device),
             "started": self.started,
             "updated": time.time(),
@@ -279,6 +283,19 @@ class Trainer:
             self.folder, self.best_state, self.config, self.best_lr or 0.0, self.best_val
         )
 
+    def _give_up(self, exc: OSError) -> None:
+        """A write failed (disk full, read-only folder): say so; what was written stays valid."""
+        where = exc.filename or self.folder
+        message = f"cannot write {where}: {exc.strerror or exc}"
+        try:
+            self.write_status("failed", message)
+        except OSError:
+            pass
+        raise JobError(
+            f"{message}; the last complete checkpoint and log are kept (hmmrnn resume "
+            f"{self.folder} continues once there is room)"
+        ) from exc
+
     # -- one epoch ------------------------------------------------------------------------------
 
     def batches(self, data: torch.Tensor):
@@ -299,14 +316,15 @@ class Trainer:
         n_batches = math.ceil(self.data.train.shape[0] / self.config.batch_size)
         for i, target in self.batches(self.data.train):
             x = self.forward_outputs(model, target.shape[0], gen)
-            loss = self.loss_fn(x, target, target_key=("train", i))
+            loss = self._loss(x, target, ("train", i), epoch, i)
             if self.config.weight_decay:
                 loss = loss + self.config.weight_decay * sum(p.norm() for p in model.parameters())
             value = float(loss.detach())  # one device sync per batch serves both uses
             if not math.isfinite(value):
                 raise TrainingError(
-                    f"loss became {value} at epoch {epoch}, batch {i + 1} "
-                    "(try a smaller learning rate or grad_clip); the last good checkpoint is kept"
+                    f"diverged at epoch {epoch}, batch {i + 1}: the loss became {value} "
+                    "(try a smaller learning rate or grad_clip); the best weights of the good "
+                    "epochs are kept"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -327,9 +345,25 @@ class Trainer:
         total, count = 0.0, 0
         for i, target in self.batches(self.data.val):
             x = self.forward_outputs(model, target.shape[0], gen)
-            total += float(self.loss_fn(x, target, target_key=("val", i))) * target.shape[0]
+            total += float(self._loss(x, target, ("val", i), epoch, i)) * target.shape[0]
             count += target.shape[0]
-        return total / count
+        value = total / count
+        if not math.isfinite(value):
+            raise TrainingError(f"diverged at epoch {epoch}: validation loss {value}")
+        return value
+
+    def _loss(self, x, target, key, epoch: int, batch: int):
+        """The loss; its check of non-finite inputs means the network diverged, not bad input."""
+        try:
+            return self.loss_fn(x, target, target_key=key)
+        except ValueError as exc:
+            if torch.isfinite(x).all():
+                raise
+            raise TrainingError(
+                f"diverged at epoch {epoch}, batch {batch + 1}: the network's outputs became "
+                "NaN or infinite (try a smaller learning rate or grad_clip); the best weights "
+                "of the good epochs are kept"
+            ) from exc
 
     # -- learning rates -------------------------------------------------------------------------
 
@@ -355,11 +389,13 @@ class Trainer:
                 self.best_state = cpu_state(model)  # a real copy, not a live reference
             self.epochs_done += 1
             self.save_evolution(model, lr_index, epoch)
-            self.save_checkpoint(lr_index, epoch, model, optimizer)
             record = EpochRecord(
                 epoch, lr, train_loss, val_loss, self.floor, time.time() - t0, self.best_val
             )
+            # the log line first: a kill before the checkpoint only repeats this epoch on resume
+            # (which drops log lines past the checkpoint), never loses its record
             self.log_epoch(record)
+            self.save_checkpoint(lr_index, epoch, model, optimizer)
             self.write_status("running")
             if self.cancel.cancelled:
                 return epoch == cfg.epochs and lr_index == len(cfg.learning_rates) - 1
@@ -377,8 +413,13 @@ class Trainer:
                     break
         except TrainingError as exc:
             status, message = "diverged", str(exc)
-        model_file = self.save_best()
-        self.write_status(status, message, model_file)
+        except OSError as exc:
+            self._give_up(exc)
+        try:
+            model_file = self.save_best()
+            self.write_status(status, message, model_file)
+        except OSError as exc:
+            self._give_up(exc)
         return TrainResult(
             self.folder, status, self.best_val, self.best_lr, self.epochs_done, self.floor,
             model_file, message,
@@ -398,17 +439,41 @@ def train(
     on_batch: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train a fresh run into `folder` (which must be empty or absent unless overwrite)."""
+    """Train a fresh run into `folder` (which must be empty or absent unless overwrite).
+
+    Everything is checked before the folder is touched: the config, the device, the memory it
+    needs, and that no other process trains there (the folder's lock is held throughout).
+    """
     folder = Path(folder)
-    if (folder / RUN_NAME).exists() or (folder / METRICS_NAME).exists():
-        if not overwrite:
-            raise ConfigError(f"{folder} already holds a run; resume it or choose another --out")
-        for name in (METRICS_NAME, CHECKPOINT_NAME, RUN_NAME):
-            (folder / name).unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save(folder / CONFIG_NAME)
-    trainer = Trainer(config, folder, resolve_device(device), cancel, on_epoch, on_batch)
-    return trainer.run()
+    dev = resolve_device(device)
+    resources.require(resources.training_bytes(config), "this training run")
+    try:
+        with run_lock(folder):
+            if not overwrite and any((folder / n).exists() for n in (RUN_NAME, METRICS_NAME)):
+                raise ConfigError(
+                    f"{folder} already holds a run; resume it or choose another --out"
+                )
+            if overwrite:
+                _clear_run(folder)
+            config.save(folder / CONFIG_NAME)
+            trainer = Trainer(config, folder, dev, cancel, on_epoch, on_batch)
+            return trainer.run()
+    except OSError as exc:
+        raise JobError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+
+
+def _clear_run(folder: Path) -> None:
+    """What an earlier run left: its log, status, checkpoint, evaluation and every weights file,
+    so that nothing of it can be mistaken for the new run's."""
+    import shutil
+
+    from hmmrnn.tree import EVALUATION_NAME, model_candidates
+
+    for name in (METRICS_NAME, CHECKPOINT_NAME, RUN_NAME, EVALUATION_NAME):
+        (folder / name).unlink(missing_ok=True)
+    for path in model_candidates(folder):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(folder / MODELS_DIR / EVOLUTION_DIR, ignore_errors=True)
 
 
 def resume(
@@ -427,7 +492,20 @@ def resume(
         raise ConfigError(f"{folder}: already being trained by process {info.get('pid')}")
     if info.get("status") == "finished":
         raise ConfigError(f"{folder}: the run already finished; nothing to resume")
+    if info.get("status") == "diverged":
+        raise ConfigError(
+            f"{folder}: the run diverged ({info.get('message', '')}); resuming would diverge "
+            "again at the same point: train anew with a smaller learning rate or grad_clip"
+        )
     dev = resolve_device(device)
+    try:
+        with run_lock(folder):
+            return _resume(folder, config, dev, cancel, on_epoch, on_batch)
+    except OSError as exc:
+        raise JobError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+
+
+def _resume(folder, config, dev, cancel, on_epoch, on_batch) -> TrainResult:
     trainer = Trainer(config, folder, dev, cancel, on_epoch, on_batch)
     ckpt_path = folder / CHECKPOINT_NAME
     if not ckpt_path.exists():
@@ -451,7 +529,7 @@ def _truncate_metrics(folder: Path, lines: int) -> None:
     path = folder / METRICS_NAME
     if not path.exists():
         return
-    kept = path.read_text(encoding="utf-8").splitlines()[:lines]
+    kept = path.read_bytes().decode("utf-8", errors="replace").splitlines()[:lines]
     from hmmrnn.io import atomic_write_text
 
     atomic_write_text(path, "".join(line + "\n" for line in kept))
@@ -459,7 +537,6 @@ def _truncate_metrics(folder: Path, lines: int) -> None:
 
 def read_metrics(folder: str | Path) -> list[dict]:
     """Epoch records written so far; a partial last line (a run writing right now) is skipped."""
-    path = Path(folder) / METRICS_NAME
-    if not path.exists():
-        return []
-    return parse_records(path.read_text(encoding="utf-8").splitlines())
+    from hmmrnn.tree import read_metrics_records
+
+    return read_metrics_records(Path(folder))

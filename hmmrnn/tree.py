@@ -16,7 +16,8 @@ from pathlib import Path
 
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.errors import UserError
-from hmmrnn.io import ModelFileError, atomic_torch_save, safe_torch_load
+from hmmrnn.io import ModelFileError, atomic_torch_save, parse_records, safe_torch_load
+from hmmrnn.runstate import is_running, pid_alive, run_state  # noqa: F401 - re-exported
 
 CONFIG_NAME = "config.json"
 MODELS_DIR = "models"
@@ -25,9 +26,16 @@ METRICS_NAME = "metrics.jsonl"
 RUN_NAME = "run.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 EVALUATION_NAME = "evaluation.json"
+RESULTS_NAME = "training_results.json"  # the research code's loss curves
 
 _LOSS_RE = re.compile(r"_(-?[0-9.]+(?:e-?[0-9]+)?)Loss\.pth$")
 _EPOCH_RE = re.compile(r"model_epoch_(\d+)\.pth$")
+_STUDY_NAME = re.compile(r"^(\d+)HMM_(\d+)Outputs_([A-Za-z]+)_")
+# Folder names of the study's tree -> the preset whose HMM they hold.
+_FOLDER_PRESET = {
+    "two": "Two", "three": "Three", "four": "Four", "five": "Five", "fully_connected": "Fully",
+    "fully": "Fully", "cyclic": "Cyclic", "reverseengineeredmodel": "Two",
+}  # fmt: skip
 
 
 @dataclass
@@ -43,6 +51,7 @@ class ModelEntry:
     sizes: tuple[int, int, int] | None = None  # input, hidden, output (from the weights)
     warnings: list[str] = field(default_factory=list)
     evolution: list[tuple[int, Path]] = field(default_factory=list)
+    config_inferred: bool = False  # no config.json: HMM from the file name and folder
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -61,6 +70,7 @@ class LoadedModel:
     config: ExperimentConfig
     model_file: Path
     folder: Path
+    config_inferred: bool = False
 
 
 def model_file_name(config: ExperimentConfig, lr: float, loss: float) -> str:
@@ -80,15 +90,112 @@ def _loss_from_name(path: Path) -> float:
         return float("inf")
 
 
-def pick_model_file(folder: Path) -> Path | None:
-    """The best weights in a folder: lowest loss in the study's name, else the newest .pth."""
-    candidates = []
+def model_candidates(folder: Path) -> list[Path]:
+    """Every weights file of a folder: in models/, or directly in the folder (the study's
+    ReverseEngineeredModel/ is one flat .pth)."""
+    found = []
     for sub in (folder / MODELS_DIR, folder):
-        if sub.is_dir():
-            candidates += [p for p in sub.iterdir() if p.suffix == ".pth" and p.is_file()]
+        try:
+            found += [p for p in sub.iterdir() if p.suffix == ".pth" and p.is_file()]
+        except OSError:
+            continue
+    return found
+
+
+def pick_model_file(folder: Path) -> Path | None:
+    """The model's weights: the file run.json names (what its trainer saved last), else the lowest
+    loss in the study's file names, else the newest."""
+    named = read_run_info(folder).get("model_file")
+    if isinstance(named, str) and named and (folder / named).is_file():
+        return folder / named
+    candidates = model_candidates(folder)
     if not candidates:
         return None
-    return min(candidates, key=lambda p: (_loss_from_name(p), -p.stat().st_mtime, p.name))
+    return min(candidates, key=lambda p: (_loss_from_name(p), -_mtime(p), p.name))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def choice_note(folder: Path, chosen: Path) -> str:
+    """Why these weights, when a folder holds several ('' when there is only one)."""
+    candidates = model_candidates(folder)
+    if len(candidates) < 2:
+        return ""
+    newest = max(candidates, key=_mtime)
+    why = (
+        "named by run.json"
+        if read_run_info(folder).get("model_file")
+        else "lowest loss in its name"
+    )
+    note = f"{len(candidates)} weight files; using {chosen.name} ({why})"
+    if newest != chosen:
+        note += f"; the research code would take the newest, {newest.name}"
+    return note
+
+
+def infer_config(folder: Path, model_file: Path, sizes: tuple[int, int, int]) -> ExperimentConfig:
+    """A config for a study folder without config.json: the HMM from the weights' file name
+    (`<M>HMM_<K>Outputs_<emission>_...`) and the preset its folders name, the sizes from the
+    weights. ConfigError when neither says which HMM."""
+    input_size, hidden, outputs = sizes
+    sized = {"input_size": input_size, "hidden_size": hidden, "outputs": outputs}
+    m = _STUDY_NAME.match(model_file.name)
+    preset = next(
+        (
+            _FOLDER_PRESET[p.lower()]
+            for p in reversed(Path(folder).parts)
+            if p.lower() in _FOLDER_PRESET
+        ),
+        None,
+    )
+    if preset is not None:
+        from hmmrnn.hmm import get_preset
+
+        if m is None or int(m.group(1)) == get_preset(preset).states:
+            return ExperimentConfig.from_preset(preset, **sized)
+    if m is None:
+        raise ConfigError(
+            f"no {CONFIG_NAME}, and neither the weights' file name nor the folder says which HMM"
+        )
+    states, named_outputs, emission = int(m.group(1)), int(m.group(2)), m.group(3)
+    if named_outputs != outputs:
+        raise ConfigError(f"the file name says {named_outputs} outputs, the weights have {outputs}")
+    return ExperimentConfig.from_dict({"states": states, "emission_method": emission, **sized})
+
+
+def training_curves(folder: Path) -> list[dict]:
+    """The run's epoch records: metrics.jsonl (ours), else the research code's
+    training_results.json (`training_losses` / `validation_losses` per epoch, for its best lr)."""
+    records = read_metrics_records(folder)
+    if records:
+        return records
+    data = read_json(Path(folder) / RESULTS_NAME)
+    train, val = data.get("training_losses"), data.get("validation_losses")
+    if not isinstance(train, list) or not isinstance(val, list):
+        return []
+    lr = data.get("best_lr")
+    out = []
+    for i, (t, v) in enumerate(zip(train, val, strict=False), start=1):
+        if isinstance(t, (int, float)) and isinstance(v, (int, float)):
+            out.append({"epoch": i, "lr": lr, "train_loss": float(t), "val_loss": float(v),
+                        "source": RESULTS_NAME})  # fmt: skip
+    return out
+
+
+def read_metrics_records(folder: Path) -> list[dict]:
+    """metrics.jsonl records; a partial or undecodable line (a run writing right now, a damaged
+    file) is skipped, never fatal."""
+    path = Path(folder) / METRICS_NAME
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    return parse_records(data.decode("utf-8", errors="replace").splitlines())
 
 
 def evolution_files(folder: Path) -> list[tuple[int, Path]]:
@@ -122,6 +229,18 @@ def load_state(path: Path):
     return state
 
 
+def state_shape(path: Path):
+    """Sizes and biases of a weights file, checked (ModelFileError naming the problem)."""
+    from hmmrnn.rnn import check_state
+
+    try:
+        return check_state(load_state(path))
+    except ValueError as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path.name}: {exc}") from exc
+
+
 def build_model(path: Path, tau: float = 1.0):
     """Load weights into an HMMRNN sized from the weights; errors name the file and the problem."""
     from hmmrnn.rnn import HMMRNN
@@ -153,22 +272,29 @@ def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or folder")
+    if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        raise ModelFileError(f"{path}: cannot read the folder (permission denied)")
     folder, model_file = _folder_for(path)
     if model_file is None:
         raise ModelFileError(
             f"{folder}: no .pth weights found (looked in {MODELS_DIR}/ and the folder)"
         )
     cfg_path = find_config(model_file)
-    if cfg_path is None:
-        raise ConfigError(f"{folder}: missing {CONFIG_NAME}")
-    config = ExperimentConfig.load(cfg_path)
-    model = build_model(model_file, tau=config.tau)
+    inferred = cfg_path is None
+    if inferred:
+        model = build_model(model_file)
+        sizes = (model.input_size, model.hidden_size, model.output_size)
+        config = infer_config(folder, model_file, sizes)
+    else:
+        config = ExperimentConfig.load(cfg_path)
+        folder = cfg_path.parent
+        model = build_model(model_file, tau=config.tau)
     if device is not None:
         from hmmrnn.device import resolve_device
 
         model = model.to(resolve_device(device))
     model.eval()
-    return LoadedModel(model=model, config=config, model_file=model_file, folder=cfg_path.parent)
+    return LoadedModel(model, config, model_file, folder, config_inferred=inferred)
 
 
 def cpu_state(model) -> dict:
@@ -193,31 +319,18 @@ def save_model(
 
 
 def _is_model_folder(folder: Path, names: list[str]) -> bool:
-    if CONFIG_NAME in names or RUN_NAME in names:
+    if CONFIG_NAME in names or RUN_NAME in names or RESULTS_NAME in names:
         return True
     if MODELS_DIR in names and (folder / MODELS_DIR).is_dir():
         return True
     return any(n.endswith(".pth") for n in names)
 
 
-def pid_alive(pid: object) -> bool:
-    """Whether a process with this pid exists (on this machine)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_json(path: Path) -> dict:
     """A JSON object file as a dict ({} when absent, unreadable or not an object)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, 4300+ digits, too deep
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -227,39 +340,67 @@ def read_run_info(folder: Path) -> dict:
     return read_json(Path(folder) / RUN_NAME)
 
 
-def is_running(folder: Path) -> bool:
-    info = read_run_info(folder)
-    return info.get("status") == "running" and pid_alive(info.get("pid"))
-
-
 def inspect_folder(folder: Path, root: Path) -> ModelEntry:
-    """Check one model folder: config, weights, shapes and values."""
+    """Check one model folder: config (or what it is inferred from), weights, shapes and values."""
     rel = str(folder.relative_to(root)) if folder != root else folder.name
     entry = ModelEntry(path=folder, rel=rel)
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return _broken(entry, "cannot read the folder (permission denied)", "absent")
     entry.evolution = evolution_files(folder)
-    running = is_running(folder)
-    try:
-        entry.config = ExperimentConfig.load(folder / CONFIG_NAME)
-    except ConfigError as exc:
-        reason = f"missing {CONFIG_NAME}" if not (folder / CONFIG_NAME).exists() else str(exc)
-        return _broken(entry, reason.replace(str(folder) + "/", ""), running)
+    has_config = (folder / CONFIG_NAME).exists()
+    if has_config:
+        try:
+            entry.config = ExperimentConfig.load(folder / CONFIG_NAME)
+        except ConfigError as exc:
+            return _broken(entry, str(exc).replace(str(folder) + "/", ""), run_state(folder))
     entry.model_file = pick_model_file(folder)
     if entry.model_file is None:
-        return _broken(entry, "no .pth weights in models/", running)
+        state = run_state(folder, has_weights=False)
+        if state == "interrupted":
+            entry.status = "interrupted"
+            entry.reason = "no weights yet; resumable with hmmrnn resume"
+            return entry
+        return _broken(entry, "no .pth weights in models/", state)
     try:
-        model = build_model(entry.model_file)
+        shape = state_shape(entry.model_file)
     except ModelFileError as exc:
-        return _broken(entry, str(exc), running)
-    entry.sizes = (model.input_size, model.hidden_size, model.output_size)
-    entry.warnings = _config_mismatch(entry.config, entry.sizes)
+        return _broken(entry, str(exc), run_state(folder, has_weights=True))
+    entry.sizes = (shape.inputs, shape.hidden, shape.outputs)
+    has_bias = shape.rnn_bias or shape.fc_bias
+    if entry.config is None:
+        try:
+            entry.config = infer_config(folder, entry.model_file, entry.sizes)
+        except ConfigError as exc:
+            return _broken(entry, f"missing {CONFIG_NAME}: {exc}", "absent")
+        entry.config_inferred = True
+        entry.warnings.append(f"config inferred (no {CONFIG_NAME}): {_inferred_what(entry.config)}")
+    entry.warnings += _config_mismatch(entry.config, entry.sizes)
+    if (entry.config.rnn_bias or entry.config.fc_bias) != has_bias and has_config:
+        entry.warnings.append(
+            f"config says biased={entry.config.biased} but the weights "
+            f"{'have' if has_bias else 'have no'} biases (the weights are used)"
+        )
     if entry.config.unknown_keys:
         entry.warnings.append(f"unknown config keys kept: {', '.join(entry.config.unknown_keys)}")
-    entry.status = "training" if running else "ok"
+    note = choice_note(folder, entry.model_file)
+    if note:
+        entry.warnings.append(note)
+    state = run_state(folder, has_weights=True)
+    entry.status = "training" if state == "running" else "ok"
+    if state == "interrupted":
+        entry.warnings.append("training was interrupted; resumable with hmmrnn resume")
     return entry
 
 
-def _broken(entry: ModelEntry, reason: str, running: bool) -> ModelEntry:
-    entry.status = "training" if running else "broken"
+def _inferred_what(config: ExperimentConfig) -> str:
+    return (
+        f"{config.preset or 'custom'} HMM, {config.states} states, "
+        f"{config.transition_method}/{config.emission_method}"
+    )
+
+
+def _broken(entry: ModelEntry, reason: str, state: str) -> ModelEntry:
+    entry.status = "training" if state == "running" else "broken"
     entry.reason = reason
     return entry
 
@@ -282,7 +423,16 @@ def discover(root: str | Path) -> list[ModelEntry]:
     if _is_model_folder(root, [p.name for p in root.iterdir()]):
         return [inspect_folder(root, root.parent)]
     entries = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:  # a folder os.walk cannot list is shown, not skipped
+        if exc.filename and Path(exc.filename) != root:
+            folder = Path(exc.filename)
+            why = exc.strerror.lower() if exc.strerror else type(exc).__name__
+            entry = ModelEntry(path=folder, rel=str(folder.relative_to(root)))
+            entries.append(_broken(entry, f"cannot read the folder ({why})", "absent"))
+
+    # symlinks are not followed, so a link loop cannot trap the walk
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         folder = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if folder != root and _is_model_folder(folder, filenames + dirnames):

@@ -214,6 +214,12 @@ class MetricsPane(JobPane):
 
                 try:
                     run = api.evaluate(store.get(entry), params, progress=scaled, cancel=cancel)
+                except api.SaveError as exc:  # computed but not saved: show it, report it
+                    self.post_message(Evaluated(entry, exc.run))
+                    if n == 1:
+                        raise
+                    failures.append(f"{entry.rel}: {exc}")
+                    continue
                 except api.UserError as exc:
                     if n == 1:
                         raise

@@ -49,7 +49,7 @@ def test_missing_keys_take_defaults():
         ("hidden_size", 1.5, "hidden_size must be an integer"),
         ("learning_rates", [0.0], "learning_rates must be positive"),
         ("learning_rates", ["a"], "learning_rates must be a list"),
-        ("biased", True, "biased must be false"),
+        ("biased", [True, "x"], "biased must be true, false or"),
         ("num_layers", 2, "num_layers must be 1"),
         ("transition_method", "ring", "unknown transition_method"),
         ("emission_method", "triangular", "triangular"),
@@ -58,7 +58,8 @@ def test_missing_keys_take_defaults():
         ("aux_weight", float("inf"), "aux_weight must be a finite number"),
         ("blur", float("nan"), "blur must be a finite number"),
         ("custom_transition_matrix", [1, 2], "2-D"),
-        ("biased", "no", "biased must be true or false"),
+        ("biased", "no", "biased must be true, false or"),
+        ("seed", -1, "seed must be >= 0"),
     ],
 )
 def test_bad_values_name_the_key(key, value, match):

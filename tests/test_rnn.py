@@ -18,7 +18,9 @@ def test_state_dict_keys_and_sizes_from_weights():
         (lambda s: s.__setitem__("fc.weight", torch.zeros(3, 5)), "inconsistent"),
         (lambda s: s.__setitem__("rnn.weight_hh_l0", torch.zeros(12, 11)), "inconsistent"),
         (lambda s: s["fc.weight"].__setitem__((0, 0), float("nan")), "NaN"),
-        (lambda s: s.__setitem__("rnn.bias_ih_l0", torch.zeros(12)), "unexpected keys"),
+        (lambda s: s.__setitem__("rnn.extra_l0", torch.zeros(12)), "unexpected keys"),
+        (lambda s: s.__setitem__("rnn.bias_ih_l0", torch.zeros(11)), "vector of 12"),
+        (lambda s: s.__setitem__("fc.bias", torch.full((3,), float("inf"))), "NaN or inf"),
     ],
 )
 def test_bad_state_dicts(mutate, match):

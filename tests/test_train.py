@@ -110,7 +110,7 @@ def test_nan_loss_stops_with_message(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "make_loss", poisoned)
     res = train(tiny(), tmp_path / "r", device="cpu")
-    assert res.status == "diverged" and "loss became nan" in res.message
+    assert res.status == "diverged" and "diverged at epoch" in res.message and "nan" in res.message
     assert res.model_file is not None and res.model_file.exists()  # last good best model kept
     info = json.loads((tmp_path / "r" / "run.json").read_text())
     assert info["status"] == "diverged" and "nan" in info["message"]

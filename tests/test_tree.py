@@ -63,8 +63,6 @@ def _break(kind, folder):
         s = study_state()
         s["rnn.weight_ih_l0"][0, 0] = float("nan")
         torch.save(s, pth)
-    elif kind == "no config":
-        (folder / "config.json").unlink()
     elif kind == "bad config":
         (folder / "config.json").write_text(json.dumps({"states": "three"}))
     elif kind == "binary config":
@@ -84,7 +82,6 @@ def _break(kind, folder):
         ("wrong shapes", "inconsistent shapes"),
         ("inconsistent", "inconsistent shapes"),
         ("nan", "NaN"),
-        ("no config", "missing config.json"),
         ("bad config", "states must be an integer"),
         ("binary config", "not a UTF-8 text file"),
         ("pickle", "refused"),
@@ -104,6 +101,18 @@ def test_broken_entries_are_listed_not_fatal(study_tree, kind, reason):
     assert not os.path.exists("/tmp/hmmrnn_pwned"), "a pickle executed code"
     with pytest.raises((ModelFileError, ConfigError)):
         load_model(bad)
+
+
+def test_a_folder_without_config_that_names_no_hmm_is_broken(tmp_path):
+    pth = write_study_model(tmp_path / "lab" / "run1")
+    (tmp_path / "lab" / "run1" / "config.json").unlink()
+    pth.rename(pth.with_name("weights.pth"))
+    (entry,) = discover(tmp_path)
+    assert (
+        entry.status == "broken" and "neither the weights' file name nor the folder" in entry.reason
+    )
+    with pytest.raises(ConfigError, match="which HMM"):
+        load_model(tmp_path / "lab" / "run1")
 
 
 def test_no_weights_and_mismatch_warning(tmp_path):

@@ -279,6 +279,7 @@ def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="evolution",
+        bias_free=True,
         fn=training_evolution,
         result=EvolutionResult,
         help="per-epoch checkpoints: PCA, transition rate, unstable/critical steps, bifurcation",

@@ -126,7 +126,7 @@ def find_fixed_points(
     eig_tol: Annotated[float, P("|lambda| within 1 +- this is marginal", gt=0)] = 1e-2,
     pca_steps: Annotated[int, P("driven steps of the PC basis (0: no projection)", ge=0)] = 2000,
     n_components: Annotated[int, P("principal components of the projection", ge=1)] = 3,
-    seed: Annotated[int, P("seed of the starts and the PC basis' driven run")] = 0,
+    seed: Annotated[int, P("seed of the starts and the PC basis' driven run", ge=0)] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> FixedPointsResult:
@@ -271,6 +271,7 @@ def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="fixed-points",
+        bias_free=True,
         fn=find_fixed_points,
         result=FixedPointsResult,
         help="fixed and slow points of the autonomous map with Jacobian spectra",

@@ -130,7 +130,7 @@ def driven_pca(
     n_runs: Annotated[int, P("independent driven runs", ge=1)] = 1,
     noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
     n_components: Annotated[int, P("principal components kept", ge=1)] = 3,
-    seed: Annotated[int, P("seed of the driving noise")] = 0,
+    seed: Annotated[int, P("seed of the driving noise", ge=0)] = 0,
 ) -> PCAResult:
     """PCA of the hidden states of `n_runs` driven runs of `steps` steps after `warmup` steps."""
     hidden, outputs, logits = driven_run(

@@ -92,6 +92,7 @@ class Analysis:
     subject: str = "model"
     fingerprint: Callable[[Any], str] | None = None
     cacheable: bool = True
+    bias_free: bool = False  # relies on h -> ReLU(W h) (no biases): refused on a biased model
     schema: Schema = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +207,11 @@ def run_analysis(
     from hmmrnn.analyses.base import cached, model_hash
 
     spec = get_spec(name)
+    if spec.bias_free and getattr(getattr(loaded, "model", None), "has_bias", False):
+        raise UserError(
+            f"{name} assumes a bias-free network (h = 0 is then a fixed point and the map is "
+            "positively homogeneous); this model has biases"
+        )
     full = resolve_params(spec, params, loaded)
     progress = progress or no_progress
     model_file = getattr(loaded, "model_file", None)
@@ -218,6 +224,12 @@ def run_analysis(
             raise
         except ValueError as exc:
             raise UserError(f"{name}: {exc}") from exc
+        except MemoryError as exc:
+            raise UserError(f"{name}: not enough memory for these parameters") from exc
+        except RuntimeError as exc:  # torch's allocator failing: too large, not a bug
+            if "alloc" not in str(exc).lower() and "out of memory" not in str(exc).lower():
+                raise
+            raise UserError(f"{name}: not enough memory for these parameters ({exc})") from exc
 
     source = "computed"
     if use_cache and spec.cacheable and sha is not None:

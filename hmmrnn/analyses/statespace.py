@@ -247,7 +247,7 @@ def trajectories(
     noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
     pca_steps: Annotated[int, P("driven steps of the PC basis", ge=2)] = 2000,
     n_components: Annotated[int, P("principal components of the projection", ge=1)] = 3,
-    seed: Annotated[int, P("seed of the starts, runs and PC basis")] = 0,
+    seed: Annotated[int, P("seed of the starts, runs and PC basis", ge=0)] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> TrajectoriesResult:
@@ -351,7 +351,7 @@ def variance_contours(
     mass: Annotated[float, P("share of the density inside each contour", gt=0, lt=1)] = 0.95,
     grid: Annotated[int, P("density grid cells per axis", ge=3)] = 100,
     warmup: Annotated[int, P("steps discarded first", ge=0)] = 20,
-    seed: Annotated[int, P("seed of the shared noise sample")] = 0,
+    seed: Annotated[int, P("seed of the shared noise sample", ge=0)] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ContoursResult:
@@ -448,7 +448,7 @@ def readout_alignment(
     steps: Annotated[int, P("driven steps of the PC basis", ge=2)] = 2000,
     warmup: Annotated[int, P("steps discarded first", ge=0)] = 20,
     noise_std: Annotated[float, P("std of the input noise", ge=0, config="noise_std")] = 1.0,
-    seed: Annotated[int, P("seed of the driving noise")] = 0,
+    seed: Annotated[int, P("seed of the driving noise", ge=0)] = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ReadoutResult:

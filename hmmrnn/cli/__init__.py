@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, console_err
-from hmmrnn.errors import UserError
+from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, console_err
+from hmmrnn.errors import JobError, UserError
 
 COMMAND_MODULES = ("train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd")
 
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
+    except JobError as exc:
+        console_err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         console_err.print("[yellow]cancelled[/]")
         return EXIT_CANCELLED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +21,17 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
 
-console = Console(highlight=False)
-console_err = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool) -> Console:
+    """A console that wraps to the terminal, or, into a pipe or a file, never cuts or wraps:
+    `hmmrnn ls | cat` must print whole paths."""
+    stream = sys.stderr if stderr else sys.stdout
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    return Console(stderr=stderr, highlight=False, width=None if tty else 4096, soft_wrap=not tty)
+
+
+console = _console(stderr=False)
+console_err = _console(stderr=True)
 
 
 @contextlib.contextmanager

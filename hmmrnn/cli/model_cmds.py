@@ -120,16 +120,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.model is None:
         raise UserError("give a MODEL or --all TREE")
     model = api.load(args.model, device=args.device)
-    run = _evaluate(model, args, params, quiet=args.json)
+    try:
+        run = _evaluate(model, args, params, quiet=args.json)
+    except api.SaveError as exc:  # the numbers exist: show them, then say what failed
+        _show(exc.run, args.json)
+        raise
     if run is None:
         return EXIT_CANCELLED
-    if args.json:
-        print(json.dumps(run.to_dict(), indent=2))
-    else:
-        print_evaluation(run)
+    _show(run, args.json)
     if not args.no_save:
         console.print(f"saved {Path(model.folder) / 'evaluation.json'}")
     return EXIT_OK
+
+
+def _show(run, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(run.to_dict(), indent=2))
+    else:
+        print_evaluation(run)
 
 
 def _evaluate(model, args: argparse.Namespace, params: dict, quiet: bool):
@@ -157,7 +165,7 @@ def _evaluate_tree(args: argparse.Namespace, params: dict) -> int:
             continue
         try:
             run = _evaluate(api.load(entry.path, args.device), args, params, quiet=True)
-        except UserError as exc:
+        except (UserError, api.JobError) as exc:
             failures += 1
             console.print(f"[red]fail[/] {entry.rel}: {exc}")
             continue

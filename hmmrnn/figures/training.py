@@ -44,12 +44,15 @@ class LossCurves(Result):
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> LossCurves:
-        """Read a run folder's metrics.jsonl (ValueError when there is none to draw)."""
-        from hmmrnn.train import read_metrics
+        """A run folder's metrics.jsonl, or the research code's training_results.json (UserError
+        when there is neither to draw)."""
+        from hmmrnn.tree import training_curves
 
-        records = [r for r in read_metrics(folder) if "epoch" in r]
+        records = [r for r in training_curves(Path(folder)) if "epoch" in r]
         if not records:
-            raise UserError(f"{folder}: no training metrics (metrics.jsonl) to draw")
+            raise UserError(
+                f"{folder}: no training log to draw (metrics.jsonl or training_results.json)"
+            )
         return cls.from_records(records, folder=str(folder))
 
     @property

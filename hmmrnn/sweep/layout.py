@@ -10,30 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.hmm import PRESETS, get_preset
+from hmmrnn.runstate import run_state
 from hmmrnn.sweep.spec import MATRIX_KEYS, SpecError, SweepJob
-from hmmrnn.tree import (
-    CHECKPOINT_NAME,
-    CONFIG_NAME,
-    METRICS_NAME,
-    RUN_NAME,
-    is_running,
-    pick_model_file,
-    read_run_info,
-)
+from hmmrnn.tree import CONFIG_NAME
 
 SEED_ONLY_FOLDERS = ("Fully_Connected", "Cyclic")  # the study's `Family/Seed S` layout
 HMM_KEYS = (
     "states", "outputs", "transition_method", "emission_method", "stay_prob", "target_prob",
     *MATRIX_KEYS,
 )  # fmt: skip
-STALE_SECONDS = 900.0  # a run on another host that has not written for this long is not running
 
 
 def _effective(job: SweepJob) -> dict:
@@ -143,31 +133,9 @@ def assign_folders(jobs: list[SweepJob]) -> list[SweepJob]:
 # --- job state ----------------------------------------------------------------------------------
 
 
-def _busy(folder: Path, info: dict) -> bool:
-    """Being trained right now: by a live process here, or recently on another host."""
-    if info.get("status") != "running":
-        return False
-    host = info.get("host")
-    if host and host != socket.gethostname():
-        updated = info.get("updated")
-        return isinstance(updated, (int, float)) and time.time() - updated < STALE_SECONDS
-    return is_running(folder)
-
-
 def job_state(folder: str | Path) -> str:
     """absent | finished | running | interrupted | diverged, from the folder's own files."""
-    folder = Path(folder)
-    info = read_run_info(folder)
-    status = info.get("status")
-    if status == "finished" and pick_model_file(folder) is not None:
-        return "finished"
-    if _busy(folder, info):
-        return "running"
-    if status == "diverged":
-        return "diverged"
-    if any((folder / n).exists() for n in (RUN_NAME, CHECKPOINT_NAME, METRICS_NAME)):
-        return "interrupted"
-    return "absent"
+    return run_state(folder)
 
 
 def config_conflict(folder: Path, config: ExperimentConfig) -> str:
