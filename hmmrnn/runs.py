@@ -21,7 +21,8 @@ from typing import Any
 
 from hmmrnn.errors import UserError
 from hmmrnn.io import parse_records
-from hmmrnn.tree import CONFIG_NAME, METRICS_NAME, RUN_NAME, pid_alive, read_json
+from hmmrnn.runstate import is_running, pid_alive
+from hmmrnn.tree import CONFIG_NAME, METRICS_NAME, RUN_NAME, read_json
 
 LOG_NAME = "train.log"
 
@@ -264,9 +265,8 @@ def find_running(roots: list[Path], max_depth: int = 6) -> list[RunHandle]:
             if RUN_NAME not in filenames:
                 continue
             folder = Path(dirpath).resolve()
-            info = read_json(folder / RUN_NAME)
-            if info.get("status") == "running" and pid_alive(info.get("pid")):
-                found[folder] = RunHandle(folder=folder, pid=info["pid"])
+            if is_running(folder):  # the live trainer itself, not a reused pid
+                found[folder] = RunHandle(folder=folder, pid=read_json(folder / RUN_NAME)["pid"])
     return sorted(found.values(), key=lambda h: str(h.folder))
 
 
