@@ -72,6 +72,26 @@ def _loaded(model: LoadedModel | str | Path, device: str = "auto") -> LoadedMode
     return model if hasattr(model, "model_file") else load(model, device)
 
 
+def shipped_models() -> Path:
+    """Where the models shipped with hmmrnn are (the installed package `hmmrnn_models`)."""
+    import importlib.resources
+
+    try:
+        return Path(str(importlib.resources.files("hmmrnn_models")))
+    except ModuleNotFoundError as exc:
+        raise UserError("this installation of hmmrnn has no shipped models") from exc
+
+
+def default_tree() -> tuple[Path, str]:
+    """(tree, note): ./TrainedModels when there is one, else the shipped models (and a note
+    saying so, for the front-end to show)."""
+    here = Path("TrainedModels")
+    if here.is_dir():
+        return here, ""
+    shipped = shipped_models()
+    return shipped, f"no ./TrainedModels here: showing the shipped models in {shipped}"
+
+
 def discover(root: str | Path) -> list[ModelEntry]:
     """Every model folder under a tree root, broken ones with their reason."""
     from hmmrnn.tree import discover as _discover
@@ -465,6 +485,13 @@ def config_keys() -> list[str]:
     from hmmrnn.config import field_names
 
     return field_names()
+
+
+def config_key_help(key: str) -> tuple[str, tuple | None, Any]:
+    """(help, choices or None, default) of a config key, for flags and forms."""
+    from hmmrnn.config import key_help
+
+    return key_help(key)
 
 
 def parse_config_value(key: str, text: str) -> Any:

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from hmmrnn.errors import UserError
-from hmmrnn.hmm import HMM, build_emission, build_transition, get_preset
+from hmmrnn.hmm import (
+    EMISSION_METHODS,
+    HMM,
+    TRANSITION_METHODS,
+    build_emission,
+    build_transition,
+    get_preset,
+)
 from hmmrnn.io import atomic_write_text, read_json_file
 
 
@@ -31,50 +38,70 @@ H0_MODES = ("zero", "random")
 INIT_MODES = ("default", "identity", "orthogonal")
 
 
+def _key(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config key: its default, the help the CLI shows and the values it accepts."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def key_help(name: str) -> tuple[str, tuple | None, Any]:
+    """(help, choices, default) of a config key."""
+    f = next(f for f in dataclasses.fields(ExperimentConfig) if f.name == name)
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return f.metadata.get("help", ""), f.metadata.get("choices"), default
+
+
 @dataclass
 class ExperimentConfig:
     """Everything needed to reproduce a run. Defaults are the study's (Three preset sizes)."""
 
     # HMM (study keys)
-    states: int = 3
-    outputs: int = 3
-    stay_prob: float = 0.95
-    target_prob: float = 0.05
-    transition_method: str = "target_prob"
-    emission_method: str = "linear"
-    custom_transition_matrix: list | None = None
-    custom_emission_matrix: list | None = None
+    states: int = _key(3, "latent states M of the HMM")
+    outputs: int = _key(3, "observable outputs K")
+    stay_prob: float = _key(0.95, "probability of staying (stay_prob and fully transitions)")
+    target_prob: float = _key(0.05, "chain-end target probability (target_prob transitions)")
+    transition_method: str = _key(
+        "target_prob", "transition builder (a custom matrix wins)", TRANSITION_METHODS
+    )
+    emission_method: str = _key(
+        "linear", "emission builder (a custom matrix wins)", EMISSION_METHODS
+    )
+    custom_transition_matrix: list | None = _key(None, "M x M transition matrix (JSON)")
+    custom_emission_matrix: list | None = _key(None, "M x K emission matrix (JSON)")
     # data
-    num_seq: int = 30000
-    seq_len: int = 30
+    num_seq: int = _key(30000, "sequences sampled, split in thirds: train, validation, test")
+    seq_len: int = _key(30, "steps per sequence")
     # RNN
-    input_size: int = 100
-    hidden_size: int = 150
-    num_layers: int = 1
-    biased: Any = False  # the study writes [rnn_bias, fc_bias]; true/false sets both
+    input_size: int = _key(100, "dimension d of the input noise")
+    hidden_size: int = _key(150, "hidden units H")
+    num_layers: int = _key(1, "recurrent layers (1: the study's single layer)")
+    biased: Any = _key(False, "biases: true/false or the study's [rnn_bias, fc_bias]")
     # training
-    batch_size: int = 4096
-    epochs: int = 500
-    learning_rates: list = field(default_factory=lambda: [0.001])
-    tau: float = 1.0
-    grad_clip: float = 0.9
-    init: Any = None  # None/"default", "identity" or "orthogonal": recurrent weight initialisation
-    init_gain: float = 1.0
-    weight_decay: float = 0.0
-    pretrained_model_path: str | None = None
+    batch_size: int = _key(4096, "sequences per batch")
+    epochs: int = _key(500, "epochs per learning rate")
+    learning_rates: list = _key([0.001], "learning rates tried in turn; the best is kept")
+    tau: float = _key(1.0, "Gumbel-softmax temperature")
+    grad_clip: float = _key(0.9, "gradient clipping by global norm (0: none)")
+    init: Any = _key(None, "recurrent init: default, identity or orthogonal", INIT_MODES)
+    init_gain: float = _key(1.0, "scale of the recurrent init")
+    weight_decay: float = _key(0.0, "L2 penalty on the parameter norms")
+    pretrained_model_path: str | None = _key(None, "weights to start from (relative to the run)")
     # hmmrnn additions
-    preset: str | None = None
-    seed: int = 0
-    loss: str = "sinkhorn"
-    blur: float = 0.2
-    scaling: float = 0.5
-    # optional second, coarse-scale Sinkhorn term (weight 0 = the study's loss exactly)
-    aux_blur: float = 5.0
-    aux_weight: float = 0.0
-    noise_std: float = 1.0
-    h0: str = "zero"
-    checkpoint_every: int = 0
-    betas: list = field(default_factory=lambda: [0.9, 0.9])
+    preset: str | None = _key(None, "the study preset the config came from")
+    seed: int = _key(0, "seed of the data, the init and the training noise")
+    loss: str = _key("sinkhorn", "loss implementation", LOSS_METHODS)
+    blur: float = _key(0.2, "Sinkhorn blur (epsilon = blur^2)")
+    scaling: float = _key(0.5, "epsilon annealing factor per Sinkhorn step")
+    aux_blur: float = _key(5.0, "blur of the optional coarse second loss term")
+    aux_weight: float = _key(0.0, "weight of the coarse term (0: the study's loss)")
+    noise_std: float = _key(1.0, "std of the input noise")
+    h0: str = _key("zero", "initial hidden state", H0_MODES)
+    checkpoint_every: int = _key(
+        0, "save models/evolution/model_epoch_N.pth every N epochs (0: none)"
+    )
+    betas: list = _key([0.9, 0.9], "Adam betas")
     # keys we do not know, kept for the round trip
     extra: dict = field(default_factory=dict)
 

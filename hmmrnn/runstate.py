@@ -96,13 +96,13 @@ def lock_held(folder: Path) -> bool | None:
 
 def trainer_alive(info: dict, folder: Path | None = None) -> bool:
     """Whether the process a run.json names is still the one training it."""
+    held = None if folder is None else lock_held(folder)
+    if held is not None:  # a trainer holds the lock for as long as it trains: the ground truth
+        return held  # (across hosts too, on a shared filesystem with working locks)
     host = info.get("host")
     if host and host != socket.gethostname():
         updated = info.get("updated")
         return isinstance(updated, (int, float)) and time.time() - updated < STALE_SECONDS
-    held = None if folder is None else lock_held(folder)
-    if held is not None:  # a trainer holds the lock for as long as it trains: the ground truth
-        return held
     pid = info.get("pid")
     if not pid_alive(pid):
         return False

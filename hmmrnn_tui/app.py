@@ -1,6 +1,6 @@
 """hmmrnn-tui: the keyboard-driven workbench over a model tree.
 
-`hmmrnn-tui [TREE]` opens TREE (default ./TrainedModels). The app is a thin layer over the hmmrnn
+`hmmrnn-tui [TREE]` opens TREE (default ./TrainedModels, else the models shipped with hmmrnn). The app is a thin layer over the hmmrnn
 library: discovery, evaluation and analyses run in worker threads, training in detached processes;
 the UI thread only lays out what they return. Nothing heavy is imported at start-up (torch loads in
 the discovery worker), so the first screen paints quickly even over SSH.
@@ -69,6 +69,7 @@ class HmmrnnApp(App):
         eval_params: dict[str, Any] | None = None,
         poll_interval: float = 0.5,
         exit_after_paint: bool = False,
+        start_note: str = "",
     ) -> None:
         super().__init__()
         self.tree_root = Path(tree_root).expanduser()
@@ -91,6 +92,7 @@ class HmmrnnApp(App):
         self.warm = False  # the analysis stack is imported (see prewarm)
         self.exports: list[Any] = []  # ExportResults written this session
         self.sub_title = self.tree_root.name
+        self.start_note = start_note  # e.g. that the shipped models are shown
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="models", id="tabs"):
@@ -102,6 +104,8 @@ class HmmrnnApp(App):
     def on_mount(self) -> None:
         self.set_interval(self.stalls.period, self.stalls.tick)
         self.call_after_refresh(self._painted)
+        if self.start_note:
+            self.notify(self.start_note, title="models", timeout=8)
         self.pane("models").focus_main()
 
     def _painted(self) -> None:
@@ -313,7 +317,10 @@ def _stem_line(paths: list) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hmmrnn-tui", description=__doc__.split("\n\n")[0])
-    p.add_argument("tree", nargs="?", type=Path, default=Path("TrainedModels"), help="model tree")
+    p.add_argument(
+        "tree", nargs="?", type=Path, default=None,
+        help="model tree (default ./TrainedModels, else the shipped models)",
+    )  # fmt: skip
     p.add_argument(
         "--runs", type=Path, default=Path("runs"), help="where new runs go (default runs/)"
     )
@@ -326,13 +333,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hmmrnn import api
+
     args = parse_args(argv)
+    note = ""
+    if args.tree is None:
+        args.tree, note = api.default_tree()
     app = HmmrnnApp(
         args.tree,
         runs_dir=args.runs,
         exports_dir=args.exports,
         device=args.device,
         exit_after_paint=args.first_paint,
+        start_note=note,
     )
     result = app.run(headless=args.first_paint and os.environ.get("HMMRNN_TUI_HEADLESS") == "1")
     if args.first_paint and result is not None:

@@ -13,6 +13,7 @@ import pytest
 from hmmrnn.cli import build_parser, main
 from hmmrnn.cli.sweep_cmd import build_spec
 from hmmrnn.sweep import expand, job_state, run_sweep
+from hmmrnn.train import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=8, input_size=3, num_seq=150, seq_len=8, batch_size=50, epochs=2,
@@ -125,13 +126,8 @@ def test_bad_input_exits_2(tmp_path, capsys, extra, message):
     assert not (tmp_path / "tree" / "sweep.json").exists()
 
 
-def test_ray_engine_without_ray_is_bad_input(tmp_path, capsys):
-    try:
-        import ray  # noqa: F401
-
-        pytest.skip("Ray is installed here")
-    except ImportError:
-        pass
+def test_ray_engine_without_ray_is_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert main(["sweep", "--engine", "ray", "--out", str(tmp_path / "tree")]) == 2
     assert "pip install" in capsys.readouterr().err
     assert not (tmp_path / "tree").exists()
@@ -295,3 +291,42 @@ def test_ray_engine_runs_the_same_grid(tmp_path):
     for o in report.outcomes:
         assert (tmp_path / "tree" / o.rel / "config.json").exists()
         assert list((tmp_path / "tree" / o.rel / "models").glob("*.pth"))
+
+
+def test_ray_fractional_gpus_and_a_retried_job(tmp_path):
+    """On a local Ray instance with one declared GPU, two jobs claim half a GPU each and run side
+    by side (on the CPU: the resource is declared, not used); one job's worker is killed part-way,
+    as a lost node would be, and Ray's retry resumes it from its checkpoint."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]')")
+    import threading
+
+    from hmmrnn.sweep.ray_engine import task_options
+
+    assert task_options(1, False, 0.5, 2) == {"num_cpus": 1, "num_gpus": 0.5, "max_retries": 2}
+    spec = {**TINY, "preset": ["Two", "Three"], "seed": 0, "epochs": 150}
+    jobs = expand(spec)
+    tree = tmp_path / "tree"
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
+    try:
+        done = {}
+        sweep = threading.Thread(target=lambda: done.update(report=run_sweep(
+            jobs, tree, engine="ray", workers=2, device="cpu", gpus_per_job=0.5, max_retries=2,
+        )))  # fmt: skip
+        sweep.start()
+        victim = tree / jobs[0].rel
+        deadline = time.time() + 120
+        while len(read_metrics(victim)) < 3:
+            assert time.time() < deadline and sweep.is_alive(), "the job never got going"
+            time.sleep(0.05)
+        both = [json.loads((tree / j.rel / "run.json").read_text()) for j in jobs]
+        assert all(info["status"] == "running" for info in both)  # side by side on one GPU
+        os.kill(both[0]["pid"], signal.SIGKILL)  # the worker dies mid-run
+        sweep.join(timeout=240)
+        report = done["report"]
+    finally:
+        ray.shutdown()
+    assert report.counts()["done"] == 2, [o.to_dict() for o in report.outcomes]
+    assert [r["epoch"] for r in read_metrics(victim)] == list(range(1, 151))  # resumed, not redone
+    log = (victim / "train.log").read_text()
+    assert log.count("ray job started") == 2 and "resume" in log

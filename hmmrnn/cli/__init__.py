@@ -15,15 +15,20 @@ from rich.markup import escape
 from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, console_err
 from hmmrnn.errors import JobError, UserError
 
-COMMAND_MODULES = ("train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd")
+COMMAND_MODULES = (
+    "train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd", "completion_cmd",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
+    import hmmrnn
+
     parser = argparse.ArgumentParser(
         prog="hmmrnn", description="Train RNNs that emulate HMMs, evaluate and analyse them."
     )
+    parser.add_argument("--version", action="version", version=f"hmmrnn {hmmrnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

@@ -10,6 +10,7 @@ figures (grid-*) take a tree root instead of a model. `hmmrnn export --list` pri
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from hmmrnn import api
@@ -39,6 +40,7 @@ def register(sub) -> None:
 
 def _add_own_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="print the figure names, one per line")
+    p.add_argument("--json", action="store_true", help="with --list: names, help and analysis")
     p.add_argument("--format", default=None, help="comma list of pdf, svg, png (default all)")
     p.add_argument("--out", type=Path, default=None, help="export folder (default exports/)")
     p.add_argument("--width", choices=("double", "single"), default=None, help="journal width")
@@ -51,6 +53,7 @@ def _split(args: argparse.Namespace) -> list[str]:
     _add_own_flags(own)
     found, rest = own.parse_known_args(args.params or [])
     args.list = args.list or found.list
+    args.json = args.json or found.json
     args.format = found.format or args.format or "pdf,svg,png"
     args.out = found.out or args.out or Path("exports")
     args.width = found.width or args.width or "double"
@@ -61,8 +64,12 @@ def _split(args: argparse.Namespace) -> list[str]:
 def run_export(args: argparse.Namespace) -> int:
     tokens = _split(args)
     if args.list:
-        for name in api.figures():
-            print(name)
+        figures = api.figures()
+        if args.json:
+            print(json.dumps({n: {"help": f.help, "analysis": f.analysis} for n, f in figures.items()}))
+        else:
+            for name in figures:
+                print(name)
         return EXIT_OK
     if args.model is None or args.figure is None:
         raise UserError("usage: hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out DIR]")

@@ -16,13 +16,17 @@ from hmmrnn.cli.common import (
     UserError,
     add_schema_flags,
     console,
+    console_err,
     schema_values,
 )
 
 
 def register(sub) -> None:
     p = sub.add_parser("ls", help="list the models of a tree with their status")
-    p.add_argument("tree", nargs="?", type=Path, default=Path("TrainedModels"))
+    p.add_argument(
+        "tree", nargs="?", type=Path, default=None,
+        help="model tree (default ./TrainedModels, else the shipped models)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_ls)
 
@@ -30,6 +34,11 @@ def register(sub) -> None:
     i.add_argument("model", type=Path, help="model folder or .pth file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=run_info)
+
+    m = sub.add_parser("models", help="where the shipped models are")
+    m.add_argument("what", choices=("path",), help="path: print the shipped models' folder")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run_models)
 
     e = sub.add_parser(
         "evaluate",
@@ -54,6 +63,10 @@ def register(sub) -> None:
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    if args.tree is None:
+        args.tree, note = api.default_tree()
+        if note:
+            console_err.print(f"[dim]{note}[/]")
     entries = api.discover(args.tree)
     rows = [api.entry_row(e) for e in entries]
     if args.json:
@@ -80,6 +93,12 @@ def run_ls(args: argparse.Namespace) -> int:
 
 def _cell(value, fmt: str = "") -> str:
     return "–" if value is None else format(value, fmt)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    path = api.shipped_models()
+    print(json.dumps({"path": str(path)}) if args.json else path)
+    return EXIT_OK
 
 
 # --- info ------------------------------------------------------------------------------------------

@@ -65,12 +65,23 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, help="jobs at once (default: one per GPU, or cores/4)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    p.add_argument(
+        "--gpus-per-job",
+        type=float,
+        default=None,
+        help="Ray: GPUs each job claims, fractions allowed (0.25: four jobs per GPU)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=2,
+        help="Ray: retries of a job whose worker or node died (resumes from its checkpoint)",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--evaluate", action="store_true", help="evaluate the whole tree afterwards")
     p.add_argument("--eval-sequences", type=int, help="sequences per evaluation (default 5000)")
     p.add_argument("--dry-run", action="store_true", help="list the models and what would happen")
     p.add_argument("--quiet", action="store_true", help="only the summary")
-    add_config_flags(p)
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    add_config_flags(p, as_list=True)
     p.set_defaults(func=run_sweep_cmd)
 
 
@@ -154,10 +165,15 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if not jobs:
         raise UserError("the grid is empty")
     if args.dry_run:
-        console.print(plan_table(api.plan_sweep(jobs, args.out), args.out))
+        planned = api.plan_sweep(jobs, args.out)
+        if args.json:
+            print(json.dumps([{"model": j.rel, "state": state, "error": j.error}
+                              for j, state in planned]))  # fmt: skip
+        else:
+            console.print(plan_table(planned, args.out))
         return EXIT_OK
-    if args.engine == "local" and args.address:
-        raise UserError("--address is for --engine ray")
+    if args.engine == "local" and (args.address or args.gpus_per_job is not None):
+        raise UserError("--address and --gpus-per-job are for --engine ray")
     token = CancelToken()
     if not args.quiet:
         console.print(f"sweep: {len(jobs)} models into {args.out} ({args.engine} engine)")
@@ -166,6 +182,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             jobs, args.out, engine=args.engine, workers=args.jobs, device=args.device,
             address=args.address, cancel=token, spec=spec,
             on_event=None if args.quiet else _print_event,
+            gpus_per_job=args.gpus_per_job, max_retries=args.retries,
         )  # fmt: skip
     print_summary(report)
     counts = report.counts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,16 @@ def add_config_flags(parser: argparse.ArgumentParser, as_list: bool = False) -> 
     """One flag per config key; values are parsed by `parse_flag_value` so errors name the key."""
     group = parser.add_argument_group("config fields (override the preset or --config)")
     for name in config_flag_names():
+        help_text, choices, default = api.config_key_help(name)
+        shown = "none" if default is None else json.dumps(default)
+        extra = f"; one of {', '.join(map(str, choices))}" if choices else ""
+        text = f"{help_text} (default {shown}{extra}{'; a list: a,b' if as_list else ''})"
         group.add_argument(
-            "--" + name.replace("_", "-"), dest=f"cfg_{name}", metavar="VALUE", default=None
+            "--" + name.replace("_", "-"),
+            dest=f"cfg_{name}",
+            metavar="VALUE",
+            default=None,
+            help=text.replace("%", "%%"),
         )
 
 

@@ -33,9 +33,14 @@ class FigureEntry:
     colors_outputs: bool = False
 
     def render(self, drawable, *, width: str = "double"):
+        """The matplotlib Figure, drawn in the shared style at a journal width."""
         from hmmrnn.analyses.registry import resolve_ref
+        from hmmrnn.figures.style import WIDTHS, styled
 
-        return resolve_ref(self.renderer)(drawable, width=width)
+        if width not in WIDTHS:
+            raise UserError(f"width must be 'single' or 'double', got {width!r}")
+        with styled():
+            return resolve_ref(self.renderer)(drawable, width=width)
 
     def derived(self, loaded, result) -> Any:
         """The drawable: the result itself, or the view `derive` computes from it."""

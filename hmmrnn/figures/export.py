@@ -87,10 +87,40 @@ def check_stem(stem: str, out_dir: Path) -> None:
         raise UserError(f"refusing export name {stem!r}: it would not stay inside {root}")
 
 
-def figure_bytes(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
-    """One format of a figure, rendered in the shared style (embedded TrueType fonts)."""
+def creation_date() -> _dt.datetime | None:
+    """The date written into PDF and SVG files: SOURCE_DATE_EPOCH when set (reproducible
+    builds' convention), else none at all, so that exporting the same figure twice gives the
+    same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC)
+    return None
+
+
+def file_metadata(fmt: str, title: str = "", subject: str = "") -> dict[str, Any]:
+    """What each format records about the figure: title, the model, and hmmrnn's version."""
+    import hmmrnn
+
+    creator = f"hmmrnn {hmmrnn.__version__}"
+    if fmt == "pdf":
+        return {
+            "Title": title,
+            "Subject": subject,
+            "Creator": creator,
+            "CreationDate": creation_date(),
+        }
+    if fmt == "svg":
+        return {"Title": title, "Description": subject, "Creator": creator, "Date": creation_date()}
+    return {"Software": creator, "Title": title, "Description": subject}
+
+
+def figure_bytes(
+    fig: Figure, fmt: str, dpi: int = PNG_DPI, title: str = "", subject: str = ""
+) -> bytes:
+    """One format of a figure, rendered in the shared style (embedded TrueType fonts); the same
+    figure gives the same bytes every time."""
     buf = io.BytesIO()
-    metadata = {"Creator": "hmmrnn"} if fmt in ("pdf", "svg") else {"Software": "hmmrnn"}
+    metadata = {k: v for k, v in file_metadata(fmt, title, subject).items() if v != ""}
     with styled():
         fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
     return buf.getvalue()
@@ -171,9 +201,11 @@ def _save(
     out_dir: Path,
     formats: tuple[str, ...],
     sidecar: Callable[[str, list[str]], dict] | None,
+    title: str = "",
+    subject: str = "",
 ) -> tuple[list[Path], Path | None]:
     check_stem(stem, out_dir)
-    blobs = {fmt: figure_bytes(fig, fmt) for fmt in formats}
+    blobs = {fmt: figure_bytes(fig, fmt, title=title, subject=subject) for fmt in formats}
 
     def payloads(candidate: str) -> dict[str, bytes]:
         files = {f"{candidate}.{fmt}": data for fmt, data in blobs.items()}
@@ -235,7 +267,7 @@ def write_export(
 ) -> ExportResult:
     """Save `fig` and a sidecar (meta + the file names + versions + time) under one free stem."""
     fmts = parse_formats(formats)
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
     def sidecar(candidate: str, files: list[str]) -> dict:
         return {
@@ -245,6 +277,9 @@ def write_export(
             "versions": library_versions(),
         }
 
-    paths, side = _save(fig, stem, Path(out_dir), fmts, sidecar)
+    model = meta.get("model") or {}
+    subject = f"model {model.get('path', '')} (sha256 {model.get('sha256', '-')})"
+    title = f"{meta.get('figure', stem)}: {meta.get('description', '')}"
+    paths, side = _save(fig, stem, Path(out_dir), fmts, sidecar, title=title, subject=subject)
     assert side is not None
     return ExportResult(paths=paths, sidecar=side, notes=list(meta.get("notes", [])))

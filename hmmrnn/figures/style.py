@@ -17,6 +17,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
@@ -130,51 +131,18 @@ def font_family() -> str:
     return "DejaVu Sans"
 
 
+STYLE_PATH = Path(__file__).with_name("hmmrnn.mplstyle")
+
+
+@functools.lru_cache(maxsize=1)
+def _style_file() -> dict[str, Any]:
+    return dict(mpl.rc_params_from_file(str(STYLE_PATH), use_default_template=False))
+
+
 def rc() -> dict[str, Any]:
-    """The settings every figure is drawn and saved with."""
-    return {
-        "font.family": "sans-serif",
-        "font.sans-serif": [font_family(), "DejaVu Sans"],
-        "font.size": 8,
-        "axes.titlesize": 8,
-        "axes.labelsize": 8,
-        "xtick.labelsize": 7,
-        "ytick.labelsize": 7,
-        "legend.fontsize": 7,
-        "legend.title_fontsize": 7,
-        "figure.titlesize": 9,
-        "mathtext.default": "regular",
-        "axes.linewidth": 0.6,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.titlelocation": "left",
-        "axes.titlepad": 4.0,
-        "axes.labelpad": 2.0,
-        "axes.prop_cycle": mpl.cycler(color=list(OUTPUT_COLORS)),
-        "lines.linewidth": 1.0,
-        "lines.markersize": 3.0,
-        "patch.linewidth": 0.6,
-        "xtick.major.width": 0.6,
-        "ytick.major.width": 0.6,
-        "xtick.major.size": 2.5,
-        "ytick.major.size": 2.5,
-        "xtick.major.pad": 2.0,
-        "ytick.major.pad": 2.0,
-        "legend.frameon": False,
-        "legend.handlelength": 1.5,
-        "legend.borderaxespad": 0.3,
-        "image.cmap": SEQ_CMAP,
-        "figure.dpi": 100,
-        "savefig.dpi": PNG_DPI,
-        "savefig.bbox": "standard",  # keep the journal width exactly
-        "pdf.fonttype": 42,  # embedded TrueType, editable text
-        "ps.fonttype": 42,
-        "svg.fonttype": "path",  # glyphs as paths: looks the same without the font installed
-        "figure.constrained_layout.h_pad": 0.03,
-        "figure.constrained_layout.w_pad": 0.03,
-        "figure.constrained_layout.hspace": 0.04,
-        "figure.constrained_layout.wspace": 0.04,
-    }
+    """The settings every figure is drawn and saved with: the shipped hmmrnn.mplstyle, with the
+    font list narrowed to fonts that are installed (asking for missing ones only warns)."""
+    return {**_style_file(), "font.sans-serif": [font_family(), "DejaVu Sans"]}
 
 
 _LOCK = threading.RLock()

@@ -1,5 +1,13 @@
-"""The Ray engine: the same jobs as Ray tasks (the tree must be on a filesystem every node shares).
-Ray is imported only when this engine is used."""
+"""The Ray engine: the same jobs as Ray tasks, on a local Ray instance or a cluster.
+
+Requirements on a cluster: the output tree on a filesystem every node mounts at the same path
+with working file locks (NFSv4, Lustre, BeeGFS, ...), and the same Python environment (torch,
+numpy, ...) on every node; this hmmrnn is shipped to the workers (`py_modules`). Each job writes
+its output into its folder's train.log, as a local job does. A job whose worker or node dies is
+retried (`max_retries`), and the retry resumes from the run's last checkpoint, because what to do
+with a folder is always decided from the folder. `gpus_per_job` may be a fraction, so that several
+small RNNs share one GPU. Ray is imported only when this engine is used.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +25,20 @@ from hmmrnn.tree import RUN_NAME, read_run_info
 
 
 def _ray_job(folder: str, config: dict, device: str, threads: int) -> dict:
-    """A Ray task: the same job, in a Ray worker (the tree must be on a shared filesystem)."""
+    """A Ray task: the same job, in a Ray worker, its output appended to the job's train.log."""
+    import contextlib
+
+    from hmmrnn.sweep.local import LOG_NAME
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / LOG_NAME, "a", encoding="utf-8", buffering=1) as log:
+        print(f"--- ray job started {time.strftime('%Y-%m-%d %H:%M:%S')} on "
+              f"{os.uname().nodename} (pid {os.getpid()}) ---", file=log)  # fmt: skip
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return _run_job(folder, config, device, threads)
+
+
+def _run_job(folder: str, config: dict, device: str, threads: int) -> dict:
     try:
         return execute_job(
             folder, ExperimentConfig.from_dict(config), device=device, threads=threads
@@ -41,7 +62,10 @@ def import_ray():
     return ray
 
 
-def run_ray(todo, root, report, workers, threads, device, address, cancel, on_event) -> None:
+def run_ray(
+    todo, root, report, workers, threads, device, address, cancel, on_event,
+    gpus_per_job: float | None = None, max_retries: int = 2,
+) -> None:  # fmt: skip
     ray = import_ray()
     import hmmrnn
 
@@ -58,13 +82,21 @@ def run_ray(todo, root, report, workers, threads, device, address, cancel, on_ev
         if device.startswith("cuda") and not use_gpu:
             raise SpecError(f"device {device!r} requested but the Ray cluster has no GPU")
         task = ray.remote(_ray_job).options(
-            num_cpus=threads, num_gpus=1 if use_gpu else 0, max_retries=0
+            **task_options(threads, use_gpu, gpus_per_job, max_retries)
         )
         job_device = "cuda" if use_gpu else "cpu"
         _ray_loop(ray, task, todo, root, report, workers, threads, job_device, cancel, on_event)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def task_options(threads: int, use_gpu: bool, gpus_per_job: float | None, max_retries: int) -> dict:
+    """Resources each job claims: its threads, and a GPU or a fraction of one. A fraction is
+    declared even when the job computes on the CPU (a shared-GPU schedule, or a test)."""
+    gpus = gpus_per_job if gpus_per_job is not None else (1 if use_gpu else 0)
+    # a dead worker or node is retried; an exception inside the job is its outcome, never retried
+    return {"num_cpus": threads, "num_gpus": gpus, "max_retries": max_retries}
 
 
 def _ray_loop(ray, task, todo, root, report, workers, threads, device, cancel, on_event) -> None:

@@ -33,11 +33,14 @@ def run_sweep(
     cancel: CancelToken | None = None,
     on_event: EventFn | None = None,
     spec: dict | None = None,
+    gpus_per_job: float | None = None,
+    max_retries: int = 2,
 ) -> SweepReport:
     """Train every job not finished yet; never raises for one job's failure.
 
     Finished models are skipped, interrupted ones resumed from their checkpoints, invalid configs
-    fail without running. `workers` jobs run at once (default: one per GPU, else one per 4 cores);
+    fail without running. Ray only: `gpus_per_job` (fractions share a GPU) and `max_retries` of
+    a job whose worker or node died (the retry resumes from the checkpoint). `workers` jobs run at once (default: one per GPU, else one per 4 cores);
     each gets cores // workers threads. Cancelling stops launching and asks the running jobs to
     stop after their current batch; their folders stay resumable.
     """
@@ -45,6 +48,10 @@ def run_sweep(
         raise SpecError(f"unknown engine {engine!r}; choose local or ray")
     if workers is not None and workers < 1:
         raise SpecError(f"jobs must be >= 1, got {workers}")
+    if gpus_per_job is not None and not 0 < gpus_per_job:
+        raise SpecError(f"gpus per job must be > 0, got {gpus_per_job}")
+    if max_retries < 0:
+        raise SpecError(f"retries must be >= 0, got {max_retries}")
     if engine == "ray":
         import_ray()  # fail before anything is written
     root = Path(root).expanduser()
@@ -73,7 +80,8 @@ def run_sweep(
         if engine == "local":
             run_local(todo, root, report, gpus, n_workers, threads, device, cancel, on_event)
         else:
-            run_ray(todo, root, report, n_workers, threads, device, address, cancel, on_event)
+            run_ray(todo, root, report, n_workers, threads, device, address, cancel, on_event,
+                    gpus_per_job=gpus_per_job, max_retries=max_retries)  # fmt: skip
     finally:
         report.finished = time.time()
         report.save()
