@@ -30,6 +30,7 @@ above ``MAX_PAIRS`` entries a ValueError is raised rather than exhausting memory
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,9 +300,81 @@ def transition_matrix(outputs: Any, num_outputs: int) -> np.ndarray:
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
+# --- how the outputs switch -----------------------------------------------------------------------
+
+EARLY_STEPS = 10  # the first steps from h = 0, where an RNN's transient shows
+RARE_RATIO = 2.0  # a symbol emitted more than 2x too often or too rarely is flagged
+
+
+def interior_runs(outputs: Any, num_outputs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(length, symbol) of every run of one symbol that neither starts a sequence nor ends it.
+
+    Runs cut by the ends of a sequence are shorter than they are, so only interior runs are an
+    unbiased sample of dwell times.
+    """
+    x = _as_outputs(outputs, num_outputs)
+    rows, cols = np.nonzero(x[:, 1:] != x[:, :-1])  # row-major: sorted by sequence, then step
+    starts = cols + 1  # a new run starts at each switch
+    same = rows[1:] == rows[:-1]
+    lengths = (starts[1:] - starts[:-1])[same]
+    symbols = x[rows[:-1][same], starts[:-1][same]]
+    return lengths.astype(np.int64), symbols.astype(np.int64)
+
+
+def dwell_distribution(outputs: Any, num_outputs: int) -> np.ndarray:
+    """Share of interior runs of each length, per symbol: (K, L) with rows summing to 1 (or 0
+    for a symbol without an interior run); column j is length j + 1."""
+    x = _as_outputs(outputs, num_outputs)
+    lengths, symbols = interior_runs(x, num_outputs)
+    counts = np.zeros((num_outputs, x.shape[1]), dtype=np.float64)
+    np.add.at(counts, (symbols, lengths - 1), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def dwell_tv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Total-variation distance per symbol between two dwell distributions (K,): 0 alike, 1
+    disjoint; 1 when only one side has runs of the symbol, NaN when neither has."""
+    tv = 0.5 * np.abs(a - b).sum(axis=1)
+    has_a, has_b = a.sum(axis=1) > 0, b.sum(axis=1) > 0
+    return np.where(has_a & has_b, tv, np.where(has_a | has_b, 1.0, np.nan))
+
+
+def switch_back_share(outputs: Any) -> float:
+    """P(o_{t+1} = o_{t-1} | o_t != o_{t-1}): how often a switch is undone at once (chatter)."""
+    x = _as_outputs(outputs, None)
+    if x.shape[1] < 3:
+        return float("nan")
+    switched = x[:, 1:-1] != x[:, :-2]
+    back = switched & (x[:, 2:] == x[:, :-2])
+    n = int(switched.sum())
+    return float(back.sum() / n) if n else float("nan")
+
+
+def one_step_share(outputs: Any) -> float:
+    """Share of interior runs that last a single step."""
+    lengths, _ = interior_runs(outputs)
+    return float((lengths == 1).mean()) if lengths.size else float("nan")
+
+
+def early_switch_rate(outputs: Any, steps: int = EARLY_STEPS) -> float:
+    """Switches per step over the first `steps` steps of every sequence."""
+    x = _as_outputs(outputs, None)
+    k = min(steps, x.shape[1]) - 1
+    return float((x[:, 1 : k + 1] != x[:, :k]).mean()) if k > 0 else float("nan")
+
+
+def share_ratio(rnn_share: np.ndarray, hmm_share: np.ndarray) -> np.ndarray:
+    """RNN over HMM share per symbol (inf when the HMM never emits what the RNN does)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.asarray(rnn_share, dtype=np.float64) / np.asarray(hmm_share, dtype=np.float64)
+    return np.where((rnn_share == 0) & (hmm_share == 0), 1.0, ratio)
+
+
 # --- evaluation result ---------------------------------------------------------------------------
 
 _MATRIX_FIELDS = ("hmm_transition", "rnn_transition", "transition_sq_diff")
+_OPTIONAL_VECTORS = ("dwell_tv", "share_ratio", "long_rnn_shares", "long_hmm_shares")
 _VECTOR_FIELDS = (
     "hmm_freq_mean", "hmm_freq_std", "rnn_freq_mean", "rnn_freq_std",
     "hmm_symbol_share", "rnn_symbol_share",
@@ -348,6 +421,21 @@ class EvaluationResult(Result):
     transition_sq_diff: np.ndarray
     transition_error: float
     transition_sq_error: float
+    # how the outputs switch (version 2; absent from older files)
+    hmm_switch_back: float = float("nan")
+    rnn_switch_back: float = float("nan")
+    hmm_one_step_share: float = float("nan")
+    rnn_one_step_share: float = float("nan")
+    dwell_tv: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    hmm_early_switch_rate: float = float("nan")
+    rnn_early_switch_rate: float = float("nan")
+    share_ratio: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    # output shares of long runs after long_skip steps, against the HMM's stationary shares
+    long_steps: int = 0
+    long_skip: int = 0
+    long_rnn_shares: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    long_hmm_shares: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    long_share_error: float = float("nan")
 
     @property
     def num_outputs(self) -> int:
@@ -358,9 +446,12 @@ class EvaluationResult(Result):
         """The generic reader, plus the shapes: K-vectors and K x K matrices of one K."""
         result = super().from_dict(data)
         k = np.asarray(result.hmm_transition).shape[0] if result.hmm_transition.ndim else 0
-        for name in _VECTOR_FIELDS + _MATRIX_FIELDS:
+        for name in _VECTOR_FIELDS + _MATRIX_FIELDS + _OPTIONAL_VECTORS:
             expected = (k, k) if name in _MATRIX_FIELDS else (k,)
             arr = np.asarray(getattr(result, name), dtype=np.float64)
+            if name in _OPTIONAL_VECTORS and arr.size == 0:
+                setattr(result, name, arr)
+                continue
             if arr.shape != expected:
                 raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
             setattr(result, name, arr)
@@ -400,6 +491,36 @@ class EvaluationResult(Result):
             if not (value <= limit)  # NaN fails
         ]
         return (not reasons, reasons)
+
+    def passes_dynamics_bar(
+        self,
+        max_switch_back: float = 0.10,
+        max_one_step: float = 0.10,
+        max_long: float | None = 0.05,
+    ) -> tuple[bool, list[str]]:
+        """Whether the RNN switches like the HMM, not only on average: the share of switches
+        undone at once and of one-step runs within max_* of the HMM's, and the output shares of
+        long runs within max_long of the HMM's stationary shares (None: not checked). NaN
+        fails."""
+        checks = (
+            ("switch-back share |RNN - HMM|", abs(self.rnn_switch_back - self.hmm_switch_back),
+             max_switch_back),
+            ("one-step run share |RNN - HMM|",
+             abs(self.rnn_one_step_share - self.hmm_one_step_share), max_one_step),
+            (f"long-run output share error (after step {self.long_skip})", self.long_share_error,
+             max_long),
+        )  # fmt: skip
+        reasons = [
+            f"{n} {v:.4g} > {limit:g}"
+            for n, v, limit in checks
+            if limit is not None and not (v <= limit)
+        ]
+        return (not reasons, reasons)
+
+    def rare_symbols(self) -> list[int]:
+        """Symbols the RNN emits more than RARE_RATIO times too often or too rarely."""
+        ratio = np.asarray(self.share_ratio, dtype=np.float64)
+        return [int(k) for k in np.flatnonzero((ratio > RARE_RATIO) | (ratio < 1 / RARE_RATIO))]
 
 
 # --- whole evaluation ----------------------------------------------------------------------------
@@ -459,6 +580,7 @@ def compare_outputs(
     diff = trans_r - trans_h
     frequent = share_h >= FREQUENT_ROW_SHARE
     trans_err = float(np.abs(diff[frequent]).max()) if frequent.any() else 0.0
+    dwell_h, dwell_r = dwell_distribution(ref, num_outputs), dwell_distribution(gen, num_outputs)
     return EvaluationResult(
         num_sequences=int(ref.shape[0]),
         seq_len=int(ref.shape[1]),
@@ -489,6 +611,14 @@ def compare_outputs(
         transition_sq_diff=diff**2,
         transition_error=trans_err,
         transition_sq_error=trans_err**2,
+        hmm_switch_back=switch_back_share(ref),
+        rnn_switch_back=switch_back_share(gen),
+        hmm_one_step_share=one_step_share(ref),
+        rnn_one_step_share=one_step_share(gen),
+        dwell_tv=dwell_tv(dwell_r, dwell_h),
+        hmm_early_switch_rate=early_switch_rate(ref),
+        rnn_early_switch_rate=early_switch_rate(gen),
+        share_ratio=share_ratio(share_r, share_h),
     )
 
 
@@ -511,6 +641,11 @@ def evaluate_model(
         Literal["zero", "random"], P("initial hidden state of the RNN", config="h0")
     ] = "zero",
     reg: Annotated[float, P("entropic epsilon of the argmax matching", gt=0)] = 0.1,
+    long_steps: Annotated[
+        int, P("steps of the long runs whose output shares are checked (0: none)", ge=0)
+    ] = 400,
+    long_skip: Annotated[int, P("first steps of the long runs left out", ge=0)] = 100,
+    long_runs: Annotated[int, P("long runs", ge=1)] = 200,
     progress: Any = None,
     cancel: Any = None,
 ) -> EvaluationResult:
@@ -557,7 +692,7 @@ def evaluate_model(
         model.train(was_training)
     rnn = run.symbols.detach().cpu().numpy()
     check_cancel(cancel)
-    return compare_outputs(
+    result = compare_outputs(
         ref,
         other,
         rnn,
@@ -567,6 +702,19 @@ def evaluate_model(
         seed=seed,
         noise_std=noise_std,
         h0=h0 if isinstance(h0, str) else "custom",
-        progress=lambda f, m: progress(0.2 + 0.8 * f, m),
+        progress=lambda f, m: progress(0.2 + 0.75 * f, m),
         cancel=cancel,
     )
+    if long_steps > long_skip:
+        progress(0.96, "long runs")
+        long = model.generate(int(long_runs), int(long_steps), noise_std=noise_std, h0=h0,
+                              generator=torch_generator(seed + 1, model.device))  # fmt: skip
+        tail = long.symbols[:, long_skip:].cpu().numpy()
+        result.long_steps, result.long_skip = int(long_steps), int(long_skip)
+        result.long_rnn_shares = np.bincount(tail.ravel(), minlength=k)[:k] / tail.size
+        result.long_hmm_shares = hmm.output_shares()
+        result.long_share_error = float(
+            np.abs(result.long_rnn_shares - result.long_hmm_shares).max()
+        )
+    progress(1.0, "done")
+    return result

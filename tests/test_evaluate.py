@@ -301,3 +301,52 @@ def test_evaluate_model_validation():
         evaluate_model(model, three_hmm(), num_sequences=10, seq_len=5)
     with pytest.raises(ValueError, match="num_sequences"):
         evaluate_model(HMMRNN(3, 8, 3), three_hmm(), num_sequences=0)
+
+
+# --- how the outputs switch ---------------------------------------------------------------------
+
+
+def test_dwell_statistics_of_a_hand_made_sequence():
+    from hmmrnn.evaluate import (
+        dwell_distribution,
+        early_switch_rate,
+        interior_runs,
+        one_step_share,
+        switch_back_share,
+    )
+
+    x = np.array([[0, 0, 2, 0, 0, 0, 2, 2, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
+    lengths, symbols = interior_runs(x, 3)
+    # runs of row 0: 00 | 2 | 000 | 22 | 11 -> interior: 2 (1), 000 (3), 22 (2)
+    assert lengths.tolist() == [1, 3, 2] and symbols.tolist() == [2, 0, 2]
+    d = dwell_distribution(x, 3)
+    assert d[0, 2] == 1.0 and d[2, 0] == d[2, 1] == 0.5 and d[1].sum() == 0
+    assert one_step_share(x) == pytest.approx(1 / 3)
+    # switches at steps 2, 3, 6, 8 (row 0); only 2->0 at step 3 undoes the one before it
+    assert switch_back_share(x) == pytest.approx(1 / 4)
+    assert early_switch_rate(x) == pytest.approx(4 / 18)
+
+
+def test_dynamics_bar_catches_a_chattering_sequence_the_old_bar_passes():
+    from hmmrnn.evaluate import compare_outputs
+
+    hmm = HMM(transition_target_prob(2), emission_linear(2))
+    rng = np.random.default_rng(0)
+    ref, other = (hmm.sample(400, 30, rng).outputs for _ in range(2))
+    chatter = other.copy()
+    # every switch is followed by an immediate switch back, keeping the volatility similar
+    flips = rng.random(chatter.shape) < 0.04
+    for i, t in zip(*np.nonzero(flips[:, 1:-1]), strict=True):
+        chatter[i, t + 1] = 2 - chatter[i, t]
+    base = compare_outputs(ref, other, other, 3)
+    bad = compare_outputs(ref, other, chatter, 3)
+    assert base.passes_dynamics_bar(max_long=None)[0]
+    assert bad.rnn_switch_back > base.rnn_switch_back + 0.12
+    ok, reasons = bad.passes_dynamics_bar(max_long=None)
+    assert not ok and any("switch-back" in r for r in reasons)
+
+
+def test_rare_symbols_are_flagged():
+    res = some_result()
+    res.share_ratio = np.array([1.0, 0.1, 1.2])
+    assert res.rare_symbols() == [1]

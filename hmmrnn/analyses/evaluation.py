@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hmmrnn.analyses.base import AnalysisRun, ResultFileError
 from hmmrnn.analyses.registry import Analysis, Figure, register
-from hmmrnn.evaluate import LEGACY_FORMAT, EvaluationResult, evaluate_model
+from hmmrnn.evaluate import EARLY_STEPS, LEGACY_FORMAT, EvaluationResult, evaluate_model
 from hmmrnn.io import read_json_file
 
 EVALUATION_NAME = "evaluation.json"
-VERSION = 1
+VERSION = 2  # 2: switch-back, one-step runs, dwell TV, early switches, long-run shares
 # The parameters a legacy file recorded inside its result.
 _LEGACY_PARAMS = ("num_sequences", "seq_len", "seed", "method", "noise_std", "h0")
 
 
 def summary(r: EvaluationResult) -> list[tuple[str, str]]:
     ok, reasons = r.passes_bar()
+    dyn_ok, dyn_reasons = r.passes_dynamics_bar()
     rows = [
         (f"matched distance ({r.method})", f"HMM {r.baseline_mean:.3f} · RNN {r.rnn_mean:.3f}"),
         ("distance ratio", f"{r.distance_ratio:.3f}"),
@@ -31,7 +34,11 @@ def summary(r: EvaluationResult) -> list[tuple[str, str]]:
         ("transition error", f"{r.transition_error:.3f}"),
         ("symbol shares", " ".join(f"{h:.3f}/{n:.3f}" for h, n in zip(
             r.hmm_symbol_share, r.rnn_symbol_share, strict=True))),
+        ("switch-back share", f"HMM {r.hmm_switch_back:.3f} · RNN {r.rnn_switch_back:.3f}"),
+        ("one-step runs", f"HMM {r.hmm_one_step_share:.3f} · RNN {r.rnn_one_step_share:.3f}"),
+        ("long-run share error", f"{r.long_share_error:.3f} (after step {r.long_skip})"),
         ("bar", "met" if ok else "missed: " + "; ".join(reasons)),
+        ("dynamics bar", "met" if dyn_ok else "missed: " + "; ".join(dyn_reasons)),
         ("sample", f"{r.num_sequences} x {r.seq_len} steps, seed {r.seed}, noise {r.noise_std:g}"),
     ]  # fmt: skip
     return rows
@@ -57,6 +64,20 @@ def table_rows(r: EvaluationResult) -> list[tuple[str, str, str]]:
         for k in range(len(r.hmm_freq_mean))
     ]
     rows.append(("transition error (max |Δ|)", "", f"{r.transition_error:.3f}"))
+    if np.isfinite(r.hmm_switch_back):
+        rows += [
+            ("switch straight back", f"{r.hmm_switch_back:.3f}", f"{r.rnn_switch_back:.3f}"),
+            ("one-step runs", f"{r.hmm_one_step_share:.3f}", f"{r.rnn_one_step_share:.3f}"),
+            (f"switches / step, first {EARLY_STEPS} steps", f"{r.hmm_early_switch_rate:.3f}",
+             f"{r.rnn_early_switch_rate:.3f}"),
+            ("dwell-time TV per output", "", " ".join(f"{v:.2f}" for v in r.dwell_tv)),
+        ]  # fmt: skip
+    if r.long_steps:
+        rows.append((f"long-run shares (after step {r.long_skip})",
+                     " ".join(f"{v:.3f}" for v in r.long_hmm_shares),
+                     " ".join(f"{v:.3f}" for v in r.long_rnn_shares)))  # fmt: skip
+    for k in r.rare_symbols():
+        rows.append((f"output {k} emitted x{r.share_ratio[k]:.2g} the HMM's share", "", "flag"))
     return rows
 
 
@@ -71,7 +92,7 @@ def load_evaluation(path: str | Path) -> AnalysisRun:
             raise ResultFileError(f"{path}: {exc}") from exc
         params = {k: getattr(result, k) for k in _LEGACY_PARAMS}
         params["reg"] = 0.1  # legacy files were always made with the default epsilon
-        return AnalysisRun("evaluation", VERSION, params, result, source="file")
+        return AnalysisRun("evaluation", 1, params, result, source="file")
     try:
         run = AnalysisRun.from_dict(data, EvaluationResult)
     except (ValueError, TypeError, KeyError) as exc:

@@ -66,7 +66,11 @@ def run_export(args: argparse.Namespace) -> int:
     if args.list:
         figures = api.figures()
         if args.json:
-            print(json.dumps({n: {"help": f.help, "analysis": f.analysis} for n, f in figures.items()}))
+            print(
+                json.dumps(
+                    {n: {"help": f.help, "analysis": f.analysis} for n, f in figures.items()}
+                )
+            )
         else:
             for name in figures:
                 print(name)
