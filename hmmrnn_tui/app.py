@@ -27,6 +27,7 @@ from hmmrnn_tui.help import HelpScreen
 from hmmrnn_tui.mechanisms import MechanismsPane
 from hmmrnn_tui.metrics import MetricsPane
 from hmmrnn_tui.panes import Pane
+from hmmrnn_tui.settings import Settings
 from hmmrnn_tui.statespace import StateSpacePane
 from hmmrnn_tui.store import ModelStore
 from hmmrnn_tui.timing import StallMeter, process_age
@@ -46,14 +47,25 @@ class HmmrnnApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "hmmrnn"
+    # Pane keys: digits where no text field has the focus, F1-F5 and alt+digits everywhere (a
+    # field types digits). Nothing that writes files is a plain letter. Every binding has an id,
+    # which the settings file's "keymap" can bind to other keys.
     BINDINGS = [
         *(
-            Binding(str(i), f"show_pane('{pid}')", cls.TITLE, show=False, id=f"app.pane_{pid}")
+            Binding(
+                f"{i},f{i},alt+{i}",
+                f"show_pane('{pid}')",
+                cls.TITLE,
+                show=False,
+                id=f"app.pane_{pid}",
+                priority=False,
+            )
             for i, (pid, cls) in enumerate(PANES, start=1)
-        ),
+        ),  # fmt: skip
         Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("e", "export", "Export", id="app.export"),
-        Binding("R", "reload", "Reload", show=False, id="app.reload"),
+        Binding("ctrl+s", "export", "Export figure", id="app.export"),
+        Binding("f9", "exports", "Exports", show=False, id="app.exports"),
+        Binding("ctrl+l", "reload", "Reload tree", show=False, id="app.reload"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="app.theme"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -70,8 +82,10 @@ class HmmrnnApp(App):
         poll_interval: float = 0.5,
         exit_after_paint: bool = False,
         start_note: str = "",
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
+        self.settings = settings if settings is not None else Settings()
         self.tree_root = Path(tree_root).expanduser()
         self.runs_dir = Path(runs_dir).expanduser()
         self.exports_dir = Path(exports_dir).expanduser()
@@ -102,6 +116,7 @@ class HmmrnnApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._apply_settings()
         self.set_interval(self.stalls.period, self.stalls.tick)
         self.call_after_refresh(self._painted)
         if self.start_note:
@@ -117,6 +132,22 @@ class HmmrnnApp(App):
             self.exit(self.first_paint)
             return
         self.discover_tree()
+
+    def _apply_settings(self) -> None:
+        """The user's keymap and theme; an unknown binding id or theme is said, not fatal."""
+        keymap = self.settings.keymap
+        known = set(binding_ids(self))
+        unknown = sorted(set(keymap) - known)
+        if unknown:
+            self.notify(f"unknown binding ids ignored: {', '.join(unknown)} (? lists them)",
+                        title="settings", severity="warning", timeout=10)  # fmt: skip
+        if keymap:
+            self.set_keymap({k: v for k, v in keymap.items() if k in known})
+        theme = self.settings.get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        if self.settings.problem:
+            self.notify(self.settings.problem, title="settings", severity="warning", timeout=10)
 
     # --- panes --------------------------------------------------------------------------------
 
@@ -220,6 +251,12 @@ class HmmrnnApp(App):
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.settings.set("theme", self.theme)
+
+    def action_exports(self) -> None:
+        from hmmrnn_tui.help import ExportsScreen
+
+        self.push_screen(ExportsScreen(self.exports, self.exports_dir))
 
     def action_export(self) -> None:
         try:
@@ -282,10 +319,14 @@ class HmmrnnApp(App):
                 lambda pid=pid: self.action_show_pane(pid),
             )
         yield SystemCommand(
-            "Export current view", "Publication figure into exports/ (e)", self.action_export
+            "Export current view", "Publication figure into exports/ (ctrl+s)", self.action_export
         )
         yield SystemCommand(
-            "Reload model tree", "Rediscover models on disk (R)", self.action_reload
+            "Exports of this session", "Every file written, with its full path (f9)",
+            self.action_exports,
+        )  # fmt: skip
+        yield SystemCommand(
+            "Reload model tree", "Rediscover models on disk (ctrl+l)", self.action_reload
         )
         yield SystemCommand("Help", "All keys, pane by pane (?)", self.action_help)
         yield SystemCommand("Toggle dark/light theme", "ctrl+t", self.action_toggle_theme)
@@ -306,6 +347,16 @@ class HmmrnnApp(App):
             callback()
 
         return run
+
+
+def binding_ids(app: App) -> list[str]:
+    """Every binding id of the app and its panes (what a keymap may name)."""
+    from hmmrnn_tui.fields import Field
+    from hmmrnn_tui.help import ExportsScreen, HelpScreen
+    from hmmrnn_tui.paramform import ParamForm
+
+    classes = [type(app), *(cls for _, cls in PANES), Field, HelpScreen, ExportsScreen, ParamForm]
+    return [b.id for cls in classes for b in cls.BINDINGS if isinstance(b, Binding) and b.id]
 
 
 def _stem_line(paths: list) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -11,6 +11,7 @@ from textual.widgets import Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from hmmrnn_tui import jobs, render
+from hmmrnn_tui.fields import Field
 from hmmrnn_tui.panes import Pane
 
 
@@ -21,26 +22,18 @@ def short_reason(reason: str) -> str:
 
 
 class ModelTree(Tree):
-    """A Tree where typing a character that is not a key binding starts filtering."""
-
-    def on_key(self, event: events.Key) -> None:
-        if (
-            event.is_printable
-            and event.character
-            and event.character not in " /"
-            and event.key not in self.screen.active_bindings
-        ):
-            event.stop()
-            event.prevent_default()
-            self.query_ancestor(BrowserPane).start_filter(event.character)
+    """The model tree. Typing letters here does nothing: the filter starts with `/`, so a model
+    name typed by habit never fires an action."""
 
 
 class BrowserPane(Pane):
     TITLE = "Models"
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("down", "to_tree", "To the tree", show=False),  # reached only from the filter
+        Binding("slash", "filter", "Filter", id="models.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="models.clear_filter"),
+        Binding(
+            "down", "to_tree", "To the tree", show=False, id="models.to_tree"
+        ),  # from the filter
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -52,8 +45,8 @@ class BrowserPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="browser-left"):
-                yield Input(
-                    placeholder="type to filter (/)",
+                yield Field(
+                    placeholder="/ filters · esc clears",
                     id="filter",
                     compact=True,
                     select_on_focus=False,
@@ -164,14 +157,14 @@ class BrowserPane(Pane):
 
     # --- filter -----------------------------------------------------------------------------
 
-    def start_filter(self, text: str) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = box.value + text
-        box.focus()
-        box.cursor_position = len(box.value)
+    def field_left(self, field) -> None:
+        self.action_clear_filter()
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        """Focus the filter with its text selected: typing replaces it, → keeps it."""
+        box = self.query_one("#filter", Input)
+        box.focus()
+        box.select_all()
 
     def action_to_tree(self) -> None:
         self.tree.focus()

@@ -1,6 +1,9 @@
-"""The `?` screen: every key, pane by pane."""
+"""The `?` screen, generated from the bindings themselves (with the user's remapped keys and each
+binding's id for the settings file), and the list of this session's exports."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -10,82 +13,77 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-GLOBAL_KEYS = (
-    ("1 … 5", "switch pane: Models, Metrics, State space, Training, Mechanisms"),
-    ("tab / shift+tab", "move the focus between widgets"),
-    ("e", "export the current view as a publication figure (into exports/)"),
-    ("ctrl+p", "command palette: every action by name"),
-    ("R", "rediscover the model tree"),
-    ("ctrl+t", "toggle dark / light theme"),
-    ("?", "this help"),
-    ("q / ctrl+q", "quit (training runs keep going)"),
-)
-PANE_KEYS = (
-    (
-        "Models",
-        (
-            ("↑ ↓ ← →", "move in the tree; the details follow the cursor"),
-            ("letters, /", "type to filter the tree; enter or ↓ returns to the tree, esc clears"),
-        ),
+# What the bindings cannot say about themselves.
+NOTES = {
+    "everywhere": (
+        ("tab / shift+tab", "move the focus between widgets"),
+        ("esc", "leave a text field (its pane keeps the focus)"),
+        ("ctrl+p", "command palette: every action by name"),
+        ("ctrl+q", "quit (training runs keep going)"),
     ),
-    (
-        "Metrics",
-        (
-            ("ctrl+r", "evaluate the selected model (HMM vs RNN); saved as evaluation.json"),
-            ("a", "evaluate every model not evaluated yet"),
-            ("s", "sort the table by the column under the cursor (again: reverse)"),
-            ("enter", "select the model of the table row"),
-            ("ctrl+g", "cancel the evaluation"),
-        ),
-    ),
-    (
-        "State space",
-        (
-            ("ctrl+r", "compute PCA, trajectories and fixed points"),
-            ("p", "next pair of principal components"),
-            ("v", "next view: hidden states / autonomous / driven trajectories"),
-            ("ctrl+g", "cancel"),
-        ),
-    ),
-    (
-        "Training",
-        (
-            ("ctrl+r", "start a run with the form's settings (a separate process)"),
-            ("ctrl+g", "cancel the followed run after the current batch (resumable)"),
-            ("ctrl+o / enter", "re-attach to a run still going from an earlier session"),
-        ),
-    ),
-    (
-        "Mechanisms",
-        (
-            ("ctrl+r", "run the selected analysis; parameters as name=value"),
-            ("ctrl+n", "next plot of the result"),
-            ("ctrl+g", "cancel the analysis"),
-        ),
-    ),
-)
+    "Models": (("↑ ↓ ← →", "move in the tree; the details follow the cursor"),),
+    "Metrics": (("enter", "select the model of the table row"),),
+    "Training": (("enter", "in the runs table: follow that run"),),
+}
 
 
-def help_table() -> Table:
+def _key_text(key: str) -> str:
+    return ", ".join(k.strip().replace("question_mark", "?").replace("slash", "/")
+                     for k in key.split(","))  # fmt: skip
+
+
+def help_table(app) -> Table:
+    """Every key of every pane: key, what it does, the binding id to remap it by."""
+    from hmmrnn_tui.app import PANES
+    from hmmrnn_tui.fields import Field
+
+    keymap = getattr(app, "_keymap", {}) or {}
     t = Table(box=None, show_header=False, pad_edge=False)
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column()
-    t.add_row(Text("everywhere", style="bold underline"), "")
-    for key, what in GLOBAL_KEYS:
-        t.add_row(key, what)
-    for pane, keys in PANE_KEYS:
-        t.add_row("", "")
-        t.add_row(Text(pane, style="bold underline"), "")
-        for key, what in keys:
-            t.add_row(key, what)
+    t.add_column(style="dim", no_wrap=True)
+    sections = [("everywhere", [*type(app).BINDINGS, *Field.BINDINGS])]
+    sections += [(cls.TITLE, list(cls.BINDINGS)) for _, cls in PANES]
+    for title, bindings in sections:
+        t.add_row(Text(title, style="bold underline"), "", "")
+        for b in bindings:
+            if isinstance(b, Binding) and b.id:
+                t.add_row(_key_text(keymap.get(b.id, b.key)), b.description, b.id)
+        for key, what in NOTES.get(title, ()):
+            t.add_row(key, what, "")
+        t.add_row("", "", "")
+    t.add_row("", Text("remap keys by id in the settings file (see hmmrnn_tui/settings.py)",
+                       style="italic"), "")  # fmt: skip
     return t
 
 
 class HelpScreen(ModalScreen):
     BINDINGS = [
-        Binding("escape,question_mark,q", "dismiss", "Close"),
+        Binding("escape,question_mark,q", "dismiss", "Close", id="help.close"),
     ]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Static(help_table())
+            yield Static(help_table(self.app))
+
+
+class ExportsScreen(ModalScreen):
+    """Every export of this session, newest first, with full paths (to copy from)."""
+
+    BINDINGS = [Binding("escape,f9,q", "dismiss", "Close", id="exports.close")]
+
+    def __init__(self, exports: list, folder: Path) -> None:
+        super().__init__()
+        self.exports = exports
+        self.folder = folder
+
+    def compose(self) -> ComposeResult:
+        text = Text(f"exports of this session into {Path(self.folder).resolve()}\n\n", style="bold")
+        if not self.exports:
+            text.append("nothing exported yet: ctrl+s in a pane exports its view", style="dim")
+        for export in reversed(self.exports):
+            for path in [*export.paths, export.sidecar]:
+                text.append(f"{Path(path).resolve()}\n")
+            text.append("\n")
+        with VerticalScroll(id="help-box"):
+            yield Static(text)

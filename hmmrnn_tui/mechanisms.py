@@ -13,6 +13,7 @@ from textual.widgets import Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
 from hmmrnn_tui import jobs, plots, render
+from hmmrnn_tui.fields import Field
 from hmmrnn_tui.jobs import JobPane
 from hmmrnn_tui.paramform import ParamForm
 
@@ -54,7 +55,7 @@ class MechanismsPane(JobPane):
                 id="mech-name",
                 compact=True,
             )
-            yield Input(
+            yield Field(
                 placeholder="name=value … (empty: defaults; ctrl+e: form)",
                 id="mech-params",
                 compact=True,

@@ -42,6 +42,10 @@ class Pane(Container):
     def focus_main(self) -> None:
         """Put the keyboard focus on the pane's main widget."""
 
+    def field_left(self, field) -> None:
+        """Esc in one of the pane's text fields: the focus goes back to the pane."""
+        self.focus_main()
+
     def export_targets(self) -> list[tuple[str, object | None, object]]:
         """What the export key writes for this view: (figure, AnalysisRun or None, target) triples.
 

@@ -13,6 +13,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 from textual_plotext import PlotextPlot
 
 from hmmrnn_tui import jobs, plots, render
+from hmmrnn_tui.fields import Field
 from hmmrnn_tui.panes import Pane
 
 FIELDS = (
@@ -59,7 +60,7 @@ class TrainingPane(Pane):
                 for name, label, hint in FIELDS:
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
-                        yield Input(
+                        yield Field(
                             value="0" if name == "seed" else "",
                             placeholder=hint,
                             id=f"f-{name}",

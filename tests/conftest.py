@@ -53,3 +53,9 @@ def study_tree(tmp_path) -> Path:
     write_study_model(root / "Three" / "hidden_12" / "input_4" / "seed_0")
     write_study_model(root / "Fully_Connected" / "Seed 1", study_state(seed=1))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _private_tui_settings(tmp_path, monkeypatch):
+    """The workbench never reads or writes the user's own settings file in tests."""
+    monkeypatch.setenv("HMMRNN_TUI_SETTINGS", str(tmp_path / "tui-settings.json"))

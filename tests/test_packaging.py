@@ -63,7 +63,10 @@ def test_an_installed_wheel_finds_its_models_from_an_empty_folder(wheel, tmp_pat
     assert str(env_dir) in where.stdout, where.stdout + where.stderr
     listed = run([str(env_dir / "bin" / "hmmrnn"), "ls"], cwd=empty, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "ReverseEngineeredModel" in listed.stdout and "Two/hidden_50/input_10/seed_0" in listed.stdout
+    assert (
+        "ReverseEngineeredModel" in listed.stdout
+        and "Two/hidden_50/input_10/seed_0" in listed.stdout
+    )
     assert "shipped models" in listed.stderr
     path = run([str(env_dir / "bin" / "hmmrnn"), "models", "path"], cwd=empty, env=env)
     assert str(env_dir) in path.stdout and (Path(path.stdout.strip()) / "Two").is_dir()
@@ -86,9 +89,11 @@ def test_every_config_flag_has_help_default_and_choices(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag, needle in (("--hidden-size", "hidden units H (default 150)"),
-                         ("--h0", "one of zero, random"),
-                         ("--transition-method", "one of target_prob, stay_prob, fully, custom")):
+    for flag, needle in (
+        ("--hidden-size", "hidden units H (default 150)"),
+        ("--h0", "one of zero, random"),
+        ("--transition-method", "one of target_prob, stay_prob, fully, custom"),
+    ):
         assert flag in text and needle in text, flag  # fmt: skip
     assert "VALUE VALUE" not in text
 
@@ -125,7 +130,9 @@ def test_bash_completion_offers_commands_analyses_and_their_flags(tmp_path):
 
 def test_the_readme_screenshot_is_the_current_snapshot():
     shot = ROOT / "docs" / "screenshot.svg"
-    snapshot = ROOT / "tests" / "__snapshots__" / "test_tui_snapshots" / "test_main_screen[160x48].svg"
+    snapshot = (
+        ROOT / "tests" / "__snapshots__" / "test_tui_snapshots" / "test_main_screen[160x48].svg"
+    )
     assert shot.read_bytes() == snapshot.read_bytes()  # refresh docs/ after a snapshot update
 
 

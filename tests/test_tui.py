@@ -84,7 +84,7 @@ async def ready(pilot) -> None:
 
 async def select(pilot, rel: str) -> None:
     """Select a model the way a user would: type its name into the tree's filter, then enter."""
-    await pilot.press("1", "escape", *rel.split("/")[-1])
+    await pilot.press("f1", "slash", *rel.split("/")[-1])
     await pilot.press("enter")
     await until(pilot, lambda: pilot.app.current is not None and pilot.app.current.rel == rel,
                 what=f"selection of {rel}")  # fmt: skip
@@ -154,19 +154,67 @@ async def test_broken_model_is_marked_while_the_others_work(tree, tmp_path):
         assert app.is_running
 
 
-async def test_type_to_filter_narrows_the_tree(tree, tmp_path):
+async def test_slash_filters_the_tree_and_typing_on_it_fires_nothing(tree, tmp_path):
     app = make_app(tree, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         assert app.focused is app.pane("models").tree
-        await pilot.press("F", "u")
+        await pilot.press(*"Reverse", *"seed")  # a name typed by habit: no reload, no export
+        assert not (tmp_path / "exports").exists() and app.is_running
+        assert app.query_one("#filter").value == "" and len(leaves(app)) == 3
+        await pilot.press("slash", "F", "u")
         box = app.query_one("#filter")
         assert box.has_focus and box.value == "Fu"
         await until(pilot, lambda: set(leaves(app)) == {"Fully_Connected/Seed 1"}, what="filter")
         await pilot.press("down")
         assert app.focused is app.pane("models").tree
-        await pilot.press("escape")
+        await pilot.press("slash", "x", "escape")  # esc leaves the field and clears it
+        assert app.focused is app.pane("models").tree
         await until(pilot, lambda: len(leaves(app)) == 3, what="cleared filter")
+
+
+async def test_esc_leaves_any_field_and_pane_keys_work_from_fields(tree, tmp_path):
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("4")
+        hidden = app.query_one("#f-hidden_size")
+        hidden.focus()
+        await pilot.press("1", "2", "q", "e")  # typed into the field, not pane keys or quit
+        assert hidden.value == "12qe" and app.query_one("#tabs").active == "training"
+        await pilot.press("escape")
+        assert not hidden.has_focus
+        await pilot.press("1")
+        assert app.query_one("#tabs").active == "models"
+        await pilot.press("5")
+        app.query_one("#mech-params").focus()
+        await pilot.press("f2")  # F-keys switch panes even from a text field
+        assert app.query_one("#tabs").active == "metrics"
+        await pilot.press("alt+3")
+        assert app.query_one("#tabs").active == "statespace"
+
+
+async def test_keys_are_remapped_by_binding_id_from_the_settings_file(tree, tmp_path):
+    from hmmrnn_tui.help import HelpScreen
+    from hmmrnn_tui.settings import Settings
+
+    path = tmp_path / "tui.json"
+    path.write_text(json.dumps({"keymap": {"app.pane_metrics": "m", "nope.id": "x"},
+                                "theme": "textual-light"}))  # fmt: skip
+    app = make_app(tree, tmp_path, settings=Settings(path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        assert app.theme == "textual-light"
+        assert any("nope.id" in n for n in notes(app, "warning"))
+        await pilot.press("m")
+        assert app.query_one("#tabs").active == "metrics"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        shown = rendered(app.screen.query_one("Static"))
+        assert "app.pane_metrics" in shown and "m" in shown and "metrics.evaluate" in shown
+        await pilot.press("escape", "ctrl+t")
+    assert json.loads(path.read_text())["theme"] == "textual-dark"  # remembered
+    assert json.loads(path.read_text())["keymap"]["app.pane_metrics"] == "m"  # kept
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -270,7 +318,7 @@ async def test_state_space_views_and_export(tree, tmp_path):
         assert pane.view == "autonomous" and "autonomous" in rendered(pane.plot)
 
         await pilot.press("v", "v", "p", "p")  # back to the states view on PC1-PC2
-        await pilot.press("e")
+        await pilot.press("ctrl+s")
         exports = tmp_path / "exports"
         await until(pilot, lambda: list(exports.glob("*pca-2d*.png")), what="exported figure")
         await until(pilot, lambda: any("exported" in n for n in notes(app)), what="notification")
@@ -304,7 +352,7 @@ async def test_run_a_small_analysis_then_export_it(tree, tmp_path):
         await pilot.press("ctrl+n")
         assert "residency time" in rendered(pane.query_one("#mech-plot"))
 
-        await pilot.press("e")
+        await pilot.press("ctrl+s")
         exports = tmp_path / "exports"
         await until(pilot, lambda: list(exports.glob("*residency*.json")), what="exported file")
         sidecar = json.loads(next(exports.glob("*residency*.json")).read_text())
