@@ -340,13 +340,15 @@ def export_figure(
     device: str = "auto",
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    view: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Draw figure `name` and write it (PDF/SVG/PNG) with a JSON sidecar into `out_dir`.
 
     target: a model (folder, .pth or loaded), or a tree root for grid-* figures. `run`: a result
     already at hand (the TUI's, on screen) is drawn as it is, with its recorded parameters;
-    otherwise the result is obtained with `params` like everywhere else. Files are named
-    <model>_<figure>_<time>[-n].<fmt> and never overwrite anything.
+    otherwise the result is obtained with `params` like everywhere else. `view`: what the screen
+    shows on top (e.g. {"pair": (0, 2), "fixed_points": <AnalysisRun>}); recorded in the sidecar.
+    Files are named <model>_<figure>_<time>[-n].<fmt> and never overwrite anything.
     """
     from hmmrnn.figures.export import parse_formats, timestamp, write_export
 
@@ -355,7 +357,8 @@ def export_figure(
         name, target, params=params, run=run, device=device, progress=progress, cancel=cancel
     )
     meta["width"] = width
-    fig = entry.render(drawable, width=width)
+    options, meta["view"] = _view_options(view or {})
+    fig = entry.render(drawable, width=width, **options)
     stem = f"{meta['model']['label']}_{name}_{timestamp()}"
     return write_export(fig, stem, out_dir, fmts, meta)
 
@@ -420,6 +423,23 @@ def figure_data(
         meta["model"] = _model_meta(Path(loaded.folder), Path(loaded.model_file))
     meta["notes"] = notes
     return entry, drawable, meta
+
+
+def _view_options(view: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what the renderer draws, what the sidecar records): overlays given as AnalysisRuns are
+    drawn from their result and recorded by their analysis, version and parameters."""
+    from hmmrnn.analyses.base import AnalysisRun
+
+    options, recorded = {}, {}
+    for key, value in view.items():
+        if isinstance(value, AnalysisRun):
+            options[key] = value.result
+            recorded[key] = {"analysis": value.analysis, "version": value.version,
+                             "params": jsonable(value.params)}  # fmt: skip
+        else:
+            options[key] = value
+            recorded[key] = jsonable(value)
+    return options, recorded
 
 
 def _folder_of(target) -> Path:

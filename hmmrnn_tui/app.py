@@ -276,7 +276,8 @@ class HmmrnnApp(App):
 
         def export() -> list:
             written = []
-            for figure, run, target in targets:
+            for figure, run, target, *rest in targets:
+                view = rest[0] if rest else None
                 if figure.startswith("analysis:"):
                     names = [n for n, f in api.figures().items() if f.analysis == figure[9:]]
                 else:
@@ -287,7 +288,9 @@ class HmmrnnApp(App):
                     target = store.get(target)
                 for name in names:
                     written.append(
-                        api.export_figure(name, target, run=run, out_dir=out, device=device)
+                        api.export_figure(
+                            name, target, run=run, out_dir=out, device=device, view=view
+                        )
                     )
             return written
 

@@ -47,11 +47,12 @@ class Pane(Container):
         self.focus_main()
 
     def export_targets(self) -> list[tuple[str, object | None, object]]:
-        """What the export key writes for this view: (figure, AnalysisRun or None, target) triples.
+        """What the export key writes for this view: (figure, AnalysisRun or None, target[, view])
 
         figure is a figure name (hmmrnn.api.figures()), or "analysis:NAME" for every figure that
         draws analysis NAME; target is a tree entry (its loaded model is used), a folder or a tree
-        root. Raise LookupError with a hint when the view has nothing to export yet.
+        root; view holds what the screen shows on top (a PC pair, overlays), so that the file
+        reproduces it. Raise LookupError with a hint when the view has nothing to export yet.
         """
         raise LookupError("nothing to export in this view")
 

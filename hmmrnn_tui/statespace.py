@@ -178,11 +178,13 @@ class StateSpacePane(JobPane):
         res = self._results()
         if entry is None or not res:
             raise LookupError("compute the state space first (ctrl+r)")
+        view = {"pair": tuple(self.pair)}  # the figure shows what the screen shows
+        if "fixed-points" in res:
+            view["fixed_points"] = res["fixed-points"]
         if self.view == "states" and "pca" in res:
-            name = "pca-3d" if self.pair == (0, 2) else "pca-2d"
-            return [(name, res["pca"], entry)]
+            return [("pca-2d", res["pca"], entry, view)]
         if self.view != "states" and "trajectories" in res:
-            return [("trajectories", res["trajectories"], entry)]
+            return [("trajectories", res["trajectories"], entry, view)]
         raise LookupError("nothing computed for this view yet")
 
     def commands(self):

@@ -386,3 +386,24 @@ def test_cli_list_and_export(env, tmp_path, capsys):
     assert len(pngs) == 1 and pngs[0].with_suffix(".json").is_file()
     assert main(["export", str(env["model"]), "pca-2d", "--format", "gif"]) == 2
     assert main(["export", str(env["model"]), "no-such-figure"]) == 2
+
+
+def test_view_options_reproduce_the_screen(env, tmp_path):
+    loaded = api.load(env["model"], device="cpu")
+    pca = api.analyze(loaded, "pca", PARAMS["pca"])
+    fixed = api.analyze(loaded, "fixed-points", PARAMS["fixed-points"])
+    entry = FIGURES["pca-2d"]
+    assert set(entry.options()) == {"pair", "fixed_points"}
+    fig = entry.render(pca.result, pair=(0, 2), fixed_points=fixed.result)
+    labels = {ax.get_xlabel().split()[0] + "/" + ax.get_ylabel().split()[0] for ax in fig.axes}
+    assert labels == {"PC1/PC3"}
+    assert any("point" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    res = export_figure("trajectories", loaded, formats="png", out_dir=tmp_path,
+                        params=PARAMS["trajectories"],
+                        view={"pair": (1, 2), "fixed_points": fixed})  # fmt: skip
+    meta = json.loads(res.sidecar.read_text())
+    assert meta["view"]["pair"] == [1, 2] and meta["view"]["fixed_points"]["version"] == 1
+    with pytest.raises(api.UserError, match="no view option"):
+        entry.render(pca.result, zoom=2)
+    with pytest.raises(ValueError, match="PC pair 1-5"):
+        entry.render(pca.result, pair=(0, 4))

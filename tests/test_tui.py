@@ -317,13 +317,17 @@ async def test_state_space_views_and_export(tree, tmp_path):
         await pilot.press("v")
         assert pane.view == "autonomous" and "autonomous" in rendered(pane.plot)
 
-        await pilot.press("v", "v", "p", "p")  # back to the states view on PC1-PC2
+        await pilot.press("v", "v")  # back to the states view, still on PC1-PC3
+        assert pane.view == "states" and pane.pair == (0, 2)
         await pilot.press("ctrl+s")
         exports = tmp_path / "exports"
-        await until(pilot, lambda: list(exports.glob("*pca-2d*.png")), what="exported figure")
+        await until(pilot, lambda: list(exports.glob("*pca-2d*.json")), what="exported figure")
         await until(pilot, lambda: any("exported" in n for n in notes(app)), what="notification")
         assert str(exports) in " ".join(notes(app))
-        assert list(exports.glob("*pca-2d*.json"))
+        sidecar = json.loads(next(exports.glob("*pca-2d*.json")).read_text())
+        assert sidecar["view"]["pair"] == [0, 2]  # the file shows the pair on screen
+        assert sidecar["view"]["fixed_points"]["analysis"] == "fixed-points"
+        assert sidecar["params"]["steps"] == 300
 
 
 # --- mechanisms -----------------------------------------------------------------------------------

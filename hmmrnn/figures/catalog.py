@@ -32,15 +32,28 @@ class FigureEntry:
     derive: str | Callable | None = None
     colors_outputs: bool = False
 
-    def render(self, drawable, *, width: str = "double"):
-        """The matplotlib Figure, drawn in the shared style at a journal width."""
+    def options(self) -> list[str]:
+        """View options the renderer takes besides the result and the width (e.g. `pair`)."""
+        import inspect
+
+        from hmmrnn.analyses.registry import resolve_ref
+
+        params = inspect.signature(resolve_ref(self.renderer)).parameters
+        return [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "width"]
+
+    def render(self, drawable, *, width: str = "double", **options):
+        """The matplotlib Figure, drawn in the shared style at a journal width; `options` are
+        view settings (a PC pair, an overlay) the renderer accepts."""
         from hmmrnn.analyses.registry import resolve_ref
         from hmmrnn.figures.style import WIDTHS, styled
 
         if width not in WIDTHS:
             raise UserError(f"width must be 'single' or 'double', got {width!r}")
+        unknown = sorted(set(options) - set(self.options()))
+        if unknown:
+            raise UserError(f"figure {self.name!r} has no view option {', '.join(unknown)}")
         with styled():
-            return resolve_ref(self.renderer)(drawable, width=width)
+            return resolve_ref(self.renderer)(drawable, width=width, **options)
 
     def derived(self, loaded, result) -> Any:
         """The drawable: the result itself, or the view `derive` computes from it."""

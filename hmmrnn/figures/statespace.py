@@ -33,11 +33,37 @@ def pc_label(i: int, ratios) -> str:
     return f"PC{i + 1}"
 
 
-def label_pcs(ax, ratios, dims: int = 2) -> None:
-    ax.set_xlabel(pc_label(0, ratios))
-    ax.set_ylabel(pc_label(1, ratios))
+def label_pcs(ax, ratios, dims: int = 2, pair: tuple[int, int] = (0, 1)) -> None:
+    ax.set_xlabel(pc_label(pair[0], ratios))
+    ax.set_ylabel(pc_label(pair[1], ratios))
     if dims == 3:
         ax.set_zlabel(pc_label(2, ratios))
+
+
+def check_pair(pair, n_components: int, what: str) -> tuple[int, int]:
+    """The PC pair a view shows (as chosen on screen), checked against the components there are."""
+    i, j = (int(v) for v in pair)
+    if not (0 <= i < n_components and 0 <= j < n_components and i != j):
+        raise ValueError(f"{what}: PC pair {i + 1}-{j + 1} needs two of {n_components} components")
+    return i, j
+
+
+def fixed_point_overlay(ax, fixed, pair: tuple[int, int]) -> None:
+    """The fixed/slow points of a FixedPointsResult on a PC pair, one marker per stability kind
+    (filled: fixed, hollow: slow), as the TUI's state-space view shows them."""
+    proj = np.asarray(fixed.projections)
+    if proj.ndim != 2 or proj.shape[1] <= max(pair):
+        return
+    kinds = np.asarray(fixed.kinds)
+    for kind in dict.fromkeys(kinds.tolist()):
+        for is_fixed in (True, False):
+            sel = (kinds == kind) & (np.asarray(fixed.is_fixed) == is_fixed)
+            pts = proj[sel][:, list(pair)]
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            if len(pts):
+                ax.plot(*pts.T, ls="none", marker=KIND_MARKERS.get(kind, "o"), ms=6,
+                        mfc="k" if is_fixed else "w", mec="k", mew=0.8, zorder=6,
+                        label=f"{kind} {'fixed' if is_fixed else 'slow'} point")  # fmt: skip
 
 
 def need_components(proj: np.ndarray, n: int, what: str) -> None:
@@ -116,20 +142,22 @@ def arrows_by_output(ax, xy: np.ndarray, outputs: np.ndarray) -> None:
         )
 
 
-def _first_run(result, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def _first_run(result, steps: int, pair=(0, 1)) -> tuple[np.ndarray, np.ndarray]:
     n = min(int(result.steps) if result.steps else len(result.projections), steps)
-    return result.projections[:n, :2], result.outputs[:n]
+    return result.projections[:n][:, list(pair)], result.outputs[:n]
 
 
 # --- PCA --------------------------------------------------------------------------------------------
 
 
 @renderer
-def render_pca_2d(result, *, width: str = "double"):
-    """PC1-PC2 of the driven states coloured by output; arrows follow one run through time."""
+def render_pca_2d(result, *, width: str = "double", pair=(0, 1), fixed_points=None):
+    """A PC pair (PC1-PC2 unless chosen) of the driven states coloured by output; arrows follow
+    one run through time; optionally the fixed/slow points on top."""
     need_components(result.projections, 2, "pca-2d")
-    pts, outs = result.projections[:, :2], result.outputs
-    xy, seg_out = _first_run(result, TRAJECTORY_STEPS)
+    pair = check_pair(pair, result.projections.shape[1], "pca-2d")
+    pts, outs = result.projections[:, list(pair)], result.outputs
+    xy, seg_out = _first_run(result, TRAJECTORY_STEPS, pair)
     if width == "double":
         fig = new_figure(width, aspect=0.45)
         ax_cloud, ax_traj = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -146,8 +174,13 @@ def render_pca_2d(result, *, width: str = "double"):
     arrows_by_output(ax_traj, xy, seg_out)
     ax_traj.set_title(f"{len(xy)} consecutive steps")
     for ax in axes:
-        label_pcs(ax, result.explained_variance_ratio)
-    axes[0].legend(handles=output_handles(outs), loc="best", markerscale=1.0)
+        label_pcs(ax, result.explained_variance_ratio, pair=pair)
+        if fixed_points is not None:
+            fixed_point_overlay(ax, fixed_points, pair)
+    handles = output_handles(outs)
+    if fixed_points is not None:
+        handles += [h for h in axes[-1].get_legend_handles_labels()[0] if "point" in h.get_label()]
+    axes[0].legend(handles=handles, loc="best", markerscale=1.0)
     if len(axes) > 1:
         label_panels(axes)
     return fig
@@ -231,9 +264,12 @@ def _fixed_point_marks(ax, proj: np.ndarray, label: str = "fixed point") -> None
 
 
 @renderer
-def render_trajectories(result, *, width: str = "double"):
-    """Autonomous runs collapse onto fixed points; noise-driven runs keep circling between outputs."""
+def render_trajectories(result, *, width: str = "double", pair=(0, 1), fixed_points=None):
+    """Autonomous runs collapse onto fixed points; noise-driven runs keep circling between outputs.
+    `pair` picks the principal components shown; `fixed_points` adds the solver's points."""
     need_components(result.autonomous, 2, "trajectories")
+    pair = check_pair(pair, result.autonomous.shape[-1], "trajectories")
+    cols = list(pair)
     if width == "double":
         fig = new_figure(width, aspect=0.45)
         ax_a, ax_d = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -241,7 +277,7 @@ def render_trajectories(result, *, width: str = "double"):
         fig = new_figure(width, height=5.4)
         ax_a, ax_d = fig.subplots(2, 1, sharex=True, sharey=True)
     ok = ~np.asarray(result.autonomous_diverged, dtype=bool)
-    auto = result.autonomous[ok][..., :2]
+    auto = result.autonomous[ok][..., cols]
     if len(auto):
         ax_a.add_collection(LineCollection(list(auto), colors="0.45", linewidths=0.5, alpha=0.6))
         ax_a.plot(
@@ -255,19 +291,24 @@ def render_trajectories(result, *, width: str = "double"):
             label="start (driven state)",
         )
         ax_a.update_datalim(auto.reshape(-1, 2)[np.isfinite(auto.reshape(-1, 2)).all(axis=1)])
-    ends = np.asarray(result.end_projections)[..., :2]
+    ends = np.asarray(result.end_projections)[..., cols]
     _fixed_point_marks(ax_a, ends, "end point (fixed point)")
     ax_a.autoscale_view()
     n_div = int((~ok).sum())
     ax_a.set_title("autonomous (no input)" + (f", {n_div} diverged" if n_div else ""))
     ax_a.legend(loc="best")
     for r in range(result.driven.shape[0]):
-        lines_by_output(ax_d, result.driven[r, :, :2], result.driven_outputs[r], lw=0.7, alpha=0.85)
+        lines_by_output(
+            ax_d, result.driven[r][:, cols], result.driven_outputs[r], lw=0.7, alpha=0.85
+        )
     _fixed_point_marks(ax_d, ends)
+    if fixed_points is not None:
+        for ax in (ax_a, ax_d):
+            fixed_point_overlay(ax, fixed_points, pair)
     ax_d.set_title(f"driven by noise ({result.driven.shape[0]} runs)")
     ax_d.legend(handles=output_handles(result.driven_outputs, marker="s"), loc="best")
     for ax in (ax_a, ax_d):
-        label_pcs(ax, result.explained_variance_ratio)
+        label_pcs(ax, result.explained_variance_ratio, pair=pair)
     label_panels([ax_a, ax_d])
     return fig
 
