@@ -235,6 +235,21 @@ def write_readme(root: Path, rows: list[dict]) -> None:
             f"| {r['best_val_loss']:.3f} ({r['floor']:.3f}) | {r['distance_ratio']:.3f} "
             f"| {r['transition_error']:.3f} | {r['hmm_volatility']:.2f} / {r['rnn_volatility']:.2f} |"
         )
+    lines += ["", *DYNAMICS_HEAD.splitlines(), ""]
+    lines.append(
+        "| model | switch straight back HMM / RNN | one-step runs HMM / RNN "
+        "| switches/step in the first 10 steps HMM / RNN | long-run share error | dynamics bar |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for r in rows:
+        ev = api.saved_evaluation(root / r["folder"]).result
+        ok, _ = ev.passes_dynamics_bar()
+        lines.append(
+            f"| {r['name']} | {ev.hmm_switch_back:.3f} / {ev.rnn_switch_back:.3f} "
+            f"| {ev.hmm_one_step_share:.3f} / {ev.rnn_one_step_share:.3f} "
+            f"| {ev.hmm_early_switch_rate:.3f} / {ev.rnn_early_switch_rate:.3f} "
+            f"| {ev.long_share_error:.3f} | {'met' if ok else 'missed'} |"
+        )
     lines += README_TAIL.splitlines()
     api.save_text(root / "README.md", "\n".join(lines) + "\n")
 
@@ -279,6 +294,13 @@ that meets the bar; the folder names the seed used.
 """
 
 TABLE_GAP = ""
+
+DYNAMICS_HEAD = """How the models switch (evaluation v2, the same 5,000 sequences): the old bar checks averages,
+and passes models that chatter. The dynamics bar asks the share of switches undone at the next step
+and the share of one-step runs to be within 0.10 of the HMM's, and the output shares of 400-step
+driven runs (after step 100) to be within 0.05 of the HMM's stationary shares. Three, Four and
+Five meet it; the 2-state models and Fully chatter (about twice the HMM's one-step runs), and Cyclic
+drifts off its HMM in long runs. Better recipes are being searched for (see the issue tracker)."""
 
 README_TAIL = """
 Wall times were measured while other jobs shared the 2 cores, so they are upper bounds.
