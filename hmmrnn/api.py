@@ -106,6 +106,7 @@ def entry_row(entry: ModelEntry) -> dict:
     cfg = entry.config
     metrics = training_curves(entry.path)
     losses = [m["val_loss"] for m in metrics if isinstance(m.get("val_loss"), (int, float))]
+    floors = [m["floor"] for m in metrics if isinstance(m.get("floor"), (int, float))]
     return {
         "model": entry.rel,
         "status": entry.status,
@@ -116,6 +117,7 @@ def entry_row(entry: ModelEntry) -> dict:
         "outputs": entry.sizes[2] if entry.sizes else (cfg.outputs if cfg else None),
         "seed": cfg.seed if cfg else None,
         "best_val": min(losses, default=None),
+        "floor": floors[0] if floors else None,  # the HMM-vs-HMM loss: what a perfect model gets
         "epochs": len(metrics),
         "checkpoints": len(entry.evolution),
         "config_inferred": entry.config_inferred,
@@ -691,6 +693,18 @@ def evaluation_rows(result) -> list[tuple[str, str, str]]:
     from hmmrnn.analyses.evaluation import table_rows
 
     return table_rows(result)
+
+
+def evaluation_flags(result) -> list[str]:
+    """Short warnings about an evaluation that the averages hide: a rare symbol emitted far too
+    often or too rarely, chatter (switches undone at once, one-step runs), drift in long runs."""
+    flags = [f"rare {k}" for k in result.rare_symbols()]
+    _, reasons = result.passes_dynamics_bar()
+    if any("switch-back" in r or "one-step" in r for r in reasons):
+        flags.append("chatter")
+    if any("long-run" in r for r in reasons):
+        flags.append("drift")
+    return flags
 
 
 def figure_takes_params(name: str) -> bool:

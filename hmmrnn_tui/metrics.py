@@ -15,17 +15,50 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 from hmmrnn_tui import jobs, render
 from hmmrnn_tui.jobs import JobPane
 
-COLUMNS = (
+COLUMNS = (  # (key, header); the help line under the table says what they mean
     ("model", "model"),
-    ("states", "states"),
-    ("hidden", "hidden"),
-    ("input", "input"),
+    ("states", "M"),
+    ("hidden", "H"),
+    ("input", "d"),
     ("seed", "seed"),
-    ("best_val", "best loss"),
-    ("distance_ratio", "dist ratio"),
-    ("transition_error", "trans err"),
+    ("loss_floor", "loss/fl"),
+    ("distance_ratio", "ratio"),
+    ("transition_error", "trans"),
+    ("bars", "bars"),
+    ("flags", "flags"),
 )
-OTHER_WIDTH = 68  # the numeric columns with their padding: the model column gets the rest
+OTHER_WIDTH = 66  # the other columns with their padding: the model column gets the rest
+RATIO_BAR, TRANSITION_BAR = 1.05, 0.1  # the shipping bar (EvaluationResult.passes_bar)
+
+
+COLUMN_HELP = (
+    "loss/fl: best loss ÷ HMM-vs-HMM floor (≈1: as good as the HMM) · ratio: matched distance "
+    "RNN ÷ HMM, bar 1.05 · trans: bar 0.1 · bars: averages, dynamics"
+)
+CSV_COLUMNS = (
+    "model", "status", "states", "hidden", "input", "seed", "best_val", "floor", "loss_floor",
+    "distance_ratio", "transition_error", "bars", "flags", "reason",
+)  # fmt: skip
+
+
+def shorten(name: str, width: int) -> str:
+    """A path cut in the middle, so that its family (first part) and seed (last) stay visible."""
+    if len(name) <= width:
+        return name
+    parts = name.split("/")
+    if len(parts) > 2:
+        short = f"{parts[0]}/…/{parts[-1]}"
+        if len(short) <= width:
+            return short
+    keep = max(width - 1, 2)
+    return name[: keep // 2] + "…" + name[len(name) - (keep - keep // 2) :]
+
+
+def good(value, bar: float, spec: str = ".3f") -> Text:
+    """A number coloured against its bar: green within it, red past it."""
+    if _missing(value):
+        return Text("–", justify="right")
+    return Text(format(value, spec), style="green" if value <= bar else "bold red", justify="right")
 
 
 def _missing(value) -> bool:
@@ -58,10 +91,20 @@ class Evaluated(Message):
 def eval_columns(run) -> dict:
     """The cross-model table's evaluation columns of a run (None without one), written in one
     place so the rows built at load time and those updated after an evaluation stay alike."""
+    from hmmrnn import api
+
     result = None if run is None else run.result
+    if result is None:
+        return {"distance_ratio": None, "transition_error": None, "bars": None, "flags": None}
+    has_dynamics = not math.isnan(result.hmm_switch_back)
+    bars = ("✓" if result.passes_bar()[0] else "✗") + (
+        ("✓" if result.passes_dynamics_bar()[0] else "✗") if has_dynamics else "?"
+    )
     return {
-        "distance_ratio": None if result is None else result.distance_ratio,
-        "transition_error": None if result is None else result.transition_error,
+        "distance_ratio": result.distance_ratio,
+        "transition_error": result.transition_error,
+        "bars": bars,
+        "flags": ", ".join(api.evaluation_flags(result)) if has_dynamics else "old eval",
     }
 
 
@@ -70,6 +113,8 @@ def cross_row(entry) -> dict:
     from hmmrnn import api
 
     row = api.entry_row(entry)
+    best, floor = row.get("best_val"), row.get("floor")
+    row["loss_floor"] = best / floor if best is not None and floor else None
     try:
         run = api.saved_evaluation(entry.path) if entry.status == "ok" else None
     except api.UserError:  # an unreadable evaluation.json is the same as none here
@@ -86,6 +131,7 @@ class MetricsPane(JobPane):
         Binding("ctrl+g", "cancel", "Cancel", priority=True, id="metrics.cancel"),
         Binding("a", "evaluate_all", "Evaluate all", id="metrics.evaluate_all"),
         Binding("s", "sort", "Sort by column", id="metrics.sort"),
+        Binding("ctrl+w", "save_csv", "Table as CSV", id="metrics.save_csv"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -102,6 +148,7 @@ class MetricsPane(JobPane):
             yield Static("", id="eval-body")
         yield Label("all models", id="cross-title")
         yield DataTable(id="cross", cursor_type="cell", zebra_stripes=True)
+        yield Label(COLUMN_HELP, id="cross-help")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -290,17 +337,23 @@ class MetricsPane(JobPane):
         name = Text(
             f"{render.STATUS_MARK.get(status, '?')} ", style=render.STATUS_STYLE.get(status, "")
         )
-        model = str(row.get("model", ""))
-        if len(model) > width - 2:  # the end of a path says more than its start
-            model = "…" + model[-(width - 3) :]
-        name.append(model)
+        name.append(shorten(str(row.get("model", "")), width - 2))
         cells: list = [name]
         for key, _ in COLUMNS[1:]:
             value = row.get(key)
-            spec = ".3f" if key in ("best_val", "distance_ratio", "transition_error") else ""
-            cells.append(
-                Text(render.fmt(value, spec) if spec else render.fmt(value), justify="right")
-            )
+            if key == "distance_ratio":
+                cells.append(good(value, RATIO_BAR))
+            elif key == "transition_error":
+                cells.append(good(value, TRANSITION_BAR))
+            elif key == "loss_floor":
+                cells.append(Text(render.fmt(value, ".2f"), justify="right"))
+            elif key == "bars":
+                text = value or "–"
+                cells.append(Text(text, style="green" if text == "✓✓" else "yellow"))
+            elif key == "flags":
+                cells.append(Text(value or "", style="yellow"))
+            else:
+                cells.append(Text(render.fmt(value), justify="right"))
         return cells
 
     def _title(self) -> None:
@@ -309,6 +362,33 @@ class MetricsPane(JobPane):
         self.query_one("#cross-title", Label).update(
             f"all models ({len(self.rows)}) — sorted by {label} {arrow} · s: sort by cursor column"
         )
+
+    def action_save_csv(self) -> None:
+        """The cross-model table, every row and column, as CSV in the exports folder."""
+        import csv
+        import io
+        import time
+        from types import SimpleNamespace
+
+        from hmmrnn import api
+
+        if not self.rows:
+            self.app.notify("no models in the table yet", severity="warning")
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for _, row in sort_rows(self.rows, self.sort_column, self.sort_reverse):
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        name = f"{self.hub.tree_root.name or 'models'}_models_{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        path = self.hub.exports_dir / name
+        try:
+            api.save_text(path, buf.getvalue())
+        except OSError as exc:
+            self.app.notify(f"cannot write {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.hub.exports.append(SimpleNamespace(paths=[path], sidecar=path))
+        self.app.notify(str(path.resolve()), title="table saved", timeout=10)
 
     def action_sort(self) -> None:
         table = self.query_one("#cross", DataTable)
@@ -351,4 +431,6 @@ class MetricsPane(JobPane):
             ),
             ("Metrics: cancel evaluation", "Stop after the current model", self.action_cancel),
             ("Metrics: sort by column under cursor", "Press again to reverse", self.action_sort),
+            ("Metrics: save the table as CSV", "Every model and column, into exports/",
+             self.action_save_csv),
         ]

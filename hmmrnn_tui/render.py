@@ -14,8 +14,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLE = {"ok": "green", "broken": "bold red", "training": "yellow"}
-STATUS_MARK = {"ok": "✓", "broken": "✗", "training": "⟳"}
+STATUS_STYLE = {"ok": "green", "broken": "bold red", "training": "yellow", "interrupted": "yellow"}
+STATUS_MARK = {"ok": "✓", "broken": "✗", "training": "⟳", "interrupted": "◌"}
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -163,7 +163,32 @@ def evaluation_view(run) -> RenderableType:
     )
     used = ", ".join(f"{k} {v}" for k, v in run.params.items())
     note = Text(f"parameters: {used} ({run.source})", style="dim")
-    return Group(table, Text(""), mats, note)
+    return Group(table, *verdict(result), Text(""), mats, note)
+
+
+def verdict(result) -> list[Text]:
+    """What the numbers mean against the shipping bars, in words."""
+    from hmmrnn import api
+
+    lines = []
+    ok, reasons = result.passes_bar()
+    lines.append(Text("averages: within the bar" if ok else "averages: " + "; ".join(reasons),
+                      style="green" if ok else "bold red"))  # fmt: skip
+    if result.hmm_switch_back == result.hmm_switch_back:  # not NaN: a v2 evaluation
+        ok, reasons = result.passes_dynamics_bar()
+        lines.append(Text("dynamics: within the bar" if ok else "dynamics: " + "; ".join(reasons),
+                          style="green" if ok else "bold red"))  # fmt: skip
+    else:
+        lines.append(Text("dynamics: an older evaluation; ctrl+r re-evaluates", style="yellow"))
+    if result.distance_ratio < 1:
+        lines.append(Text(
+            "ratio < 1: the RNN's sequences sit closer to the HMM's than a second HMM sample; "
+            "within sampling noise (about ±0.01 at 5,000 sequences), or a too regular RNN "
+            "(compare the volatilities)", style="dim"))  # fmt: skip
+    flags = api.evaluation_flags(result) if result.share_ratio.size else []
+    if flags:
+        lines.append(Text("flags: " + ", ".join(flags), style="yellow"))
+    return lines
 
 
 def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:

@@ -77,11 +77,11 @@ def run_ls(args: argparse.Namespace) -> int:
         table.add_column(
             col, justify="right" if col in ("M", "hidden", "input", "seed") else "left"
         )
-    colours = {"ok": "green", "broken": "red", "training": "yellow"}
+    colours = {"ok": "green", "broken": "red", "training": "yellow", "interrupted": "yellow"}
     for r in rows:
         table.add_row(
             r["model"],
-            f"[{colours[r['status']]}]{r['status']}[/]",
+            f"[{colours.get(r['status'], 'white')}]{r['status']}[/]",
             *(_cell(r[k]) for k in ("states", "hidden", "input", "seed")),
             _cell(r["best_val"], ".3f"),
             _cell(r["epochs"] or None),
