@@ -193,6 +193,19 @@ def loss_floor(config: ExperimentConfig, data: SplitData, loss_fn) -> float:
         return float(loss_fn(other_t, data.val[:n]))
 
 
+def gpu_usage(device: torch.device) -> dict:
+    """Peak memory this process allocated on a CUDA device (MB) and the device's utilisation
+    (%, when the driver tells), for the workbench to show beside the ETA; {} on the CPU."""
+    if device.type != "cuda":
+        return {}
+    out = {"gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+    try:
+        out["gpu_utilization"] = float(torch.cuda.utilization(device))
+    except Exception:  # noqa: BLE001 - needs pynvml; the memory alone is still worth showing
+        pass
+    return out
+
+
 # --- the loop --------------------------------------------------------------------------------------
 
 
@@ -241,6 +254,7 @@ class Trainer:
         }
         if model_file is not None:
             info["model_file"] = str(model_file.relative_to(self.folder))
+        info.update(gpu_usage(self.device))
         atomic_write_json(self.folder / RUN_NAME, info)
 
     def log_epoch(self, record: EpochRecord) -> None:

@@ -52,6 +52,7 @@ class ModelEntry:
     warnings: list[str] = field(default_factory=list)
     evolution: list[tuple[int, Path]] = field(default_factory=list)
     config_inferred: bool = False  # no config.json: HMM from the file name and folder
+    run_status: str = ""  # what run.json says (running, finished, cancelled, diverged, failed)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -347,6 +348,8 @@ def inspect_folder(folder: Path, root: Path) -> ModelEntry:
     if not os.access(folder, os.R_OK | os.X_OK):
         return _broken(entry, "cannot read the folder (permission denied)", "absent")
     entry.evolution = evolution_files(folder)
+    status = read_run_info(folder).get("status")
+    entry.run_status = status if isinstance(status, str) else ""
     has_config = (folder / CONFIG_NAME).exists()
     if has_config:
         try:

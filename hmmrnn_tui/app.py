@@ -173,10 +173,8 @@ class HmmrnnApp(App):
     # --- the tree and the selection -------------------------------------------------------------
 
     def discover_tree(self) -> None:
-        from hmmrnn import api
-
-        root = self.tree_root
-        jobs.fetch(self, "tree", lambda: api.discover(root))
+        root, runs = self.tree_root, self.runs_dir
+        jobs.fetch(self, "tree", lambda: discover_all(root, runs))
 
     def prewarm(self) -> None:
         """Import the analysis stack now, while the user reads the tree.
@@ -198,11 +196,13 @@ class HmmrnnApp(App):
     def _fetched(self, message: jobs.Fetched) -> None:
         value = message.value
         if message.key == "tree":
-            if isinstance(value, Exception):  # a missing tree is shown, the app stays usable
-                self.notify(jobs.error_text(value), title=f"cannot read {self.tree_root}",
-                            severity="error", timeout=8)  # fmt: skip
-                value = []
-            self._tree_loaded(value)
+            if isinstance(value, Exception):  # a bug while listing: shown, the app stays usable
+                value = ([], jobs.error_text(value))
+            entries, problem = value
+            if problem:  # a missing tree is shown, the app stays usable (its runs still listed)
+                self.notify(problem, title=f"cannot read {self.tree_root}", severity="error",
+                            timeout=8)  # fmt: skip
+            self._tree_loaded(entries)
             if not self.warm:
                 self.prewarm()
         elif message.key == "specs":
@@ -236,12 +236,16 @@ class HmmrnnApp(App):
         self.notify(f"rediscovering {self.tree_root} …")
 
     def run_finished(self, folder: Path) -> None:
-        """A followed run ended: if it lives in the tree, show its new weights."""
-        try:
-            Path(folder).resolve().relative_to(self.tree_root.resolve())
-        except ValueError:
+        """A followed run ended: if it lives in the tree or the runs folder, list it anew, so that
+        its weights open in every pane."""
+        for root in (self.tree_root, self.runs_dir):
+            try:
+                Path(folder).resolve().relative_to(root.resolve())
+            except (ValueError, OSError):
+                continue
+            self.tree_ready = False
+            self.discover_tree()
             return
-        self.action_reload()
 
     # --- global actions -----------------------------------------------------------------------
 
@@ -350,6 +354,32 @@ class HmmrnnApp(App):
             callback()
 
         return run
+
+
+RUNS_NODE = "Runs"
+
+
+def discover_all(tree_root: Path, runs_dir: Path) -> tuple[list, str]:
+    """The tree's models, then the runs of --runs under a "Runs" node (running, finished,
+    cancelled, failed: each a model like any other once it has weights), and what went wrong."""
+    from hmmrnn import api
+
+    entries, problem = [], ""
+    try:
+        entries = api.discover(tree_root)
+    except api.UserError as exc:
+        problem = str(exc)
+    inside = False
+    try:
+        runs_dir.resolve().relative_to(tree_root.resolve())
+        inside = True  # already listed with the tree
+    except (ValueError, OSError):
+        pass
+    if runs_dir.is_dir() and not inside:
+        for entry in api.discover(runs_dir):
+            entry.rel = f"{RUNS_NODE}/{entry.rel}"
+            entries.append(entry)
+    return entries, problem
 
 
 def binding_ids(app: App) -> list[str]:

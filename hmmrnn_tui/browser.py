@@ -113,6 +113,10 @@ class BrowserPane(Pane):
             text.append(f" · {short_reason(entry.reason)}", style="red")
         elif entry.status == "training":
             text.append(" · training", style="yellow")
+        elif entry.status == "interrupted":
+            text.append(" · interrupted, resumable", style="yellow")
+        elif entry.run_status and entry.run_status != "finished" and entry.rel.startswith("Runs/"):
+            text.append(f" · {entry.run_status}", style="yellow")
         return text
 
     @on(Tree.NodeHighlighted, "#models")

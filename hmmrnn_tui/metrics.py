@@ -431,6 +431,9 @@ class MetricsPane(JobPane):
             ),
             ("Metrics: cancel evaluation", "Stop after the current model", self.action_cancel),
             ("Metrics: sort by column under cursor", "Press again to reverse", self.action_sort),
-            ("Metrics: save the table as CSV", "Every model and column, into exports/",
-             self.action_save_csv),
+            (
+                "Metrics: save the table as CSV",
+                "Every model and column, into exports/",
+                self.action_save_csv,
+            ),
         ]

@@ -18,14 +18,14 @@ from hmmrnn.figures.terminal import (
     xy,
 )
 
-__all__ = ["message", "pc_pairs", "states", "autonomous", "driven", "loss"]
+__all__ = ["LOSS_VIEWS", "message", "pc_pairs", "states", "autonomous", "driven", "loss"]
 
 # Fixed points must stand out from the output colours they are drawn over.
 KIND_COLORS = {
     "stable": (220, 30, 30),
     "marginal": (255, 140, 0),
     "saddle": (150, 60, 200),
-    "unstable": (150, 60, 200),
+    "unstable": (0, 0, 0),
 }
 
 
@@ -42,14 +42,23 @@ def _axes(plt, pair: tuple[int, int], evr) -> None:
     plt.ylabel(label(pair[1]))
 
 
+# (fixed, slow) marker of each stability kind: shape tells the kind, fill tells fixed from slow
+KIND_MARKERS = {
+    "stable": ("●", "○"),
+    "marginal": ("◆", "◇"),
+    "saddle": ("✖", "x"),
+    "unstable": ("▲", "△"),
+}
+
+
 def fixed_points(plt, fixed, pair: tuple[int, int]) -> None:
-    """Fixed/slow points as X (fixed) and + (slow), coloured by stability."""
+    """Fixed and slow points, one marker shape and colour per stability kind."""
     if fixed is None or fixed.projections.size == 0:
         return
     kinds = list(fixed.kinds)
     for kind in dict.fromkeys(kinds):
         sel = np.array([k == kind for k in kinds])
-        for is_fixed, marker in ((True, "X"), (False, "+")):
+        for is_fixed, marker in zip((True, False), KIND_MARKERS.get(kind, ("X", "+")), strict=True):
             rows = sel & (fixed.is_fixed == is_fixed)
             if rows.any():
                 x, y = xy(fixed.projections[rows], pair)
@@ -98,23 +107,58 @@ def driven(plt, traj, fixed, pair: tuple[int, int], max_lines: int = 3) -> None:
     _axes(plt, pair, traj.explained_variance_ratio)
 
 
-def loss(plt, records: list[dict], floor: float | None) -> None:
-    """Train and validation loss per logged epoch, with the HMM-vs-HMM floor."""
-    begin(plt, "loss · floor: HMM vs HMM")
-    if records:
-        # A terminal plot has a few hundred columns at most: draw every k-th epoch (and the last)
-        # so that a fast run with thousands of epochs costs the UI thread no more than a slow one.
-        step = max(1, len(records) // MAX_LINE_POINTS)
-        idx = list(range(0, len(records), step))
-        if idx[-1] != len(records) - 1:
-            idx.append(len(records) - 1)
-        x = [i + 1 for i in idx]
-        for key, col in (("train_loss", OUTPUT_COLORS[0]), ("val_loss", OUTPUT_COLORS[1])):
+LOSS_VIEWS = ("loss", "log loss", "loss - floor")
+SERIES_STYLE = [(OUTPUT_COLORS[i], m) for i, m in enumerate(("hd", "dot", "x", "o", "+", "*"))]
+
+
+def _thin_records(records: list[dict]) -> list[int]:
+    """Every k-th epoch and the last: a terminal has a few hundred columns, so a run with
+    thousands of epochs costs the UI thread no more than a short one."""
+    step = max(1, len(records) // MAX_LINE_POINTS)
+    idx = list(range(0, len(records), step))
+    if idx and idx[-1] != len(records) - 1:
+        idx.append(len(records) - 1)
+    return idx
+
+
+def loss(plt, runs: list[tuple[str, list[dict]]], floor: float | None, view: str = "loss") -> list:
+    """Loss per epoch of one or more runs (the first with train and validation, the others
+    validation only), with the HMM-vs-HMM floor inside a y-range fitted to the data.
+
+    view: "loss", "log loss" or "loss - floor". Returns the legend as (label, colour, marker)
+    for the caller to show beside the plot: a legend inside a terminal plot covers the curves.
+    """
+    begin(plt, "")
+    legend, values = [], []
+    shift = floor if (view == "loss - floor" and floor is not None) else 0.0
+    style = iter(SERIES_STYLE * 4)
+    for r, (name, records) in enumerate(runs):
+        idx = _thin_records(records)
+        keys = ("train_loss", "val_loss") if r == 0 else ("val_loss",)
+        for key in keys:
             y = [records[i].get(key) for i in idx]
-            if all(isinstance(v, (int, float)) for v in y):
-                plt.plot(x, y, color=col, marker="hd", label=key.replace("_loss", ""))
-    if floor is not None:
-        plt.horizontal_line(float(floor), color=OUTPUT_COLORS[2])
-        if records:
-            plt.scatter([1], [float(floor)], color=OUTPUT_COLORS[2], marker="-", label="floor")
+            if not y or not all(isinstance(v, (int, float)) and v == v for v in y):
+                continue
+            color, marker = next(style)
+            y = [v - shift for v in y]
+            plt.plot([records[i].get("epoch", i + 1) for i in idx], y, color=color, marker=marker)
+            values += y
+            legend.append((f"{name} {key.replace('_loss', '')}", color, marker))
+    if floor is not None and view != "loss - floor":
+        plt.horizontal_line(float(floor), color=GREY)
+        values.append(float(floor))
+        legend.append(("HMM-vs-HMM floor", GREY, "─"))
+    elif view == "loss - floor":
+        plt.horizontal_line(0.0, color=GREY)
+        values.append(0.0)
+        legend.append(("floor (0)", GREY, "─"))
+    log = view == "log loss" and values and min(values) > 0
+    if log:
+        plt.yscale("log")
+    if values:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
+        plt.ylim(lo / 1.1 if log else lo - pad, hi * 1.1 if log else hi + pad)
     plt.xlabel("epoch")
+    plt.title(view + (" (log y)" if log else ""))
+    return legend

@@ -28,6 +28,16 @@ FIELDS = (
     ("extra", "flags", "--num-seq 3000 --seq-len 20"),
 )
 DEVICES = ("auto", "cpu", "cuda")
+RESCAN_SECONDS = 5.0
+
+
+def gpu_text(info: dict) -> str:
+    """` · GPU 1.2 GB, 45%` from what a CUDA trainer records in run.json ('' on the CPU)."""
+    mem, util = info.get("gpu_memory_mb"), info.get("gpu_utilization")
+    if not isinstance(mem, (int, float)):
+        return ""
+    text = f" · GPU {mem / 1024:.1f} GB" if mem >= 1024 else f" · GPU {mem:.0f} MB"
+    return text + (f", {util:.0f}%" if isinstance(util, (int, float)) else "")
 
 
 class TrainingPane(Pane):
@@ -36,6 +46,11 @@ class TrainingPane(Pane):
         Binding("ctrl+r", "start", "Start run", priority=True, id="training.start"),
         Binding("ctrl+g", "cancel_run", "Cancel run", priority=True, id="training.cancel"),
         Binding("ctrl+o", "attach", "Attach", priority=True, id="training.attach"),
+        Binding("ctrl+u", "resume", "Resume", priority=True, id="training.resume"),
+        Binding("ctrl+y", "retry", "Retry", priority=True, id="training.retry"),
+        Binding("ctrl+k", "log", "Log", priority=True, id="training.log"),
+        Binding("ctrl+n", "next_view", "Plot view", priority=True, id="training.next_view"),
+        Binding("ctrl+b", "pin", "Pin curves", priority=True, id="training.pin"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -44,6 +59,9 @@ class TrainingPane(Pane):
         self.reported = False
         self.running: list = []
         self._drawn: tuple | None = None  # what the loss plot shows, see _plot_key
+        self.view = plots.LOSS_VIEWS[0]
+        self.pinned: list[tuple[str, list[dict]]] = []  # other runs' curves drawn alongside
+        self._scanned = 0.0
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -75,21 +93,26 @@ class TrainingPane(Pane):
                         id="f-device",
                         compact=True,
                     )
+                yield Label("", id="form-error")
                 yield Button("Start (ctrl+r)", id="start", variant="primary", compact=True)
                 yield Label("running elsewhere (enter attaches):", id="runs-title")
                 yield DataTable(id="runs", cursor_type="row")
             with Vertical(id="train-right"):
                 yield PlotextPlot(id="loss-plot")
+                yield Label("", id="loss-legend")
                 yield Label("no run followed", id="run-status")
                 yield ProgressBar(total=1, show_eta=False, id="run-progress")
 
     def on_mount(self) -> None:
         self.query_one("#run-progress").display = False
         table = self.query_one("#runs", DataTable)
-        table.add_columns("run", "epochs", "pid")
+        table.add_column("run", width=18)
+        table.add_column("epochs", width=9)
+        table.add_column("pid", width=7)
         plots.loss(self.query_one("#loss-plot", PlotextPlot).plt, [], None)
         self.set_interval(self.hub.poll_interval, self.poll)
         self.load_presets()
+        self.set_form(**self.hub.settings.get("training_form", {}) or {})
 
     def load_presets(self) -> None:
         from hmmrnn import api
@@ -112,7 +135,8 @@ class TrainingPane(Pane):
 
     def _set_presets(self, names: list[str]) -> None:
         select = self.query_one("#f-preset", Select)
-        current = select.value
+        remembered = (self.hub.settings.get("training_form") or {}).get("preset")
+        current = remembered if remembered in names else select.value
         select.set_options([(n, n) for n in names])
         select.value = current if current in names else names[0]
 
@@ -129,11 +153,39 @@ class TrainingPane(Pane):
         values["device"] = str(self.query_one("#f-device", Select).value)
         return api.train_request(**values)
 
+    def form_values(self) -> dict[str, str]:
+        values = {name: self.query_one(f"#f-{name}", Input).value for name, _, _ in FIELDS}
+        values["preset"] = str(self.query_one("#f-preset", Select).value)
+        values["device"] = str(self.query_one("#f-device", Select).value)
+        return values
+
     def set_form(self, **values: str) -> None:
-        """Fill form fields by name (used by the palette's presets and by tests)."""
+        """Fill form fields by name (the remembered form, the palette, tests); unknown names and
+        values a select does not offer are left out."""
         for name, value in values.items():
-            widget = self.query_one(f"#f-{name}")
-            widget.value = value
+            widgets = self.query(f"#f-{name}")
+            if not widgets or not isinstance(value, str):
+                continue
+            try:
+                widgets.first().value = value
+            except Exception:  # a preset or device this select does not offer (yet)
+                continue
+
+    def _show_field_error(self, field: str | None, message: str) -> None:
+        """The message under the form, and the field it is about marked and focused."""
+        for widget in self.query(".field Input"):
+            widget.remove_class("bad-field")
+        self.query_one("#form-error", Label).update(Text(message, style="bold red"))
+        if field and self.query(f"#f-{field}"):
+            widget = self.query_one(f"#f-{field}")
+            widget.add_class("bad-field")
+            widget.focus()
+
+    @on(Input.Changed, ".field Input")
+    def _field_edited(self, event: Input.Changed) -> None:
+        if event.input.has_class("bad-field"):
+            event.input.remove_class("bad-field")
+            self.query_one("#form-error", Label).update("")
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -150,15 +202,101 @@ class TrainingPane(Pane):
             config = req.build()  # every field checked before anything is created on disk
             handle = api.start_training(config, out, req.device)
         except api.UserError as exc:
-            field = getattr(exc, "field", None)
-            if field:
-                self.query_one(f"#f-{field}").focus()
+            self._show_field_error(getattr(exc, "field", None), str(exc))
             self.app.notify(str(exc), title="could not start training", severity="error")
             return
+        self.query_one("#form-error", Label).update("")
+        self.hub.settings.set("training_form", self.form_values())
+        self._started(handle, f"training started in {out} (pid {handle.pid}); it keeps running "
+                      "if you quit")  # fmt: skip
+
+    def _started(self, handle, note: str) -> None:
         self.follow(handle)
-        self.app.notify(
-            f"training started in {out} (pid {handle.pid}); it keeps running if you quit"
-        )
+        self.app.notify(note)
+        self.hub.run_finished(handle.folder)  # list it (as training) in the tree's Runs
+
+    # --- resume, retry, log ----------------------------------------------------------------
+
+    def _run_folder(self) -> Path | None:
+        """The run these actions are about: the followed one, else the selected model if it is
+        a run (it has a run.json)."""
+        if self.handle is not None:
+            return self.handle.folder
+        entry = self.hub.current
+        if entry is not None and (Path(entry.path) / "run.json").exists():
+            return Path(entry.path)
+        return None
+
+    def action_resume(self) -> None:
+        from hmmrnn import api
+
+        folder = self._run_folder()
+        if folder is None:
+            self.app.notify("follow a run or select one in the tree first", severity="warning")
+            return
+        if self.handle is not None and self.handle.alive():
+            self.app.notify(f"{folder.name} is still running", severity="warning")
+            return
+        device = str(self.query_one("#f-device", Select).value)
+        try:
+            handle = api.start_resume(folder, device)
+        except api.UserError as exc:
+            self.app.notify(str(exc), title="cannot resume", severity="error")
+            return
+        self._started(handle, f"resuming {folder.name} (pid {handle.pid})")
+
+    def action_retry(self) -> None:
+        """The same config again, into a new folder (a failed or diverged run's second chance,
+        or another seed after editing the form)."""
+        import time
+
+        from hmmrnn import api
+
+        folder = self._run_folder()
+        if folder is None:
+            self.app.notify("follow a run or select one in the tree first", severity="warning")
+            return
+        out = self.hub.runs_dir / f"{folder.name}_retry_{time.strftime('%Y%m%d-%H%M%S')}"
+        device = str(self.query_one("#f-device", Select).value)
+        try:
+            config = api.load_config(folder / "config.json")
+            handle = api.start_training(config, out, device)
+        except api.UserError as exc:
+            self.app.notify(str(exc), title="cannot retry", severity="error")
+            return
+        self._started(handle, f"retrying {folder.name} as {out.name} (pid {handle.pid})")
+
+    def action_log(self) -> None:
+        from hmmrnn_tui.logview import LogScreen
+
+        folder = self._run_folder()
+        if folder is None:
+            self.app.notify("follow a run or select one in the tree first", severity="warning")
+            return
+        self.app.push_screen(LogScreen(folder / "train.log"))
+
+    def action_next_view(self) -> None:
+        views = plots.LOSS_VIEWS
+        self.view = views[(views.index(self.view) + 1) % len(views)]
+        self._drawn = None
+        if self.handle is not None:
+            self._draw(self.handle, self.handle.info())
+
+    def action_pin(self) -> None:
+        """Keep the followed run's validation curve on the plot while following others."""
+        if self.handle is None or not self.records:
+            self.app.notify("no run with logged epochs is followed", severity="warning")
+            return
+        name = self.handle.folder.name
+        names = [n for n, _ in self.pinned]
+        if name in names:
+            self.pinned = [(n, r) for n, r in self.pinned if n != name]
+            self.app.notify(f"{name} unpinned")
+        else:
+            self.pinned = [*self.pinned, (name, list(self.records))][-4:]
+            self.app.notify(f"{name} pinned: its curve stays on the plot")
+        self._drawn = None
+        self._draw(self.handle, self.handle.info())
 
     def follow(self, handle) -> None:
         self.handle = handle
@@ -173,7 +311,14 @@ class TrainingPane(Pane):
     # --- following --------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Cheap check of the followed run: new metrics lines, run.json, process state."""
+        """Cheap check of the followed run: new metrics lines, run.json, process state; every few
+        seconds the runs still going elsewhere are looked for again (so none stays listed after
+        it ended)."""
+        import time
+
+        if time.monotonic() - self._scanned > RESCAN_SECONDS and self.hub.tree_ready:
+            self._scanned = time.monotonic()
+            self.scan_runs()
         handle = self.handle
         if handle is None:
             return
@@ -192,11 +337,11 @@ class TrainingPane(Pane):
     def records(self) -> list[dict]:
         return [] if self.handle is None else self.handle.follower.records
 
-    @staticmethod
-    def _plot_key(handle, info: dict) -> tuple:
+    def _plot_key(self, handle, info: dict) -> tuple:
         """What the loss plot depends on: redrawing plotext on every tick of a run with no
         records yet would cost a full re-render each poll for an unchanged picture."""
-        return (id(handle), len(handle.follower.records), info.get("floor"))
+        return (id(handle), len(handle.follower.records), info.get("floor"), self.view,
+                len(self.pinned))  # fmt: skip
 
     def _draw(self, handle, info: dict) -> None:
         self._drawn = self._plot_key(handle, info)
@@ -205,8 +350,15 @@ class TrainingPane(Pane):
         if floor is None and records:
             floor = records[-1].get("floor")
         plot = self.query_one("#loss-plot", PlotextPlot)
-        plots.loss(plot.plt, records, floor)
+        runs = [(handle.folder.name, records)]
+        runs += [(n, r) for n, r in self.pinned if n != handle.folder.name]
+        legend = plots.loss(plot.plt, runs, floor, self.view)
         plot.refresh()
+        text = Text()
+        for label, color, marker in legend:
+            text.append(f"{marker} {label}  ", style=f"rgb({color[0]},{color[1]},{color[2]})")
+        text.append("· ctrl+n: view, ctrl+b: pin", style="dim")
+        self.query_one("#loss-legend", Label).update(text)
 
     def _show_status(self, handle, info: dict) -> None:
         status = info.get("status", "starting")
@@ -220,7 +372,8 @@ class TrainingPane(Pane):
         alive = handle.alive()
         if status == "running" and alive:
             eta = render.format_seconds(handle.eta(info))
-            label.update(f"epoch {done}/{total}{best_text} · ETA {eta} · {handle.folder.name}")
+            gpu = gpu_text(info)
+            label.update(f"epoch {done}/{total}{best_text} · ETA {eta}{gpu} · {handle.folder.name}")
             return
         if status == "starting" and alive:
             return
@@ -276,7 +429,10 @@ class TrainingPane(Pane):
 
     def _runs_found(self, found: list) -> None:
         followed = None if self.handle is None else self.handle.folder.resolve()
+        known = {h.folder for h in self.running}
         self.running = [h for h in found if h.folder != followed]
+        if {h.folder for h in self.running} == known and self.query_one("#runs").row_count:
+            return  # nothing changed: keep the cursor where it is
         table = self.query_one("#runs", DataTable)
         table.clear()
         for h in self.running:
@@ -287,9 +443,10 @@ class TrainingPane(Pane):
                 str(h.pid),
                 key=str(h.folder),
             )
-        if self.running:
+        new = {h.folder for h in self.running} - known
+        if new:
             self.app.notify(
-                f"{len(self.running)} training run(s) still going — Training pane (4), ctrl+o re-attaches",
+                f"{len(new)} training run(s) still going — Training pane (4), ctrl+o re-attaches",
                 title="runs found",
             )
 
@@ -339,5 +496,30 @@ class TrainingPane(Pane):
                 "Training: attach to a running run",
                 "Follow a run still going from an earlier session",
                 self.action_attach,
+            ),
+            (
+                "Training: resume",
+                "Continue the followed or selected run (ctrl+u)",
+                self.action_resume,
+            ),
+            (
+                "Training: retry",
+                "The same config again in a new folder (ctrl+y)",
+                self.action_retry,
+            ),
+            (
+                "Training: show log",
+                "train.log of the followed or selected run (ctrl+k)",
+                self.action_log,
+            ),
+            (
+                "Training: next plot view",
+                "loss / log loss / loss - floor (ctrl+n)",
+                self.action_next_view,
+            ),
+            (
+                "Training: pin curves",
+                "Keep this run's curve while following others (ctrl+b)",
+                self.action_pin,
             ),
         ]

@@ -62,7 +62,9 @@ def test_model_matches_config_and_emulates_its_hmm(rel):
     assert saved.num_sequences == 5000 and saved.seq_len == cfg.seq_len
     assert saved.passes_bar()[0], saved.passes_bar()[1]
     assert saved.passes_dynamics_bar()[0] == (rel in MEETS_DYNAMICS_BAR), (
-        rel, saved.passes_dynamics_bar()[1])
+        rel,
+        saved.passes_dynamics_bar()[1],
+    )
     # a fresh, smaller re-evaluation with a looser bound catches a broken or replaced file
     fresh = evaluate_model(m, cfg.build_hmm(), num_sequences=600, seq_len=cfg.seq_len, seed=11)
     ok, reasons = fresh.passes_bar(max_ratio=1.15, max_abs=0.15, max_sq=0.0225, max_vol_rel=0.3)

@@ -418,8 +418,12 @@ async def test_training_run_plots_live_and_cancels(tree, tmp_path):
             assert handle is not None and handle.alive()
             assert os.getsid(handle.pid) == handle.pid  # its own session: survives SSH drops
             await until(pilot, lambda: len(pane.records) >= 3, timeout=45, what="epochs")
-            plot = rendered(app.query_one("#loss-plot"))
-            assert "train" in plot and "val" in plot and "floor" in plot
+            legend = rendered(app.query_one("#loss-legend"))  # beside the plot, not over it
+            assert "train" in legend and "val" in legend and "floor" in legend
+            await pilot.press("ctrl+n")
+            assert pane.view == "log loss" and "log" in rendered(app.query_one("#loss-plot"))
+            await pilot.press("ctrl+n")
+            assert "floor (0)" in rendered(app.query_one("#loss-legend"))
             assert app.query_one("#run-progress").total == 100000
             await pilot.press("ctrl+g")
             await until(pilot, lambda: not handle.alive(), timeout=30, what="the run to stop")
@@ -453,6 +457,41 @@ async def test_a_bad_form_value_creates_nothing(tree, tmp_path, fields, needle, 
         assert pane.handle is None and not (tmp_path / "runs").exists()  # nothing on disk
         assert app.focused is not None and app.focused.id == focused
         assert app.is_running
+
+
+async def test_a_finished_run_appears_in_the_tree_and_opens_in_metrics(tree, tmp_path):
+    from hmmrnn_tui.logview import LogScreen
+
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("4")
+        pane = app.pane("training")
+        pane.set_form(out=str(tmp_path / "runs" / "quick"), **{**TINY_RUN, "epochs": "3"})
+        await pilot.press("ctrl+r")
+        rel = "Runs/quick"
+        await until(pilot, lambda: any(e.rel == rel and e.status == "ok" for e in app.entries),
+                    timeout=60, what="the run in the tree")  # fmt: skip
+        ended = json.loads((tmp_path / "runs" / "quick" / "run.json").read_text())["updated"]
+        print(f"finished run listed {time.time() - ended:.2f} s after its trainer finished")
+        assert rel in leaves(app)
+        remembered = json.loads(Path(os.environ["HMMRNN_TUI_SETTINGS"]).read_text())
+        assert remembered["training_form"]["hidden_size"] == "8"  # the form is remembered
+        await pilot.press("ctrl+k")
+        assert isinstance(app.screen, LogScreen)
+        await pilot.press("escape")
+        await select(pilot, rel)
+        await pilot.press("2", "ctrl+r")
+        key = str((tmp_path / "runs" / "quick"))
+        await until(pilot, lambda: any(Path(k).resolve() == Path(key).resolve()
+                                       for k in app.evaluations), what="its evaluation")  # fmt: skip
+        assert (tmp_path / "runs" / "quick" / "evaluation.json").is_file()
+        await pilot.press("4", "ctrl+y")  # retry: the same config in a new folder
+        await until(pilot, lambda: pane.handle is not None and "retry" in pane.handle.folder.name,
+                    what="the retry")  # fmt: skip
+        retry = pane.handle
+        await until(pilot, lambda: pane.reported, timeout=60, what="the retry to end")
+    assert json.loads((retry.folder / "config.json").read_text())["hidden_size"] == 8
 
 
 async def test_keys_answered_while_training_and_analysis_run(tree, tmp_path):
