@@ -482,7 +482,7 @@ async def test_a_finished_run_appears_in_the_tree_and_opens_in_metrics(tree, tmp
         await pilot.press("escape")
         await select(pilot, rel)
         await pilot.press("2", "ctrl+r")
-        key = str((tmp_path / "runs" / "quick"))
+        key = str(tmp_path / "runs" / "quick")
         await until(pilot, lambda: any(Path(k).resolve() == Path(key).resolve()
                                        for k in app.evaluations), what="its evaluation")  # fmt: skip
         assert (tmp_path / "runs" / "quick" / "evaluation.json").is_file()
