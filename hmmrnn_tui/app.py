@@ -96,6 +96,7 @@ class HmmrnnApp(App):
         self.exit_after_paint = exit_after_paint
         self.entries: list = []
         self.current = None
+        self.compare = None  # a model marked for side-by-side comparison
         self.store = ModelStore(device)
         self.evaluations: dict[str, Any] = {}
         self.results: dict[tuple[str, str], Any] = {}
@@ -122,6 +123,11 @@ class HmmrnnApp(App):
         if self.start_note:
             self.notify(self.start_note, title="models", timeout=8)
         self.pane("models").focus_main()
+
+    NARROW = 120  # columns below which side panels go under their plot
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < self.NARROW, "narrow")
 
     def _painted(self) -> None:
         """First frame is on screen: only now start the work that imports torch, so that its

@@ -174,7 +174,20 @@ class MechanismsPane(JobPane):
                 self.query_one("#mech-params", Input).value = spec.schema.format_values(result)
                 self._show_defaults()
 
-        self.app.push_screen(ParamForm(f"{spec.name} parameters", spec.schema, values), applied)
+        self.app.push_screen(
+            ParamForm(f"{spec.name} parameters", spec.schema, values, self._unit_choices()),
+            applied,
+        )
+
+    def _unit_choices(self) -> list[tuple[int, str]]:
+        """Units of the selected model, scored by its kick-neurons result when there is one."""
+        from hmmrnn_tui.unitpicker import unit_choices
+
+        entry = self.hub.current
+        if entry is None or entry.sizes is None:
+            return []
+        kick = self.hub.results.get((str(entry.path), "kick-neurons"))
+        return unit_choices(entry.sizes[1], kick.result if kick is not None else None)
 
     # --- running ----------------------------------------------------------------------------
 

@@ -132,6 +132,7 @@ class MetricsPane(JobPane):
         Binding("a", "evaluate_all", "Evaluate all", id="metrics.evaluate_all"),
         Binding("s", "sort", "Sort by column", id="metrics.sort"),
         Binding("ctrl+w", "save_csv", "Table as CSV", id="metrics.save_csv"),
+        Binding("c", "compare", "Compare", id="metrics.compare"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -172,12 +173,38 @@ class MetricsPane(JobPane):
             return
         run = self.hub.evaluations.get(str(entry.path))
         if run is not None:
-            self._idle_status(Text(f"{entry.rel}: evaluation (ctrl+r recomputes)"))
-            body.update(render.evaluation_view(run))
+            other, name = self._comparison(entry)
+            note = f" · compared with {name} (c on it again: stop)" if other is not None else ""
+            self._idle_status(Text(f"{entry.rel}: evaluation (ctrl+r recomputes){note}"))
+            body.update(render.evaluation_view(run, other, name))
             return
         self._idle_status(Text(f"{entry.rel}: not evaluated yet — ctrl+r evaluates", style="dim"))
         body.update("")
         self.load_saved(entry)
+
+    def _comparison(self, entry):
+        """(evaluation, name) of the model marked for comparison, if any and not this one."""
+        marked = self.hub.compare
+        if marked is None or marked.path == entry.path:
+            return None, ""
+        run = self.hub.evaluations.get(str(marked.path))
+        if run is None:
+            self.load_saved(marked)
+        return run, marked.rel.split("/")[0] + "…" + marked.rel.split("/")[-1]
+
+    def action_compare(self) -> None:
+        """Mark the selected model: every other model's evaluation shows it beside its own (the
+        State space pane draws both as well); again on the marked model: unmark."""
+        entry = self.hub.current
+        if entry is None:
+            return
+        if self.hub.compare is not None and self.hub.compare.path == entry.path:
+            self.hub.compare = None
+            self.app.notify("comparison off")
+        else:
+            self.hub.compare = entry
+            self.app.notify(f"{entry.rel} marked: select another model to compare")
+        self.show_evaluation(entry)
 
     def _idle_status(self, text) -> None:
         if self.job is None:  # a running job's progress keeps the status line
@@ -214,8 +241,11 @@ class MetricsPane(JobPane):
             row.update(eval_columns(run))
             self.fill_table()
         current = self.hub.current
-        if current is not None and current.path == entry.path:
-            self.show_evaluation(entry)
+        marked = self.hub.compare
+        if current is not None and (
+            current.path == entry.path or (marked is not None and marked.path == entry.path)
+        ):
+            self.show_evaluation(current)
 
     # --- evaluation jobs --------------------------------------------------------------------
 

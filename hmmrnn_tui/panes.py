@@ -20,6 +20,15 @@ class Pane(Container):
     def hub(self) -> HmmrnnApp:
         return self.app  # type: ignore[return-value]
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """A pane's keys act only while its tab is shown: right after a switch the focus may
+        still sit in the pane left (it moves on the next cycle), and ctrl+r there must not start
+        that pane's job."""
+        try:
+            return self.hub.active_pane is self
+        except Exception:  # while composing: no tabs yet
+            return True
+
     def healthy_model(self):
         """The selected entry when it can be analysed; otherwise say why and return None."""
         entry = self.hub.current

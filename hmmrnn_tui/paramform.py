@@ -24,13 +24,15 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [
         Binding("ctrl+s", "apply", "Apply", priority=True, id="params.apply"),
         Binding("escape", "leave", "Back", priority=True, id="params.leave"),
+        Binding("ctrl+u", "pick_units", "Pick units", priority=True, id="params.pick_units"),
     ]
 
-    def __init__(self, title: str, schema, values: dict[str, Any]) -> None:
+    def __init__(self, title: str, schema, values: dict[str, Any], units=None) -> None:
         super().__init__()
         self.title_text = title
         self.schema = schema
         self.values = dict(values)
+        self.units = units or []  # (unit, label) choices for unit-list parameters
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form-box"):
@@ -49,7 +51,11 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
                         classes="form-help",
                         id=f"h-{p.name}",
                     )
-            yield Label("ctrl+s applies · esc leaves unchanged · tab moves", id="form-keys")
+            yield Label(
+                "ctrl+s applies · esc leaves unchanged · tab moves · ctrl+u picks units "
+                "(in a units field)",
+                id="form-keys",
+            )
 
     def on_mount(self) -> None:
         first = next(iter(self.schema), None)
@@ -88,3 +94,42 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
 
     def action_leave(self) -> None:
         self.dismiss(None)
+
+    def action_pick_units(self) -> None:
+        """A list of units (kick scores first when known) for the focused unit-list field; for
+        two groups (populations' kick units) group A, then group B."""
+        from hmmrnn_tui.unitpicker import UnitPicker
+
+        field = self.focused
+        name = (field.id or "")[2:] if field is not None else ""
+        param = self.schema[name] if name in self.schema else None
+        if param is None or param.kind not in ("int_list", "int_groups") or not self.units:
+            self.app.notify("move to a units field (kick_units) first", severity="warning")
+            return
+        try:
+            current = param.parse(field.value) or []
+        except ValueError:
+            current = []
+        if param.kind == "int_list":
+
+            def took(units):
+                if units is not None:
+                    field.value = param.format(units)
+
+            self.app.push_screen(UnitPicker(f"{name}: units", self.units, current), took)
+            return
+        groups = [list(g) for g in current] if current else [[], []]
+        groups += [[]] * (2 - len(groups))
+
+        def took_b(units, first):
+            if units is not None:
+                field.value = param.format([first, units])
+
+        def took_a(units):
+            if units is not None:
+                self.app.push_screen(
+                    UnitPicker(f"{name}: group B", self.units, groups[1]),
+                    lambda b: took_b(b, units),
+                )
+
+        self.app.push_screen(UnitPicker(f"{name}: group A", self.units, groups[0]), took_a)

@@ -143,9 +143,10 @@ def _short(value, limit: int = 28) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def evaluation_view(run) -> RenderableType:
+def evaluation_view(run, other=None, other_name: str = "") -> RenderableType:
     """The evaluation table (the rows `hmmrnn evaluate` prints), the output transition matrices
-    and the parameters the evaluation was made with."""
+    and the parameters the evaluation was made with; with `other` (a second model's evaluation),
+    its RNN column beside this one's, to compare two models."""
     from hmmrnn import api
 
     result = run.result
@@ -153,7 +154,12 @@ def evaluation_view(run) -> RenderableType:
     table.add_column("metric")
     table.add_column("HMM (baseline)", justify="right")
     table.add_column("RNN", justify="right")
-    for row in api.evaluation_rows(result):
+    rows = api.evaluation_rows(result)
+    if other is not None:
+        table.add_column(f"vs {other_name}", justify="right", style="magenta")
+        theirs = {r[0]: r[2] for r in api.evaluation_rows(other.result)}
+        rows = [(*r, theirs.get(r[0], "–")) for r in rows]
+    for row in rows:
         table.add_row(*row)
     mats = side_by_side(
         matrix_table("HMM output transitions", result.hmm_transition),

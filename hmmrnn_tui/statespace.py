@@ -44,8 +44,9 @@ class StateSpacePane(JobPane):
         self.view = VIEWS[0]
 
     def compose(self) -> ComposeResult:
-        with Horizontal():
+        with Horizontal(id="ss-body"):
             yield PlotextPlot(id="ss-plot")
+            yield PlotextPlot(id="ss-plot2")  # the model marked for comparison (Metrics: c)
             with VerticalScroll(id="ss-side"):
                 yield Static("", id="ss-info")
         with Horizontal(classes="statusbar"):
@@ -55,6 +56,7 @@ class StateSpacePane(JobPane):
     def on_mount(self) -> None:
         super().on_mount()
         plots.message(self.plot.plt, "no state space computed")
+        self.query_one("#ss-plot2").display = False
 
     @property
     def plot(self) -> PlotextPlot:
@@ -64,7 +66,7 @@ class StateSpacePane(JobPane):
         self.query_one("#ss-side").focus()  # the plot itself takes no focus; p and v work here
 
     def _results(self, entry=None) -> dict:
-        entry = entry or self.hub.current
+        entry = entry if entry is not None else self.hub.current
         if entry is None:
             return {}
         return {
@@ -72,6 +74,9 @@ class StateSpacePane(JobPane):
             for name, _, _ in STAGES
             if (str(entry.path), name) in self.hub.results
         }
+
+    def on_show(self) -> None:
+        self.redraw()  # the model marked for comparison may have changed meanwhile
 
     def model_changed(self, entry) -> None:
         self.pair_index = 0
@@ -93,6 +98,7 @@ class StateSpacePane(JobPane):
             self.query_one("#ss-info", Static).update("")
         else:
             self._draw(res)
+            self._draw_comparison(entry)
             if self.job is None:
                 status.update(
                     f"{entry.rel} · view {self.view} (v) · PC{self.pair[0] + 1}-PC{self.pair[1] + 1} (p)"
@@ -107,8 +113,21 @@ class StateSpacePane(JobPane):
         pairs = plots.pc_pairs(n)
         return pairs[self.pair_index % len(pairs)]
 
-    def _draw(self, res: dict) -> None:
-        plt = self.plot.plt
+    def _draw_comparison(self, entry) -> None:
+        """The marked model's state space beside this one's, same view and PC pair."""
+        second = self.query_one("#ss-plot2", PlotextPlot)
+        marked = self.hub.compare
+        other = self._results(marked) if marked is not None and marked.path != entry.path else {}
+        second.display = bool(other)
+        if not other:
+            return
+        self._draw(other, second, info=False)
+        second.plt.title(f"{marked.rel} ({self.view})")
+        second.refresh()
+
+    def _draw(self, res: dict, plot: PlotextPlot | None = None, info: bool = True) -> None:
+        plot = plot or self.plot
+        plt = plot.plt
         pca = res.get("pca")
         traj = res.get("trajectories")
         fixed = res.get("fixed-points")
@@ -122,6 +141,8 @@ class StateSpacePane(JobPane):
             plots.driven(plt, traj.result, fixed_r, pair)
         else:
             plots.message(plt, f"{self.view}: not computed")
+        if not info:
+            return
         parts = []
         for name, _, _ in STAGES:
             if name in res:

@@ -402,6 +402,58 @@ async def test_parameter_form_from_the_schema(tree, tmp_path):
         assert app.query_one("#mech-params").value == line  # esc changes nothing
 
 
+async def test_compare_two_models_and_pick_units_from_a_list(tree, tmp_path):
+    from hmmrnn_tui.paramform import ParamForm
+    from hmmrnn_tui.unitpicker import UnitPicker
+
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        metrics = app.pane("metrics")
+        for rel in ("Fully_Connected/Seed 1", SEED0):
+            await select(pilot, rel)
+            await pilot.press("2", "ctrl+r")
+            await until(pilot, lambda rel=rel: str(tree / rel) in app.evaluations
+                        and metrics.job is None, what=f"evaluation of {rel}")  # fmt: skip
+        await pilot.press("c")  # SEED0 marked
+        await select(pilot, "Fully_Connected/Seed 1")
+        await pilot.press("2")
+        body = rendered(app.query_one("#eval-body"))
+        assert "vs Three…seed_0" in body
+        await pilot.press("5")
+        pane = app.pane("mechanisms")
+        await until(pilot, lambda: bool(pane.specs), what="analysis registry")
+        pane.query_one("#mech-name").value = "ablation"
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, ParamForm), what="the form")
+        app.screen.query_one("#p-kick_units").focus()
+        await pilot.press("ctrl+u")
+        await until(pilot, lambda: isinstance(app.screen, UnitPicker), what="the unit list")
+        await pilot.press("space", "down", "down", "space", "enter")  # units 0 and 2
+        await until(pilot, lambda: isinstance(app.screen, ParamForm), what="back to the form")
+        assert app.screen.query_one("#p-kick_units").value == "0,2"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, ParamForm), what="form closed")
+        assert pane._given()["kick_units"] == [0, 2]
+
+
+async def test_side_panels_go_under_the_plot_below_120_columns(tree, tmp_path):
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("5")
+        side, plot = app.query_one("#mech-side"), app.query_one("#mech-plot")
+        assert app.has_class("narrow") and side.region.y >= plot.region.bottom
+        assert side.region.width >= 90  # the table gets the whole width, not a sliver
+    app = make_app(tree, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("5")
+        side, plot = app.query_one("#mech-side"), app.query_one("#mech-plot")
+        assert not app.has_class("narrow") and side.region.x >= plot.region.right
+
+
 # --- training -------------------------------------------------------------------------------------
 
 
