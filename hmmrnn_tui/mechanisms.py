@@ -83,6 +83,7 @@ class MechanismsPane(JobPane):
     # --- specs (the registry imports torch: done in a worker) ---------------------------------
 
     def on_show(self) -> None:
+        self.show_result()  # results may have come in (or the model changed) meanwhile
         if not self.specs:
             from hmmrnn import api
 

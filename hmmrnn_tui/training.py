@@ -29,6 +29,7 @@ FIELDS = (
 )
 DEVICES = ("auto", "cpu", "cuda")
 RESCAN_SECONDS = 5.0
+MARKER_GLYPHS = {"hd": "▞", "dot": "•", "sd": "▪"}  # plotext marker names, as they look
 
 
 def gpu_text(info: dict) -> str:
@@ -356,7 +357,8 @@ class TrainingPane(Pane):
         plot.refresh()
         text = Text()
         for label, color, marker in legend:
-            text.append(f"{marker} {label}  ", style=f"rgb({color[0]},{color[1]},{color[2]})")
+            glyph = MARKER_GLYPHS.get(marker, marker)
+            text.append(f"{glyph} {label}  ", style=f"rgb({color[0]},{color[1]},{color[2]})")
         text.append("· ctrl+n: view, ctrl+b: pin", style="dim")
         self.query_one("#loss-legend", Label).update(text)
 

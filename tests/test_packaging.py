@@ -131,7 +131,11 @@ def test_bash_completion_offers_commands_analyses_and_their_flags(tmp_path):
 def test_the_readme_screenshot_is_the_current_snapshot():
     shot = ROOT / "docs" / "screenshot.svg"
     snapshot = (
-        ROOT / "tests" / "__snapshots__" / "test_tui_snapshots" / "test_main_screen[160x48].svg"
+        ROOT
+        / "tests"
+        / "__snapshots__"
+        / "test_tui_snapshots"
+        / "test_pane[models-120x36-dark].svg"
     )
     assert shot.read_bytes() == snapshot.read_bytes()  # refresh docs/ after a snapshot update
 
