@@ -30,7 +30,7 @@ from hmmrnn_tui.panes import Pane
 from hmmrnn_tui.settings import Settings
 from hmmrnn_tui.statespace import StateSpacePane
 from hmmrnn_tui.store import ModelStore
-from hmmrnn_tui.timing import StallMeter, process_age
+from hmmrnn_tui.timing import StallMeter, freeze_startup_heap, process_age
 from hmmrnn_tui.training import TrainingPane
 
 PANES: tuple[tuple[str, type[Pane]], ...] = (
@@ -213,6 +213,7 @@ class HmmrnnApp(App):
                 self.prewarm()
         elif message.key == "specs":
             self.warm = True
+            freeze_startup_heap()
             if not isinstance(value, Exception):  # each feature reports its own import problem
                 self.pane("mechanisms").set_specs(value)
         elif message.key == "export":

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static, Tree
+from textual.widgets.input import Selection
 from textual.widgets.tree import TreeNode
 
 from hmmrnn_tui import jobs, render
@@ -168,7 +169,7 @@ class BrowserPane(Pane):
         """Focus the filter with its text selected: typing replaces it, → keeps it."""
         box = self.query_one("#filter", Input)
         box.focus()
-        box.select_all()
+        box.selection = Selection(0, len(box.value))
 
     def action_to_tree(self) -> None:
         self.tree.focus()
