@@ -124,6 +124,55 @@ def test_classify_counts_unstable_and_marginal():
     assert kinds == ["stable", "marginal", "saddle", "unstable"]
 
 
+def test_written_out_gradient_equals_autograd():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(9, 9, generator=gen, dtype=torch.float64) * 0.5
+    p = torch.randn(40, 9, generator=gen, dtype=torch.float64) * 3
+    leaf = p.clone().requires_grad_(True)
+    fp._speed(w, leaf / leaf.norm(dim=1, keepdim=True)).sum().backward()
+    assert torch.allclose(fp._speed_grad(w, p), leaf.grad, atol=1e-12)
+
+
+def test_early_stopped_starts_give_the_full_runs_points():
+    model = planted((1.0, 1.5, 0.3))
+    full = fp.find_fixed_points(model, n_starts=64, iters=600, pca_steps=0, stall_tol=0)
+    early = fp.find_fixed_points(model, n_starts=64, iters=600, pca_steps=0, stall_tol=1e-12)
+    assert early.kinds == full.kinds and len(early.points) == len(full.points)
+    scale = np.linalg.norm(full.points, axis=1, keepdims=True).clip(1e-300)
+    assert np.allclose(early.points / scale, full.points / scale, atol=1e-6)
+    assert np.allclose(early.q, full.q, atol=1e-9)
+    assert (early.start_q < full.tol).sum() == (full.start_q < full.tol).sum()
+
+
+def test_analyses_run_on_limited_threads_and_restore_the_count(monkeypatch, loaded):
+    from hmmrnn.device import limited_threads
+    from hmmrnn.errors import UserError
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # so a count left at 1 shows
+    before = 2
+    seen = []
+    with limited_threads("cpu"):
+        with limited_threads("cpu"):  # nested users (TUI workers) share one restore
+            seen.append(torch.get_num_threads())
+        seen.append(torch.get_num_threads())
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    fit = pca_mod.fit_pca
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(pca_mod, "fit_pca", spy)
+    registry.run_analysis("pca", loaded, {"steps": 20}, use_cache=False)
+    assert seen[-1] == 1 and torch.get_num_threads() == before
+    monkeypatch.setenv("HMMRNN_ANALYSIS_THREADS", "0")
+    with pytest.raises(UserError, match="HMMRNN_ANALYSIS_THREADS"):
+        with limited_threads("cpu"):
+            pass
+    torch.set_num_threads(original)
+
+
 # --- PCA, trajectories, contours, readout ----------------------------------------------------------
 
 
@@ -136,6 +185,19 @@ def test_driven_pca_matches_generation_and_project():
     assert np.allclose(r.components @ r.components.T, np.eye(3), atol=1e-10)
     assert np.all(np.diff(r.explained_variance_ratio) <= 0)
     assert pca_mod.driven_pca(tiny(hidden=2), steps=50).components.shape == (2, 2)  # capped
+
+
+def test_pca_axes_equal_sklearns():
+    sklearn_pca = pytest.importorskip("sklearn.decomposition").PCA
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 7)) @ rng.normal(size=(7, 7)) + 3.0
+    ours = pca_mod.fit_pca(x, n_components=4)
+    ref = sklearn_pca(n_components=4, svd_solver="full").fit(x)
+    signs = np.sign((ours.components * ref.components_).sum(axis=1))
+    assert np.allclose(ours.components, signs[:, None] * ref.components_, atol=1e-8)
+    assert np.allclose(ours.explained_variance, ref.explained_variance_, rtol=1e-10)
+    assert np.allclose(ours.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-10)
+    assert np.allclose(ours.mean, ref.mean_)
 
 
 def test_readout_in_plane_has_angle_zero_and_orthogonal_ninety():

@@ -7,6 +7,7 @@ comes with its whole ray; the search therefore minimises the scale-free speed on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -27,6 +28,10 @@ from hmmrnn.analyses.statespace import (
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
 from hmmrnn.params import P
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+CHECK_EVERY = 50  # iterations between renormalisation, convergence check, progress and cancel
 
 
 @dataclass
@@ -127,6 +132,10 @@ def find_fixed_points(
     pca_steps: Annotated[int, P("driven steps of the PC basis (0: no projection)", ge=0)] = 2000,
     n_components: Annotated[int, P("principal components of the projection", ge=1)] = 3,
     seed: Annotated[int, P("seed of the starts and the PC basis' driven run", ge=0)] = 0,
+    stall_tol: Annotated[
+        float,
+        P(f"a start stops when its speed changes less than this in {CHECK_EVERY} steps", ge=0),
+    ] = 1e-12,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> FixedPointsResult:
@@ -147,7 +156,9 @@ def find_fixed_points(
         good = norms[~dead]
         norms = torch.where(dead, good.median() if len(good) else norms.new_tensor(1.0), norms)
     w = model.w_hh.detach().double()
-    u = _minimise(w, starts / starts.norm(dim=1, keepdim=True), iters, lr, progress, cancel)
+    u = _minimise(
+        w, starts / starts.norm(dim=1, keepdim=True), iters, lr, stall_tol, progress, cancel
+    )
     q_all = _speed(w, u).cpu().numpy()
     norms = norms.cpu()  # the per-cluster loop below then never syncs with the device
     tick(progress, cancel, 0.9, "classifying")
@@ -215,25 +226,58 @@ def _origin_kind(growth: float, eig_tol: float) -> str:
     return "marginal" if growth <= 1 + eig_tol else "unstable"
 
 
-def _minimise(w, u0, iters, lr, progress, cancel) -> torch.Tensor:
-    """Adam on all starts at once; each start's loss only depends on its own row."""
-    param = u0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([param], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iters, 1), eta_min=lr * 1e-3)
-    chunk = max(1, iters // 20)
+def _speed_grad(w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Gradient of q(p / |p|) with respect to p, written out: a quarter of autograd's ops.
+
+    With u = p/|p|, a = W u and r = ReLU(a) - u: dq/du = W^T (r * [a > 0]) - r, and the
+    projection onto the tangent of the sphere divided by |p| gives dq/dp.
+    """
+    n = p.norm(dim=1, keepdim=True)
+    u = p / n
+    a = u @ w.T
+    r = torch.relu(a) - u
+    gu = torch.where(a > 0, r, 0.0) @ w - r
+    return (gu - u * (u * gu).sum(dim=1, keepdim=True)) / n
+
+
+def _minimise(w, u0, iters, lr, stall_tol, progress, cancel) -> torch.Tensor:
+    """Adam with a cosine-decayed step on all starts at once; each start's loss is its own row.
+
+    Every CHECK_EVERY iterations the directions are renormalised (so the scale, and with it Adam's
+    step, stays fixed) and a start whose speed changed by less than `stall_tol` since the last check
+    is finished and leaves the batch: the rest run on a smaller batch. stall_tol = 0 runs every start
+    to the end. One host sync per check, none per iteration.
+    """
+    b1, b2 = ADAM_BETAS
+    eta_min = lr * 1e-3
+    p = u0.clone()
+    m, v = torch.zeros_like(p), torch.zeros_like(p)
+    out = p.clone()
+    rows = torch.arange(len(p), device=p.device)
+    last_q = torch.full((len(p),), float("inf"), dtype=p.dtype, device=p.device)
     for i in range(iters):
-        u = param / param.norm(dim=1, keepdim=True)
-        loss = _speed(w, u).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (i + 1) % chunk == 0:
-            with torch.no_grad():
-                param /= param.norm(dim=1, keepdim=True)  # keep the scale (and Adam's steps) fixed
-            tick(progress, cancel, 0.05 + 0.85 * (i + 1) / iters, f"optimising {i + 1}/{iters}")
-    with torch.no_grad():
-        return param / param.norm(dim=1, keepdim=True)
+        step_lr = eta_min + (lr - eta_min) * (1 + math.cos(math.pi * i / iters)) / 2
+        g = _speed_grad(w, p)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2 ** (i + 1))).add_(ADAM_EPS)
+        p.addcdiv_(m, denom, value=-step_lr / (1 - b1 ** (i + 1)))
+        if (i + 1) % CHECK_EVERY and i + 1 < iters:
+            continue
+        p /= p.norm(dim=1, keepdim=True)
+        tick(progress, cancel, 0.05 + 0.85 * (i + 1) / iters, f"optimising {i + 1}/{iters}")
+        if stall_tol > 0:
+            q = _speed(w, p)
+            stalled = (last_q - q).abs() < stall_tol
+            if bool(stalled.any()):
+                out[rows[stalled]] = p[stalled]
+                keep = ~stalled
+                p, m, v, rows, q = p[keep], m[keep], v[keep], rows[keep], q[keep]
+                if len(p) == 0:
+                    break
+            last_q = q
+    out[rows] = p
+    return out / out.norm(dim=1, keepdim=True)
 
 
 # --- registration ---------------------------------------------------------------------------------
@@ -271,6 +315,7 @@ def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="fixed-points",
+        version=2,  # the written-out Adam with early-stopped starts
         bias_free=True,
         fn=find_fixed_points,
         result=FixedPointsResult,

@@ -187,7 +187,11 @@ def _call(spec: Analysis, loaded, params: dict, progress: ProgressFn, cancel, us
     first = loaded.folder if spec.subject == "folder" else loaded.model
     progress(0.0, "starting")  # every analysis shows it started, and can be cancelled from here
     check_cancel(cancel)
-    return spec.fn(first, **kwargs)
+    from hmmrnn.device import limited_threads
+
+    device = getattr(getattr(loaded, "model", None), "device", "cpu")
+    with limited_threads(device):  # see hmmrnn.device.analysis_threads
+        return spec.fn(first, **kwargs)
 
 
 def run_analysis(

@@ -239,7 +239,7 @@ def timestamp(now: _dt.datetime | None = None) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of what drew the figure (torch and sklearn only if this process loaded them)."""
+    """Versions of what drew the figure (torch and scipy only if this process loaded them)."""
     import matplotlib
     import numpy
 
@@ -251,7 +251,7 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "matplotlib": matplotlib.__version__,
     }
-    for mod, name in (("torch", "torch"), ("sklearn", "scikit-learn"), ("scipy", "scipy")):
+    for mod, name in (("torch", "torch"), ("scipy", "scipy")):
         module = sys.modules.get(mod)
         if module is not None and hasattr(module, "__version__"):
             versions[name] = str(module.__version__)
