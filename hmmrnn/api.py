@@ -588,9 +588,12 @@ def start_training(config: ExperimentConfig, out: str | Path, device: str = "aut
 
 
 def start_resume(folder: str | Path, device: str = "auto"):
-    """Resume a run in a detached process; returns a RunHandle."""
+    """Resume a run in a detached process; returns a RunHandle. A run that cannot be resumed
+    (finished, diverged, running, no config) is refused here, before anything starts."""
     from hmmrnn import runs
+    from hmmrnn.train import check_resumable
 
+    check_resumable(Path(folder))
     return runs.launch_resume(Path(folder), device)
 
 

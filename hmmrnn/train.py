@@ -500,23 +500,33 @@ def resume(
 ) -> TrainResult:
     """Continue a cancelled or interrupted run from its last completed epoch."""
     folder = Path(folder)
-    config = ExperimentConfig.load(folder / CONFIG_NAME)
-    info = read_run_info(folder)
-    if is_running(folder):
-        raise ConfigError(f"{folder}: already being trained by process {info.get('pid')}")
-    if info.get("status") == "finished":
-        raise ConfigError(f"{folder}: the run already finished; nothing to resume")
-    if info.get("status") == "diverged":
-        raise ConfigError(
-            f"{folder}: the run diverged ({info.get('message', '')}); resuming would diverge "
-            "again at the same point: train anew with a smaller learning rate or grad_clip"
-        )
+    config = check_resumable(folder)
     dev = resolve_device(device)
     try:
         with run_lock(folder):
             return _resume(folder, config, dev, cancel, on_epoch, on_batch)
     except OSError as exc:
         raise JobError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+
+
+def check_resumable(folder: Path) -> ExperimentConfig:
+    """The run's config if it can be resumed; a ConfigError saying why not otherwise.
+
+    Called before a resume is launched in another process too, so that the refusal reaches the
+    user at once instead of only the detached process's log.
+    """
+    config = ExperimentConfig.load(folder / CONFIG_NAME)
+    info = read_run_info(folder)
+    if info.get("status") == "finished":  # terminal, even while its process is still exiting
+        raise ConfigError(f"{folder}: the run already finished; nothing to resume")
+    if info.get("status") == "diverged":
+        raise ConfigError(
+            f"{folder}: the run diverged ({info.get('message', '')}); resuming would diverge "
+            "again at the same point: train anew with a smaller learning rate or grad_clip"
+        )
+    if is_running(folder):
+        raise ConfigError(f"{folder}: already being trained by process {info.get('pid')}")
+    return config
 
 
 def _resume(folder, config, dev, cancel, on_epoch, on_batch) -> TrainResult:

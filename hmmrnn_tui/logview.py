@@ -15,7 +15,7 @@ TAIL_BYTES = 64 * 1024  # the end of a long log is what matters
 
 
 class LogScreen(ModalScreen):
-    BINDINGS = [Binding("escape,q,ctrl+k", "dismiss", "Close", id="log.close")]
+    BINDINGS = [Binding("escape,q,f8", "dismiss", "Close", id="log.close")]
 
     def __init__(self, path: Path) -> None:
         super().__init__()

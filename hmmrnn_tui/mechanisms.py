@@ -37,7 +37,7 @@ class MechanismsPane(JobPane):
         Binding("ctrl+r", "run", "Run", priority=True, id="mechanisms.run"),
         Binding("ctrl+g", "cancel", "Cancel", priority=True, id="mechanisms.cancel"),
         Binding("ctrl+n", "next_view", "Plot view", priority=True, id="mechanisms.next_view"),
-        Binding("ctrl+e", "edit_params", "Parameters", priority=True, id="mechanisms.params"),
+        Binding("f6", "edit_params", "Parameters", priority=True, id="mechanisms.params"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -56,7 +56,7 @@ class MechanismsPane(JobPane):
                 compact=True,
             )
             yield Field(
-                placeholder="name=value … (empty: defaults; ctrl+e: form)",
+                placeholder="name=value … (empty: defaults; f6: form)",
                 id="mech-params",
                 compact=True,
             )

@@ -24,7 +24,7 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [
         Binding("ctrl+s", "apply", "Apply", priority=True, id="params.apply"),
         Binding("escape", "leave", "Back", priority=True, id="params.leave"),
-        Binding("ctrl+u", "pick_units", "Pick units", priority=True, id="params.pick_units"),
+        Binding("ctrl+o", "pick_units", "Pick units", priority=True, id="params.pick_units"),
     ]
 
     def __init__(self, title: str, schema, values: dict[str, Any], units=None) -> None:
@@ -52,7 +52,7 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
                         id=f"h-{p.name}",
                     )
             yield Label(
-                "ctrl+s applies · esc leaves unchanged · tab moves · ctrl+u picks units "
+                "ctrl+s applies · esc leaves unchanged · tab moves · ctrl+o picks units "
                 "(in a units field)",
                 id="form-keys",
             )

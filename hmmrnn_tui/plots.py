@@ -5,6 +5,8 @@ points) or follow a live log (the loss). Single-analysis views are registered wi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hmmrnn.figures.terminal import (
@@ -111,6 +113,18 @@ LOSS_VIEWS = ("loss", "log loss", "loss - floor")
 SERIES_STYLE = [(OUTPUT_COLORS[i], m) for i, m in enumerate(("hd", "dot", "x", "o", "+", "*"))]
 
 
+def integer_ticks(lo: float, hi: float, most: int = 6) -> list[int]:
+    """Whole-number ticks at a round step (1, 2 or 5 x 10^k) inside lo..hi: epochs have no
+    fractions, and a run of 1,000 epochs reads 200, 400, ... rather than 1, 201, ..."""
+    lo, hi = math.floor(lo), math.ceil(hi)
+    for mag in (10**k for k in range(0, 12)):
+        for m in (1, 2, 5):
+            ticks = list(range(math.ceil(lo / (m * mag)) * m * mag, hi + 1, m * mag))
+            if len(ticks) <= most:
+                return ticks or [lo]
+    return [lo, hi]
+
+
 def _thin_records(records: list[dict]) -> list[int]:
     """Every k-th epoch and the last: a terminal has a few hundred columns, so a run with
     thousands of epochs costs the UI thread no more than a short one."""
@@ -129,8 +143,9 @@ def loss(plt, runs: list[tuple[str, list[dict]]], floor: float | None, view: str
     for the caller to show beside the plot: a legend inside a terminal plot covers the curves.
     """
     begin(plt, "")
-    legend, values = [], []
     shift = floor if (view == "loss - floor" and floor is not None) else 0.0
+    series = []  # (x, y, colour, marker) for curves; (None, y, ...) for horizontal lines
+    legend = []
     style = iter(SERIES_STYLE * 4)
     for r, (name, records) in enumerate(runs):
         idx = _thin_records(records)
@@ -140,25 +155,35 @@ def loss(plt, runs: list[tuple[str, list[dict]]], floor: float | None, view: str
             if not y or not all(isinstance(v, (int, float)) and v == v for v in y):
                 continue
             color, marker = next(style)
-            y = [v - shift for v in y]
-            plt.plot([records[i].get("epoch", i + 1) for i in idx], y, color=color, marker=marker)
-            values += y
+            x = [records[i].get("epoch", i + 1) for i in idx]
+            series.append((x, [v - shift for v in y], color, marker))
             legend.append((f"{name} {key.replace('_loss', '')}", color, marker))
-    if floor is not None and view != "loss - floor":
-        plt.horizontal_line(float(floor), color=GREY)
-        values.append(float(floor))
-        legend.append(("HMM-vs-HMM floor", GREY, "─"))
-    elif view == "loss - floor":
-        plt.horizontal_line(0.0, color=GREY)
-        values.append(0.0)
+    if view == "loss - floor":
+        series.append((None, [0.0], GREY, None))
         legend.append(("floor (0)", GREY, "─"))
-    log = view == "log loss" and values and min(values) > 0
-    if log:
-        plt.yscale("log")
+    elif floor is not None:
+        series.append((None, [float(floor)], GREY, None))
+        legend.append(("HMM-vs-HMM floor", GREY, "─"))
+    values = [v for _, ys, _, _ in series for v in ys]
+    # Log y is drawn as log10 values with real-valued tick labels: plotext's own log mode
+    # mislabels the axis once the range is set.
+    log = view == "log loss" and bool(values) and min(values) > 0
+    scale = math.log10 if log else (lambda v: v)
+    for x, ys, color, marker in series:
+        if x is None:
+            plt.horizontal_line(scale(ys[0]), color=color)
+        else:
+            plt.plot(x, [scale(v) for v in ys], color=color, marker=marker)
     if values:
-        lo, hi = min(values), max(values)
+        lo, hi = scale(min(values)), scale(max(values))
         pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
-        plt.ylim(lo / 1.1 if log else lo - pad, hi * 1.1 if log else hi + pad)
+        plt.ylim(lo - pad, hi + pad)
+        if log:
+            ticks = [lo + (hi - lo) * k / 4 for k in range(5)] if hi > lo else [lo]
+            plt.yticks(ticks, [f"{10**t:.4g}" for t in ticks])
+    epochs = [e for x, _, _, _ in series if x is not None for e in x]
+    if epochs:
+        plt.xticks(integer_ticks(min(epochs), max(epochs)))
     plt.xlabel("epoch")
     plt.title(view + (" (log y)" if log else ""))
     return legend

@@ -47,9 +47,9 @@ class TrainingPane(Pane):
         Binding("ctrl+r", "start", "Start run", priority=True, id="training.start"),
         Binding("ctrl+g", "cancel_run", "Cancel run", priority=True, id="training.cancel"),
         Binding("ctrl+o", "attach", "Attach", priority=True, id="training.attach"),
-        Binding("ctrl+u", "resume", "Resume", priority=True, id="training.resume"),
+        Binding("ctrl+f", "resume", "Resume", priority=True, id="training.resume"),
         Binding("ctrl+y", "retry", "Retry", priority=True, id="training.retry"),
-        Binding("ctrl+k", "log", "Log", priority=True, id="training.log"),
+        Binding("f8", "log", "Log", priority=True, id="training.log"),
         Binding("ctrl+n", "next_view", "Plot view", priority=True, id="training.next_view"),
         Binding("ctrl+b", "pin", "Pin curves", priority=True, id="training.pin"),
     ]
@@ -58,6 +58,7 @@ class TrainingPane(Pane):
         super().__init__(**kwargs)
         self.handle = None  # the RunHandle followed
         self.reported = False
+        self.stopping = False
         self.running: list = []
         self._drawn: tuple | None = None  # what the loss plot shows, see _plot_key
         self.view = plots.LOSS_VIEWS[0]
@@ -235,11 +236,8 @@ class TrainingPane(Pane):
         if folder is None:
             self.app.notify("follow a run or select one in the tree first", severity="warning")
             return
-        if self.handle is not None and self.handle.alive():
-            self.app.notify(f"{folder.name} is still running", severity="warning")
-            return
         device = str(self.query_one("#f-device", Select).value)
-        try:
+        try:  # refused here when it is running, finished or diverged
             handle = api.start_resume(folder, device)
         except api.UserError as exc:
             self.app.notify(str(exc), title="cannot resume", severity="error")
@@ -302,6 +300,7 @@ class TrainingPane(Pane):
     def follow(self, handle) -> None:
         self.handle = handle
         self.reported = False
+        self.stopping = False  # a cancel was sent; said on the status line until the run ends
         self._drawn = None
         self.query_one("#run-progress").display = True
         self.query_one("#run-status", Label).update(
@@ -372,10 +371,15 @@ class TrainingPane(Pane):
         best = info.get("best_val")
         best_text = f" · best {best:.4f}" if isinstance(best, (int, float)) else ""
         alive = handle.alive()
+        if alive and info.get("pid") != handle.pid:
+            status = "starting"  # run.json is still the previous run's (a resume starting up)
         if status == "running" and alive:
             eta = render.format_seconds(handle.eta(info))
             gpu = gpu_text(info)
-            label.update(f"epoch {done}/{total}{best_text} · ETA {eta}{gpu} · {handle.folder.name}")
+            line = Text(f"epoch {done}/{total}{best_text} · ETA {eta}{gpu} · {handle.folder.name}")
+            if self.stopping:
+                line.append(" · stopping after the current batch …", style="yellow")
+            label.update(line)
             return
         if status == "starting" and alive:
             return
@@ -412,6 +416,7 @@ class TrainingPane(Pane):
             self.app.notify("no running training to cancel")
             return
         if handle.cancel():
+            self.stopping = True
             self.query_one("#run-status", Label).update(
                 Text(f"{handle.folder.name}: stopping after the current batch …", style="yellow")
             )
@@ -501,7 +506,7 @@ class TrainingPane(Pane):
             ),
             (
                 "Training: resume",
-                "Continue the followed or selected run (ctrl+u)",
+                "Continue the followed or selected run (ctrl+f)",
                 self.action_resume,
             ),
             (
@@ -511,7 +516,7 @@ class TrainingPane(Pane):
             ),
             (
                 "Training: show log",
-                "train.log of the followed or selected run (ctrl+k)",
+                "train.log of the followed or selected run (f8)",
                 self.action_log,
             ),
             (

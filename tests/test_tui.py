@@ -383,7 +383,7 @@ async def test_parameter_form_from_the_schema(tree, tmp_path):
         await until(pilot, lambda: bool(pane.specs), what="analysis registry")
         pane.query_one("#mech-name").value = "ablation"
         await pilot.pause()
-        await pilot.press("ctrl+e")
+        await pilot.press("f6")
         await until(pilot, lambda: isinstance(app.screen, ParamForm), what="the form")
         form = app.screen
         assert {p.name for p in form.schema} >= {"kick_units", "mus", "top_k", "seed"}
@@ -399,7 +399,7 @@ async def test_parameter_form_from_the_schema(tree, tmp_path):
         assert pane.specs["ablation"].schema.parse_assignments(line) == {
             "kick_units": [30, 130, 92, 56], "top_k": 12
         }  # fmt: skip
-        await pilot.press("ctrl+e", "escape")
+        await pilot.press("f6", "escape")
         assert app.query_one("#mech-params").value == line  # esc changes nothing
 
 
@@ -426,10 +426,10 @@ async def test_compare_two_models_and_pick_units_from_a_list(tree, tmp_path):
         await until(pilot, lambda: bool(pane.specs), what="analysis registry")
         pane.query_one("#mech-name").value = "ablation"
         await pilot.pause()
-        await pilot.press("ctrl+e")
+        await pilot.press("f6")
         await until(pilot, lambda: isinstance(app.screen, ParamForm), what="the form")
         app.screen.query_one("#p-kick_units").focus()
-        await pilot.press("ctrl+u")
+        await pilot.press("ctrl+o")
         await until(pilot, lambda: isinstance(app.screen, UnitPicker), what="the unit list")
         await pilot.press("space", "down", "down", "space", "enter")  # units 0 and 2
         await until(pilot, lambda: isinstance(app.screen, ParamForm), what="back to the form")
@@ -479,6 +479,9 @@ async def test_training_run_plots_live_and_cancels(tree, tmp_path):
             assert "floor (0)" in rendered(app.query_one("#loss-legend"))
             assert app.query_one("#run-progress").total == 100000
             await pilot.press("ctrl+g")
+            await pilot.pause(0.25)  # a few polls: the status line keeps saying a stop is coming
+            status = rendered(app.query_one("#run-status"))
+            assert "stopping" in status or "cancelled" in status  # not a plain "epoch n/N"
             await until(pilot, lambda: not handle.alive(), timeout=30, what="the run to stop")
             await until(pilot, lambda: pane.reported, what="the final status")
         finally:
@@ -487,6 +490,29 @@ async def test_training_run_plots_live_and_cancels(tree, tmp_path):
         assert handle.info()["status"] == "cancelled"
         assert any("cancelled" in n for n in notes(app, "warning"))
         assert (tmp_path / "runs" / "tiny" / "train.log").is_file()
+        # ctrl+u edits the field it is typed in (readline's clear-line); it resumes nothing
+        app.query_one("#f-hidden_size").focus()
+        await pilot.press("ctrl+u")
+        assert app.query_one("#f-hidden_size").value == "" and pane.handle is handle
+        # ctrl+f resumes: the old run.json's "cancelled" is not reported as the new run's end
+        done_before = handle.info()["epochs_done"]
+        warnings = notes(app, "warning")
+        await pilot.press("ctrl+f")
+        resumed = pane.handle
+        try:
+            assert resumed is not handle and resumed.alive()
+            await until(pilot, lambda: resumed.info().get("pid") == resumed.pid
+                        and resumed.info()["epochs_done"] > done_before,
+                        timeout=45, what="a resumed epoch")  # fmt: skip
+            await pilot.pause(0.3)
+            assert not pane.reported and "epoch" in rendered(app.query_one("#run-status"))
+            assert not set(notes(app, "warning")) - set(warnings)  # no stale "cancelled" notice
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: pane.reported, timeout=30, what="the resumed run's end")
+        finally:
+            if resumed.alive():
+                os.kill(resumed.pid, signal.SIGKILL)
+        assert "cancelled" in rendered(app.query_one("#run-status"))
 
 
 @pytest.mark.parametrize(
@@ -530,7 +556,7 @@ async def test_a_finished_run_appears_in_the_tree_and_opens_in_metrics(tree, tmp
         assert rel in leaves(app)
         remembered = json.loads(Path(os.environ["HMMRNN_TUI_SETTINGS"]).read_text())
         assert remembered["training_form"]["hidden_size"] == "8"  # the form is remembered
-        await pilot.press("ctrl+k")
+        await pilot.press("f8")
         assert isinstance(app.screen, LogScreen)
         await pilot.press("escape")
         await select(pilot, rel)
@@ -544,6 +570,9 @@ async def test_a_finished_run_appears_in_the_tree_and_opens_in_metrics(tree, tmp
                     what="the retry")  # fmt: skip
         retry = pane.handle
         await until(pilot, lambda: pane.reported, timeout=60, what="the retry to end")
+        await pilot.press("ctrl+f")  # a finished run: refused at once, nothing started
+        assert any("already finished" in n for n in notes(app, "error"))
+        assert pane.handle is retry
     assert json.loads((retry.folder / "config.json").read_text())["hidden_size"] == 8
 
 

@@ -1,0 +1,42 @@
+"""The terminal plots' axes: what the user reads off them must be the data's values."""
+
+from __future__ import annotations
+
+import re
+
+import plotext
+import pytest
+
+from hmmrnn_tui import plots
+
+RECORDS = [
+    {"epoch": i + 1, "train_loss": 12 + 5 / (i + 1), "val_loss": 12.2 + 4 / (i + 1)}
+    for i in range(6)
+]
+
+
+def tick_values(text: str) -> list[float]:
+    """Numbers left of the y-axis tick marks of a built plotext canvas."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return [float(m) for m in re.findall(r"^\s*([-0-9.e+]+)[┤├]", plain, flags=re.M)]
+
+
+@pytest.mark.parametrize("view", plots.LOSS_VIEWS)
+def test_loss_views_label_the_axis_in_the_datas_units(view):
+    plt = plotext
+    plt.plotsize(70, 18)
+    plots.loss(plt, [("run", RECORDS)], 11.5, view)
+    ticks = tick_values(plt.build())
+    assert len(ticks) >= 2
+    shift = 11.5 if view == "loss - floor" else 0.0
+    lo = min(11.5, *(r["train_loss"] for r in RECORDS)) - shift
+    hi = max(r["train_loss"] for r in RECORDS) - shift
+    span = hi - lo
+    assert min(ticks) >= lo - 0.2 * span and max(ticks) <= hi + 0.2 * span
+
+
+def test_epoch_ticks_are_whole_round_numbers():
+    assert plots.integer_ticks(1, 6) == [1, 2, 3, 4, 5, 6]
+    assert plots.integer_ticks(1, 1000) == [200, 400, 600, 800, 1000]
+    assert plots.integer_ticks(1, 13) == [2, 4, 6, 8, 10, 12]
+    assert plots.integer_ticks(5, 5) == [5]
