@@ -126,7 +126,13 @@ def entry_row(entry: ModelEntry) -> dict:
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The folder's files, without hidden ones (the run lock, temporary files of atomic writes)."""
+    found = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            found.append(str(rel))
+    return sorted(found)
 
 
 def model_info(path: str | Path) -> dict:

@@ -13,7 +13,23 @@ class UserError(ValueError):
 
 
 class ParamError(UserError):
-    """An analysis or figure parameter that is unknown, of the wrong type or out of range."""
+    """An analysis or figure parameter that is unknown, of the wrong type or out of range.
+
+    The message names the parameter as a command-line flag (`--num-sequences`); `name` and
+    `detail`, when set, let a form say the same thing in the words typed there (`num_sequences`).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.name = name
+        self.detail = detail
+
+
+def form_message(exc: Exception) -> str:
+    """An error as a form shows it: a parameter by its name rather than its flag."""
+    if isinstance(exc, ParamError) and exc.name and exc.detail:
+        return f"{exc.name}: {exc.detail}"
+    return str(exc)
 
 
 class JobError(Exception):

@@ -565,10 +565,14 @@ def compare_outputs(
         raise ValueError(
             f"output arrays must share one shape, got {ref.shape}, {other.shape} and {gen.shape}"
         )
-    progress(0.0, "matching the HMM baseline")
+    # Each matching is one solver call that reports nothing inside: say what it is and its size.
+    size = f"{ref.shape[0]} x {ref.shape[0]} sequences" + (
+        " (exact)" if method == "assignment" else ""
+    )
+    progress(0.0, f"matching 1 of 2, HMM baseline: {size}")
     base = matched_distances(other, ref, num_outputs, method, reg)
     check_cancel(cancel)
-    progress(0.5, "matching the RNN")
+    progress(0.5, f"matching 2 of 2, RNN: {size}")
     test = matched_distances(gen, ref, num_outputs, method, reg)
     check_cancel(cancel)
     progress(0.95, "sequence statistics")

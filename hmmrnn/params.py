@@ -237,9 +237,8 @@ class Param:
 
     def _error(self, value: Any, why: str) -> ParamError:
         shown = value if isinstance(value, str) else json.dumps(_plain(value))
-        return ParamError(
-            f"{self.flag}: {why}, got {shown!r}" if shown != "" else f"{self.flag}: {why}"
-        )
+        detail = f"{why}, got {shown!r}" if shown != "" else why
+        return ParamError(f"{self.flag}: {detail}", name=self.name, detail=detail)
 
 
 def _num(value: Any) -> str:

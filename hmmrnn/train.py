@@ -291,11 +291,20 @@ class Trainer:
         atomic_torch_save(evo / f"model_epoch_{epoch}.pth", cpu_state(model))
 
     def save_best(self) -> Path | None:
+        """Write the best weights under the study's name (which carries the loss). A resumed run
+        whose best improved would otherwise leave the earlier best beside it, and the folder would
+        hold two models; the older file goes once the new one is safely written."""
+        from hmmrnn.tree import model_candidates
+
         if self.best_state is None:
             return None
-        return save_model(
+        target = save_model(
             self.folder, self.best_state, self.config, self.best_lr or 0.0, self.best_val
         )
+        for path in model_candidates(self.folder):
+            if path.resolve() != target.resolve():
+                path.unlink(missing_ok=True)
+        return target
 
     def _give_up(self, exc: OSError) -> None:
         """A write failed (disk full, read-only folder): say so; what was written stays valid."""

@@ -24,7 +24,32 @@ def short_reason(reason: str) -> str:
 
 class ModelTree(Tree):
     """The model tree. Typing letters here does nothing: the filter starts with `/`, so a model
-    name typed by habit never fires an action."""
+    name typed by habit never fires an action. Left and right fold as in a file manager."""
+
+    BINDINGS = [
+        Binding("left", "fold", "Fold / to parent", show=False, id="models.fold"),
+        Binding("right", "unfold", "Unfold / to child", show=False, id="models.unfold"),
+    ]
+
+    def action_fold(self) -> None:
+        """Collapse the open folder under the cursor, else move to its parent folder."""
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
+
+    def action_unfold(self) -> None:
+        """Open the folder under the cursor, else move to its first child."""
+        node = self.cursor_node
+        if node is None or not node.allow_expand:
+            return
+        if not node.is_expanded:
+            node.expand()
+        elif node.children:
+            self.move_cursor(node.children[0])
 
 
 class BrowserPane(Pane):

@@ -52,7 +52,8 @@ def help_table(app) -> Table:
         for key, what in NOTES.get(title, ()):
             t.add_row(key, what, "")
         t.add_row("", "", "")
-    t.add_row("", Text("remap keys by id in the settings file (see hmmrnn_tui/settings.py)",
+    where = getattr(getattr(app, "settings", None), "path", None) or "the settings file"
+    t.add_row("", Text(f'remap keys by id in {where}: {{"keymap": {{"app.export": "f10"}}}}',
                        style="italic"), "")  # fmt: skip
     return t
 
@@ -83,7 +84,9 @@ class ExportsScreen(ModalScreen):
             text.append("nothing exported yet: ctrl+s in a pane exports its view", style="dim")
         for export in reversed(self.exports):
             for path in [*export.paths, export.sidecar]:
-                text.append(f"{Path(path).resolve()}\n")
+                if path is not None:
+                    text.append(f"{Path(path).resolve()}\n")
             text.append("\n")
-        with VerticalScroll(id="help-box"):
-            yield Static(text)
+        text.no_wrap = True  # a path stays whole on its line (scroll sideways), ready to copy
+        with VerticalScroll(id="exports-box"):
+            yield Static(text, expand=False)

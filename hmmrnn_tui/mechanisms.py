@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, ProgressBar, Select, Static
-from textual_plotext import PlotextPlot
 
+from hmmrnn.errors import form_message
 from hmmrnn_tui import jobs, plots, render
 from hmmrnn_tui.fields import Field
 from hmmrnn_tui.jobs import JobPane
+from hmmrnn_tui.legendplot import LegendPlot
 from hmmrnn_tui.paramform import ParamForm
 
 # Shown first, in the order the study runs them; any other registered analysis follows.
@@ -65,13 +66,13 @@ class MechanismsPane(JobPane):
             yield Label("select a model and an analysis, then ctrl+r", id="mech-status")
             yield ProgressBar(total=1.0, show_eta=False, id="mech-progress")
         with Horizontal(id="mech-body"):
-            yield PlotextPlot(id="mech-plot")
+            yield LegendPlot(id="mech-plot")
             with VerticalScroll(id="mech-side"):
                 yield Static("", id="mech-table")
 
     def on_mount(self) -> None:
         super().on_mount()
-        plots.message(self.query_one("#mech-plot", PlotextPlot).plt, "no analysis run yet")
+        plots.message(self.query_one("#mech-plot", LegendPlot).plt, "no analysis run yet")
 
     def focus_main(self) -> None:
         self.query_one("#mech-name", Select).focus()
@@ -125,7 +126,13 @@ class MechanismsPane(JobPane):
     @on(Input.Submitted, "#mech-params")
     def _params_entered(self) -> None:
         """Enter in the parameter line runs the analysis and leaves the line, so that single-key
-        bindings (export, pane switching) work again."""
+        bindings (export, pane switching) work again. A line that does not parse keeps the
+        cursor, with the problem under it: the next keys are meant as corrections."""
+        try:
+            self._given()
+        except ValueError as exc:
+            self.app.notify(form_message(exc), title="parameter line", severity="error")
+            return
         self.query_one("#mech-name", Select).focus()
         self.action_run()
 
@@ -150,7 +157,7 @@ class MechanismsPane(JobPane):
         try:
             given = self._given()
         except ValueError as exc:
-            box.update(text.append(str(exc), style="bold red"))
+            box.update(text.append(form_message(exc), style="bold red"))
             return
         for p in spec.schema:
             value = given.get(p.name, p.default)
@@ -167,10 +174,11 @@ class MechanismsPane(JobPane):
         try:
             values = self._given()
         except ValueError as exc:
-            self.app.notify(str(exc), title="parameter line", severity="error")
+            self.app.notify(form_message(exc), title="parameter line", severity="error")
             values = self.hub.params_for(spec.name)
 
         def applied(result) -> None:
+            self.query_one("#mech-name", Select).focus()  # out of any field: pane keys work
             if result is not None:
                 self.query_one("#mech-params", Input).value = spec.schema.format_values(result)
                 self._show_defaults()
@@ -202,7 +210,7 @@ class MechanismsPane(JobPane):
         try:
             params = self._given()
         except ValueError as exc:
-            self.app.notify(str(exc), title="parameter line", severity="error")
+            self.app.notify(form_message(exc), title="parameter line", severity="error")
             return
         from hmmrnn import api
 
@@ -233,7 +241,7 @@ class MechanismsPane(JobPane):
     def show_result(self) -> None:
         entry = self.hub.current
         run = self.current_run()
-        plot = self.query_one("#mech-plot", PlotextPlot)
+        plot = self.query_one("#mech-plot", LegendPlot)
         table = self.query_one("#mech-table", Static)
         if run is None:
             self.shown = None

@@ -162,6 +162,7 @@ class MetricsPane(JobPane):
 
     def model_changed(self, entry) -> None:
         self.show_evaluation(entry)
+        self._cursor_to_current()
 
     def show_evaluation(self, entry) -> None:
         body = self.query_one("#eval-body", Static)
@@ -174,8 +175,11 @@ class MetricsPane(JobPane):
         run = self.hub.evaluations.get(str(entry.path))
         if run is not None:
             other, name = self._comparison(entry)
-            note = f" · compared with {name} (c on it again: stop)" if other is not None else ""
-            self._idle_status(Text(f"{entry.rel}: evaluation (ctrl+r recomputes){note}"))
+            if other is not None:  # both names first: at 80 columns the tail is cut
+                line = f"{shorten(entry.rel, 28)} vs {shorten(name, 28)} · c on it: stop · ctrl+r"
+            else:
+                line = f"{entry.rel}: evaluation (ctrl+r recomputes)"
+            self._idle_status(Text(line))
             body.update(render.evaluation_view(run, other, name))
             return
         self._idle_status(Text(f"{entry.rel}: not evaluated yet — ctrl+r evaluates", style="dim"))
@@ -360,7 +364,19 @@ class MetricsPane(JobPane):
             table.add_row(*self._cells(row, model_width), key=key)
         if self.rows:
             table.cursor_coordinate = table.validate_cursor_coordinate(cursor)
+            self._cursor_to_current()
         self._title()
+
+    def _cursor_to_current(self) -> None:
+        """The table's cursor on the selected model's row, so that the row read is the model
+        shown above it."""
+        from textual.widgets.data_table import RowKey
+
+        entry = self.hub.current
+        table = self.query_one("#cross", DataTable)
+        if entry is None or RowKey(str(entry.path)) not in table.rows:
+            return
+        table.move_cursor(row=table.get_row_index(str(entry.path)))
 
     def _cells(self, row: dict, width: int) -> list:
         status = row.get("status", "ok")
@@ -417,7 +433,7 @@ class MetricsPane(JobPane):
         except OSError as exc:
             self.app.notify(f"cannot write {path}: {exc.strerror or exc}", severity="error")
             return
-        self.hub.exports.append(SimpleNamespace(paths=[path], sidecar=path))
+        self.hub.exports.append(SimpleNamespace(paths=[path], sidecar=None))  # no sidecar
         self.app.notify(str(path.resolve()), title="table saved", timeout=10)
 
     def action_sort(self) -> None:

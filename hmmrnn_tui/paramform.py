@@ -17,6 +17,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from hmmrnn.errors import form_message
+
 
 class ParamForm(ModalScreen[dict[str, Any] | None]):
     """Dismissed with the parameter values set, or None when left with Esc."""
@@ -41,21 +43,21 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
                 for p in self.schema:
                     with Horizontal(classes="form-row"):
                         yield Label(p.name, classes="form-name")
+                        from_config = p.config and p.name not in self.values
                         yield Input(
-                            value=p.format(self.values.get(p.name, p.default)),
+                            value=""
+                            if from_config
+                            else p.format(self.values.get(p.name, p.default)),
+                            placeholder="the model's config" if p.config else "",
                             id=f"p-{p.name}",
                             compact=True,
                         )
                     yield Static(
-                        Text(f"{p.type_text()} · default {p.default_text()} · {p.help}"),
+                        _help(p),
                         classes="form-help",
                         id=f"h-{p.name}",
                     )
-            yield Label(
-                "ctrl+s applies · esc leaves unchanged · tab moves · ctrl+o picks units "
-                "(in a units field)",
-                id="form-keys",
-            )
+            yield Label("ctrl+s apply · esc cancel · tab next · ctrl+o pick units", id="form-keys")
 
     def on_mount(self) -> None:
         first = next(iter(self.schema), None)
@@ -69,10 +71,12 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
         errors: dict[str, str] = {}
         for p in self.schema:
             text = self.query_one(f"#p-{p.name}", Input).value
+            if p.config and not text.strip():
+                continue  # empty: the model's config value, as on the parameter line
             try:
                 value = p.parse(text)
             except ValueError as exc:
-                errors[p.name] = str(exc)
+                errors[p.name] = form_message(exc)
                 continue
             if p.name in self.values or text != p.format(p.default):
                 values[p.name] = value
@@ -81,7 +85,7 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
     def action_apply(self) -> None:
         values, errors = self.parsed()
         for p in self.schema:
-            help_text = Text(f"{p.type_text()} · default {p.default_text()} · {p.help}")
+            help_text = _help(p)
             if p.name in errors:
                 help_text = Text(errors[p.name], style="bold red")
             self.query_one(f"#h-{p.name}", Static).update(help_text)
@@ -133,3 +137,8 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
                 )
 
         self.app.push_screen(UnitPicker(f"{name}: group A", self.units, groups[0]), took_a)
+
+
+def _help(p) -> Text:
+    default = "the model's config, else " + p.default_text() if p.config else p.default_text()
+    return Text(f"{p.type_text()} · default {default} · {p.help}")

@@ -10,10 +10,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Label, ProgressBar, Static
-from textual_plotext import PlotextPlot
 
 from hmmrnn_tui import plots, render
 from hmmrnn_tui.jobs import JobPane
+from hmmrnn_tui.legendplot import LegendPlot
 
 
 class StageDone(Message):
@@ -45,8 +45,8 @@ class StateSpacePane(JobPane):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ss-body"):
-            yield PlotextPlot(id="ss-plot")
-            yield PlotextPlot(id="ss-plot2")  # the model marked for comparison (Metrics: c)
+            yield LegendPlot(id="ss-plot")
+            yield LegendPlot(id="ss-plot2")  # the model marked for comparison (Metrics: c)
             with VerticalScroll(id="ss-side"):
                 yield Static("", id="ss-info")
         with Horizontal(classes="statusbar"):
@@ -59,8 +59,8 @@ class StateSpacePane(JobPane):
         self.query_one("#ss-plot2").display = False
 
     @property
-    def plot(self) -> PlotextPlot:
-        return self.query_one("#ss-plot", PlotextPlot)
+    def plot(self) -> LegendPlot:
+        return self.query_one("#ss-plot", LegendPlot)
 
     def focus_main(self) -> None:
         self.query_one("#ss-side").focus()  # the plot itself takes no focus; p and v work here
@@ -115,7 +115,7 @@ class StateSpacePane(JobPane):
 
     def _draw_comparison(self, entry) -> None:
         """The marked model's state space beside this one's, same view and PC pair."""
-        second = self.query_one("#ss-plot2", PlotextPlot)
+        second = self.query_one("#ss-plot2", LegendPlot)
         marked = self.hub.compare
         other = self._results(marked) if marked is not None and marked.path != entry.path else {}
         second.display = bool(other)
@@ -125,7 +125,7 @@ class StateSpacePane(JobPane):
         second.plt.title(f"{marked.rel} ({self.view})")
         second.refresh()
 
-    def _draw(self, res: dict, plot: PlotextPlot | None = None, info: bool = True) -> None:
+    def _draw(self, res: dict, plot: LegendPlot | None = None, info: bool = True) -> None:
         plot = plot or self.plot
         plt = plot.plt
         pca = res.get("pca")

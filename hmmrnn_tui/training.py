@@ -14,22 +14,28 @@ from textual_plotext import PlotextPlot
 
 from hmmrnn_tui import jobs, plots, render
 from hmmrnn_tui.fields import Field
+from hmmrnn_tui.legendplot import glyph
 from hmmrnn_tui.panes import Pane
 
 FIELDS = (
     # (field, label, placeholder)
-    ("config", "config", "config.json (overrides preset)"),
+    ("config", "config", "config.json"),
     ("hidden_size", "hidden", "preset: 150"),
     ("input_size", "input", "preset: 100"),
     ("epochs", "epochs", "preset"),
     ("learning_rate", "lr", "0.001"),
     ("seed", "seed", "0"),
-    ("out", "out", "runs/<preset>_…"),
+    ("out", "out", "{runs}/<preset>_…"),
     ("extra", "flags", "--num-seq 3000 --seq-len 20"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 RESCAN_SECONDS = 5.0
-MARKER_GLYPHS = {"hd": "▞", "dot": "•", "sd": "▪"}  # plotext marker names, as they look
+
+
+def short_path(path, keep: int = 2) -> str:
+    """The last `keep` parts of a path (`…/newuser/runs`): a placeholder has a dozen columns."""
+    parts = Path(path).parts
+    return str(Path(*parts[-keep:])) if len(parts) <= keep else "…/" + str(Path(*parts[-keep:]))
 
 
 def gpu_text(info: dict) -> str:
@@ -65,6 +71,10 @@ class TrainingPane(Pane):
         self.pinned: list[tuple[str, list[dict]]] = []  # other runs' curves drawn alongside
         self._scanned = 0.0
 
+    def _runs_label(self) -> str:
+        """Where a run goes when `out` is empty (the app's --runs), as the field's hint."""
+        return short_path(self.hub.runs_dir, 2)
+
     def compose(self) -> ComposeResult:
         with Horizontal():
             with VerticalScroll(id="train-form"):
@@ -82,7 +92,7 @@ class TrainingPane(Pane):
                         yield Label(label, classes="field-label")
                         yield Field(
                             value="0" if name == "seed" else "",
-                            placeholder=hint,
+                            placeholder=hint.format(runs=self._runs_label()),
                             id=f"f-{name}",
                             compact=True,
                         )
@@ -356,8 +366,9 @@ class TrainingPane(Pane):
         plot.refresh()
         text = Text()
         for label, color, marker in legend:
-            glyph = MARKER_GLYPHS.get(marker, marker)
-            text.append(f"{glyph} {label}  ", style=f"rgb({color[0]},{color[1]},{color[2]})")
+            text.append(
+                f"{glyph(marker)} {label}  ", style=f"rgb({color[0]},{color[1]},{color[2]})"
+            )
         text.append("· ctrl+n: view, ctrl+b: pin", style="dim")
         self.query_one("#loss-legend", Label).update(text)
 

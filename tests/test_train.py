@@ -60,6 +60,7 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path):
 
     part = train(cfg, tmp_path / "part", device="cpu", cancel=token, on_epoch=stop_at_2)
     assert part.status == "cancelled" and part.epochs_done == 2
+    first_best = sorted((tmp_path / "part" / "models").glob("*.pth"))
     assert len(read_metrics(tmp_path / "part")) == 2
     assert json.loads((tmp_path / "part" / "run.json").read_text())["status"] == "cancelled"
     done = resume(tmp_path / "part", device="cpu")
@@ -68,6 +69,10 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path):
     b = [r["val_loss"] for r in read_metrics(tmp_path / "part")]
     assert a == pytest.approx(b, rel=1e-5)
     assert full.best_val == pytest.approx(done.best_val, rel=1e-5)
+    # the improved best replaced the cancelled run's best: one model in the folder
+    weights = sorted((tmp_path / "part" / "models").glob("*.pth"))
+    assert len(weights) == 1 and len(first_best) == 1
+    assert weights != first_best or part.best_val == done.best_val
     with pytest.raises(ConfigError, match="already finished"):
         resume(tmp_path / "part", device="cpu")
 

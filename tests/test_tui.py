@@ -172,6 +172,16 @@ async def test_slash_filters_the_tree_and_typing_on_it_fires_nothing(tree, tmp_p
         await pilot.press("slash", "x", "escape")  # esc leaves the field and clears it
         assert app.focused is app.pane("models").tree
         await until(pilot, lambda: len(leaves(app)) == 3, what="cleared filter")
+        tree_widget = app.pane("models").tree
+        tree_widget.move_cursor(tree_widget.root.children[0])
+        folder = tree_widget.cursor_node
+        assert folder.allow_expand and folder.is_expanded
+        await pilot.press("left")  # folds the open folder
+        assert not folder.is_expanded
+        await pilot.press("right", "right")  # unfolds it, then steps into it
+        assert folder.is_expanded and tree_widget.cursor_node.parent is folder
+        await pilot.press("left")  # from inside: back to the folder
+        assert tree_widget.cursor_node is folder
 
 
 async def test_esc_leaves_any_field_and_pane_keys_work_from_fields(tree, tmp_path):
@@ -241,6 +251,8 @@ async def test_evaluate_selected_model_and_sort_the_table(tree, tmp_path):
         table = app.query_one("#cross")
         first = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert "Fully" in first[0]  # sorted by model name at start
+        at = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert at == key  # the cursor on the selected model's row, not the first
         table.focus()
         await pilot.press("right", "right", "right", "right", "right", "right")  # dist ratio
         await pilot.press("s")
@@ -286,10 +298,13 @@ async def test_cancelling_an_evaluation_writes_nothing(tree, tmp_path):
         app.simulate_key("2")
         await until(pilot, lambda: app.query_one("#tabs").active == "metrics", what="pane")
         app.simulate_key("ctrl+r")
-        await until(pilot, lambda: metrics.job is not None, what="the job to start")
+        # cancel mid-run, once the worker is demonstrably inside the evaluation
+        status = app.query_one("#eval-status")
+        await until(pilot, lambda: "matching" in rendered(status), what="the matching stage")
         app.simulate_key("ctrl+g")
         await until(pilot, lambda: metrics.job is None, timeout=60, what="the cancel")
-        assert any("cancelled" in n for n in notes(app, "warning"))
+        seen = (notes(app), rendered(status))
+        assert any("cancelled" in n for n in notes(app, "warning")), seen
     assert not (folder / "evaluation.json").exists()
     assert str(folder) not in app.evaluations
 
@@ -391,7 +406,7 @@ async def test_parameter_form_from_the_schema(tree, tmp_path):
         form.query_one("#p-top_k").value = "zero"
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, ParamForm)  # refused: top_k is not an integer
-        assert "--top-k: expected an integer" in rendered(form.query_one("#h-top_k"))
+        assert "top_k: expected an integer" in rendered(form.query_one("#h-top_k"))
         form.query_one("#p-top_k").value = "12"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, ParamForm), what="the form to close")
@@ -399,8 +414,20 @@ async def test_parameter_form_from_the_schema(tree, tmp_path):
         assert pane.specs["ablation"].schema.parse_assignments(line) == {
             "kick_units": [30, 130, 92, 56], "top_k": 12
         }  # fmt: skip
-        await pilot.press("f6", "escape")
+        tied = [p.name for p in form.schema if p.config]
+        await pilot.press("f6")
+        await until(pilot, lambda: isinstance(app.screen, ParamForm), what="the form again")
+        for name in tied:  # tied to the model's config: empty, as "config" on the line
+            assert app.screen.query_one(f"#p-{name}").value == ""
+        await pilot.press("escape")
         assert app.query_one("#mech-params").value == line  # esc changes nothing
+        assert app.focused is None or app.focused.id != "mech-params"  # pane keys work again
+        box = app.query_one("#mech-params")
+        box.focus()
+        box.value = "top_k=abc"
+        await pilot.press("enter")
+        assert app.focused is box  # a line that does not parse keeps the cursor
+        assert any(n.startswith(" top_k:") or "top_k: " in n for n in notes(app, "error"))
 
 
 async def test_compare_two_models_and_pick_units_from_a_list(tree, tmp_path):

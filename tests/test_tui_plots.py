@@ -40,3 +40,20 @@ def test_epoch_ticks_are_whole_round_numbers():
     assert plots.integer_ticks(1, 1000) == [200, 400, 600, 800, 1000]
     assert plots.integer_ticks(1, 13) == [2, 4, 6, 8, 10, 12]
     assert plots.integer_ticks(5, 5) == [5]
+
+
+def test_series_labels_become_a_legend_line_not_canvas_text():
+    from hmmrnn_tui.legendplot import LegendFigure, legend_text
+
+    fig = LegendFigure(plotext)
+    fig.clear_figure()
+    fig.plotsize(60, 12)
+    fig.scatter([0, 1], [0, 1], marker="hd", color=(0, 114, 178), label="output 0")
+    fig.scatter([1, 2], [2, 3], marker="●", color=(220, 30, 30), label="stable fixed pt")
+    canvas = re.sub(r"\x1b\[[0-9;]*m", "", fig.build())
+    assert "output 0" not in canvas and "stable" not in canvas  # nothing drawn over the data
+    assert [e[0] for e in fig.entries] == ["output 0", "stable fixed pt"]
+    line = legend_text(fig.entries).plain
+    assert "▞\u00a0output\u00a00" in line and "●\u00a0stable\u00a0fixed\u00a0pt" in line
+    fig.clear_figure()
+    assert fig.entries == []
