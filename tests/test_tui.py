@@ -121,7 +121,8 @@ def leaves(app) -> dict[str, str]:
 def rendered(widget) -> str:
     """The text a widget shows on screen (all of it, for content taller than the view)."""
     width, height = widget.size.width, max(widget.size.height, widget.virtual_size.height)
-    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
+    lines = (strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
+    return "\n".join(lines).replace("\xa0", " ")  # legends keep entries whole with NBSPs
 
 
 # --- models ---------------------------------------------------------------------------------------
