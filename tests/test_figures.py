@@ -407,3 +407,68 @@ def test_view_options_reproduce_the_screen(env, tmp_path):
         entry.render(pca.result, zoom=2)
     with pytest.raises(ValueError, match="PC pair 1-5"):
         entry.render(pca.result, pair=(0, 4))
+
+
+# --- what a reader of the exported figure needs to see ------------------------------------------
+
+
+def _rendered(fig):
+    fig.canvas.draw()  # lay out first: positions and overlaps are those of the saved file
+    return fig.canvas.get_renderer()
+
+
+def test_grid_points_sit_on_their_ticks_and_titles_do_not_collide(env, tmp_path):
+    from hmmrnn.figures.grid import TreeEvaluations
+
+    tree = TreeEvaluations.from_root(env["tree"])
+    fig = FIGURES["grid-distances"].render(tree)
+    renderer = _rendered(fig)
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
+    for ax in axes:
+        ticks = set(ax.get_xticks().tolist())
+        for line in ax.lines:
+            xs = line.get_xdata()
+            if len(xs) and line.get_label().startswith("d = "):
+                # Two has d = 1 and 2 at hidden 8 (dodged); every other point is on its tick
+                shared = ax.get_title().startswith("Two")
+                assert shared or set(np.asarray(xs).tolist()) <= ticks, ax.get_title()
+    boxes = [ax.title.get_window_extent(renderer) for ax in axes]
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1 :])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["HMM–HMM", "d = 1", "d = 2"]
+    from hmmrnn.figures.grid import _panel_title
+
+    assert "\n" in _panel_title("ReverseEngineeredModel", 2) and "\n" not in _panel_title("Two", 2)
+
+
+def test_likelihood_panels_are_lettered_and_both_keyed(env):
+    fig = FIGURES["likelihood"].render(result_for("likelihood", env))
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"a", "b"} <= texts
+    assert all(ax.get_legend() is not None for ax in fig.axes)
+
+
+def test_trajectory_end_points_stay_visible_over_the_solver_points(env):
+    loaded = api.load(env["model"], device="cpu")
+    fixed = api.analyze(loaded, "fixed-points", PARAMS["fixed-points"]).result
+    fig = FIGURES["trajectories"].render(result_for("trajectories", env), fixed_points=fixed)
+    ax_a = fig.axes[0]
+    stars = [ln for ln in ax_a.lines if ln.get_marker() == "*"]
+    solver = [ln for ln in ax_a.lines if "point" in ln.get_label() and ln.get_marker() != "*"]
+    assert (
+        stars
+        and solver
+        and min(s.get_zorder() for s in stars) > max(ln.get_zorder() for ln in solver)
+    )
+    keyed = {t.get_text() for t in ax_a.get_legend().get_texts()}
+    assert {ln.get_label() for ln in solver} <= keyed  # the solver's markers are explained
+
+
+def test_loss_curve_epochs_are_whole_numbers(env):
+    from hmmrnn.figures.training import LossCurves
+
+    fig = FIGURES["loss-curves"].render(LossCurves.from_folder(env["lr_run"]))
+    _rendered(fig)
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) and np.allclose(ticks, np.round(ticks))

@@ -140,7 +140,7 @@ def _summary(r: LikelihoodResult) -> list[tuple[str, str]]:
 
 def render(result: LikelihoodResult, *, width: str = "double"):
     """Per-step log-likelihood of each sequence (histograms) and along the sequence (curves)."""
-    from hmmrnn.figures.style import HMM_COLOR, RNN_COLOR, new_figure
+    from hmmrnn.figures.style import HMM_COLOR, RNN_COLOR, label_panels, new_figure
 
     fig = new_figure(width, height=2.4 if width == "double" else 4.2)
     ax_h, ax_t = fig.subplots(1, 2) if width == "double" else fig.subplots(2, 1)
@@ -158,6 +158,8 @@ def render(result: LikelihoodResult, *, width: str = "double"):
     ax_t.set_xlabel("step")
     ax_t.set_ylabel(r"mean log P(o$_t$ | o$_{<t}$)")
     ax_t.set_title(f"gap {result.gap:.3f} ± {result.gap_se:.3f} nats/step", fontsize="medium")
+    ax_t.legend(loc="lower right")
+    label_panels([ax_h, ax_t])
     return fig
 
 

@@ -152,6 +152,23 @@ def _series(tree: TreeEvaluations, values: np.ndarray, group: str, inp: int):
     return hs, means, stds
 
 
+def _legend_key(label: str) -> tuple[int, float]:
+    """The baseline first, then the input sizes in increasing order."""
+    return (1, float(label.split("=")[1])) if label.startswith("d = ") else (0, 0.0)
+
+
+def _offset(series: dict, inp, hidden) -> float:
+    """Where input size `inp` sits among the input sizes that have a point at `hidden`."""
+    sharing = [i for i, (hs, _, _) in series.items() if hidden in hs]
+    return sharing.index(inp) - (len(sharing) - 1) / 2
+
+
+def _panel_title(group: str, states: int) -> str:
+    """The group and its state count, on two lines when the name would run into the next panel."""
+    label = group.replace("_", " ")
+    return f"{label} ({states} states)" if len(label) <= 12 else f"{label}\n({states} states)"
+
+
 def _spans_decade(values: np.ndarray) -> bool:
     """Whether the finite positive values span more than a factor 10: only then is log worth it."""
     finite = values[np.isfinite(values) & (values > 0)]
@@ -172,11 +189,11 @@ def _render_grid(
     dodge = 0.4 / max(len(inputs), 1)
     log_y = log and _spans_decade(values)
     for ax, group in zip(axes, groups, strict=False):
-        for j, inp in enumerate(inputs):
-            hs, mean, std = _series(tree, values, group, inp)
-            if not len(hs):
-                continue
-            x = np.array([pos[h] for h in hs]) + (j - (len(inputs) - 1) / 2) * dodge
+        series = {inp: _series(tree, values, group, inp) for inp in inputs}
+        series = {inp: s for inp, s in series.items() if len(s[0])}
+        for inp, (hs, mean, std) in series.items():
+            # side by side only where several input sizes share a hidden size, else on the tick
+            x = np.array([pos[h] + _offset(series, inp, h) * dodge for h in hs], dtype=float)
             ax.errorbar(
                 x,
                 mean,
@@ -196,7 +213,7 @@ def _render_grid(
             if ref.size:
                 ax.axhline(float(ref.mean()), color=HMM_COLOR, ls="--", lw=0.8, label="HMM–HMM")
         m = int(tree.states[np.asarray(tree.group) == group][0])
-        ax.set_title(f"{group} ({m} states)")
+        ax.set_title(_panel_title(group, m), fontsize="medium")
         ax.set_xticks(range(len(all_hidden)), [str(h) for h in all_hidden])
         ax.set_xlim(-0.6, len(all_hidden) - 0.4)
         ax.set_xlabel("hidden units")
@@ -209,6 +226,8 @@ def _render_grid(
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda i: _legend_key(labels[i]))
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
     return fig
 

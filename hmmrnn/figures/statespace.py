@@ -258,7 +258,7 @@ def _fixed_point_marks(ax, proj: np.ndarray, label: str = "fixed point") -> None
             mfc="k",
             mec="w",
             mew=0.5,
-            zorder=5,
+            zorder=7,  # above the solver's markers, which often sit on the same point
             label=label,
         )
 
@@ -296,7 +296,6 @@ def render_trajectories(result, *, width: str = "double", pair=(0, 1), fixed_poi
     ax_a.autoscale_view()
     n_div = int((~ok).sum())
     ax_a.set_title("autonomous (no input)" + (f", {n_div} diverged" if n_div else ""))
-    ax_a.legend(loc="best")
     for r in range(result.driven.shape[0]):
         lines_by_output(
             ax_d, result.driven[r][:, cols], result.driven_outputs[r], lw=0.7, alpha=0.85
@@ -305,6 +304,7 @@ def render_trajectories(result, *, width: str = "double", pair=(0, 1), fixed_poi
     if fixed_points is not None:
         for ax in (ax_a, ax_d):
             fixed_point_overlay(ax, fixed_points, pair)
+    ax_a.legend(loc="best")  # every marker of both panels; the driven panel adds the outputs
     ax_d.set_title(f"driven by noise ({result.driven.shape[0]} runs)")
     ax_d.legend(handles=output_handles(result.driven_outputs, marker="s"), loc="best")
     for ax in (ax_a, ax_d):

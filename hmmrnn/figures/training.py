@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from hmmrnn.analyses.base import Result
 from hmmrnn.errors import UserError
@@ -94,6 +95,8 @@ def render_loss_curves(result: LossCurves, *, width: str = "double"):
     losses = losses[np.isfinite(losses)]
     if losses.size and losses.min() > 0 and losses.max() / losses.min() > 20:
         ax.set_yscale("log")
-    ax.legend(ncols=2 if len(lrs) > 1 and width == "double" else 1, loc="upper right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    # "best" keeps the legend off the curves, wherever a run's curves happen to lie
+    ax.legend(ncols=2 if len(lrs) > 1 and width == "double" else 1, loc="best")
     ax.set_title("training loss (dots: best validation)")
     return fig
