@@ -126,8 +126,11 @@ class HmmrnnApp(App):
 
     NARROW = 120  # columns below which side panels go under their plot
 
+    COMPACT_FOOTER = 100  # columns below which the footer drops its padding to show more keys
+
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < self.NARROW, "narrow")
+        self.query_one(Footer).compact = event.size.width < self.COMPACT_FOOTER
 
     def _painted(self) -> None:
         """First frame is on screen: only now start the work that imports torch, so that its

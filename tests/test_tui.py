@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.geometry import Region
+from textual.widgets import Footer
 
 from hmmrnn import api
 from hmmrnn.analyses.base import ResultCache, set_cache
@@ -481,6 +482,9 @@ async def test_side_panels_go_under_the_plot_below_120_columns(tree, tmp_path):
         await pilot.press("5")
         side, plot = app.query_one("#mech-side"), app.query_one("#mech-plot")
         assert not app.has_class("narrow") and side.region.x >= plot.region.right
+        assert not app.query_one(Footer).compact
+        await pilot.resize_terminal(80, 24)  # an 80-column terminal: the footer drops its padding
+        await until(pilot, lambda: app.query_one(Footer).compact, what="a compact footer")
 
 
 # --- training -------------------------------------------------------------------------------------

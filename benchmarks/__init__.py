@@ -1,0 +1,1 @@
+"""hmmrnn's benchmarks: `python -m benchmarks` runs them all (see suite.py)."""

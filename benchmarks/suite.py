@@ -1,0 +1,356 @@
+"""Every performance goal in one table: our code against a reference timed in the same process.
+
+Each case times ours and its reference in alternation (ours, reference, ours, ...), so a machine
+that gets busier mid-run slows both alike, and reports min/median/max seconds of each and of the
+per-round ratio reference / ours. A reference too slow to run whole (the research code's per-step
+loops) runs on a subset and is scaled to the full job; the row says so. A case without a reference
+is timed against its goal only.
+
+References: hmmlearn (sampling), a per-sequence, per-step `.item()` loop as the research code
+generated and rolled out (generation, residency), geomloss (loss, training step), POT's exact
+`emd` on the full cost matrix (the evaluation's matching), the fixed-point search without its
+early stop. Sizes: `full` is the study's, `quick` a few minutes on 2 cores, `tiny` seconds (tests).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "TrainedModels"
+
+SIZES = {
+    "full": dict(sample_n=30000, sample_ref=1000, gen_n=1000, gen_ref=50, batch=4096, eval_n=5000,
+                 eval_len=100, res_states=5000, res_ref=20, repeats=3, paint=5, fp={}, ablation={}),
+    "quick": dict(sample_n=30000, sample_ref=300, gen_n=1000, gen_ref=20, batch=1024, eval_n=2000,
+                  eval_len=100, res_states=1000, res_ref=10, repeats=3, paint=3, fp={},
+                  ablation={}),
+    "tiny": dict(sample_n=500, sample_ref=20, gen_n=50, gen_ref=5, batch=64, eval_n=60,
+                 eval_len=12, res_states=40, res_ref=4, repeats=2, paint=1,
+                 fp={"n_starts": 16, "iters": 200, "pca_steps": 200},
+                 ablation={"n_traj": 8, "steps": 20, "mus": [0.0, 1.0]}),
+}  # fmt: skip
+
+
+@dataclass
+class Row:
+    """One case: seconds of ours and of the reference per round, and what the goal is."""
+
+    name: str
+    device: str
+    ours: list[float]
+    reference: list[float] = field(default_factory=list)
+    reference_name: str = ""
+    note: str = ""
+    goal: str = ""
+
+    @property
+    def ratios(self) -> list[float]:
+        return [r / o for r, o in zip(self.reference, self.ours, strict=False) if o > 0]
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        out["ours_s"] = _spread(self.ours)
+        out["reference_s"] = _spread(self.reference)
+        out["ratio"] = _spread(self.ratios)
+        return out
+
+
+def _spread(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def alternate(
+    ours: Callable[[], object], reference: Callable[[], object] | None, repeats: int, scale=1.0
+) -> tuple[list[float], list[float]]:
+    """Seconds per round of ours and of reference (times `scale`), run in alternation."""
+    mine, theirs = [], []
+    for _ in range(repeats):
+        mine.append(_seconds(ours))
+        if reference is not None:
+            theirs.append(_seconds(reference) * scale)
+    return mine, theirs
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+
+def sampling(size: dict, device: str) -> Row:
+    from hmmrnn.config import ExperimentConfig
+
+    hmm = ExperimentConfig.from_preset("Three").build_hmm()
+    n, sub = size["sample_n"], size["sample_ref"]
+    try:
+        from hmmlearn.hmm import CategoricalHMM
+    except ImportError:
+        ref = None
+    else:
+        model = CategoricalHMM(n_components=hmm.num_states, init_params="", params="")
+        model.startprob_, model.transmat_ = hmm.start, hmm.transition
+        model.emissionprob_, model.n_features = hmm.emission, hmm.num_outputs
+
+        def ref() -> None:
+            for i in range(sub):
+                model.sample(30, random_state=i)
+
+    mine, theirs = alternate(
+        lambda: hmm.sample(n, 30, np.random.default_rng(0)), ref, size["repeats"], n / sub
+    )
+    return Row(f"HMM sampling {n} x 30", "cpu", mine, theirs, "hmmlearn, one call per sequence",
+               f"reference on {sub} sequences, scaled", "ratio >= 50")  # fmt: skip
+
+
+def generation(size: dict, device: str) -> Row:
+    from hmmrnn.device import torch_generator
+    from hmmrnn.rnn import HMMRNN
+
+    model = HMMRNN(100, 150, 3).to(device)
+    n, sub = size["gen_n"], size["gen_ref"]
+    gen = torch_generator(0, device)
+    model.generate(4, 30, generator=gen)  # warm-up
+
+    @torch.no_grad()
+    def loop() -> None:  # the research code's way: one sequence, one step, one .item() at a time
+        for _ in range(sub):
+            h = torch.zeros(1, model.hidden_size, device=device)
+            for _ in range(30):
+                h = model.step(h, torch.randn(1, model.input_size, device=device))
+                int(model.readout(h).argmax().item())
+
+    with torch.no_grad():
+        mine, theirs = alternate(
+            lambda: model.generate(n, 30, generator=gen), loop, size["repeats"], n / sub
+        )
+    return Row(f"RNN generation {n} x 30 (h150, d100)", device, mine, theirs,
+               "per-sequence per-step loop", f"reference on {sub} sequences, scaled",
+               "< 0.2 s")  # fmt: skip
+
+
+def _loss_inputs(batch: int, device: str):
+    from hmmrnn.config import ExperimentConfig
+
+    hmm = ExperimentConfig.from_preset("Three").build_hmm()
+    y = torch.from_numpy(hmm.sample(batch, 30, np.random.default_rng(0)).one_hot(3))
+    x = torch.from_numpy(hmm.sample(batch, 30, np.random.default_rng(1)).one_hot(3))
+    return x.reshape(batch, -1).to(device), y.reshape(batch, -1).to(device)
+
+
+def _geomloss():
+    try:
+        from geomloss import SamplesLoss
+    except ImportError:
+        return None
+    return SamplesLoss("sinkhorn", p=2, blur=0.2, scaling=0.5, backend="tensorized")
+
+
+def loss(size: dict, device: str) -> Row:
+    from hmmrnn.loss import SinkhornLoss
+
+    batch = size["batch"]
+    x, y = _loss_inputs(batch, device)
+    ours, ref = SinkhornLoss(), _geomloss()
+
+    def run(fn) -> Callable[[], None]:
+        def once() -> None:
+            xr = x.clone().requires_grad_()
+            fn(xr).backward()
+
+        return once
+
+    run(lambda xr: ours(xr, y, target_key="bench"))()  # warm the target cache, as training does
+    mine, theirs = alternate(
+        run(lambda xr: ours(xr, y, target_key="bench")),
+        None if ref is None else run(lambda xr: ref(xr, y)),
+        size["repeats"],
+    )
+    return Row(f"Sinkhorn loss + backward, B {batch}, L 30", device, mine, theirs, "geomloss",
+               "target cache warm", "ratio >= 1.5")  # fmt: skip
+
+
+def training_step(size: dict, device: str) -> Row:
+    from hmmrnn.device import torch_generator
+    from hmmrnn.loss import SinkhornLoss
+    from hmmrnn.rnn import HMMRNN
+
+    batch = size["batch"]
+    _, y = _loss_inputs(batch, device)
+    model = HMMRNN(100, 150, 3).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.9))
+    ours, ref = SinkhornLoss(), _geomloss()
+
+    def step(fn) -> Callable[[], None]:
+        def once() -> None:
+            gen = torch_generator(1, device)
+            out = model(model.sample_noise(batch, 30, 1.0, gen), None, gen).outputs
+            opt.zero_grad()
+            fn(out.reshape(batch, -1)).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.9)
+            opt.step()
+
+        return once
+
+    step(lambda xr: ours(xr, y, target_key="bench"))()
+    mine, theirs = alternate(
+        step(lambda xr: ours(xr, y, target_key="bench")),
+        None if ref is None else step(lambda xr: ref(xr, y)),
+        size["repeats"],
+    )
+    return Row(f"training step, B {batch}, L 30, h150, d100", device, mine, theirs,
+               "the same step with geomloss", "forward, loss, backward, clip, Adam")  # fmt: skip
+
+
+def matching(size: dict, device: str) -> Row:
+    import ot
+
+    from hmmrnn.config import ExperimentConfig
+    from hmmrnn.evaluate import matched_distances, mismatch_matrix
+
+    n, length = size["eval_n"], size["eval_len"]
+    hmm = ExperimentConfig.from_preset("Two").build_hmm()
+    rng = np.random.default_rng(0)
+    a, b = (hmm.sample(n, length, rng).outputs for _ in range(2))
+
+    def plain() -> float:
+        cost = np.sqrt(2.0 * mismatch_matrix(a, b, 3))
+        w = np.full(n, 1.0 / n)
+        return float((ot.emd(w, w, cost, numItermax=10**9) * cost).sum() * n)
+
+    mine, theirs = alternate(lambda: matched_distances(a, b, 3), plain, size["repeats"])
+    ours_total = float(matched_distances(a, b, 3).distances.sum())
+    note = f"same optimum: {ours_total:.4f} vs {plain():.4f}"
+    return Row(f"exact matching {n} x {n}, L {length} (Two)", "cpu", mine, theirs,
+               "POT emd on the full cost matrix", note)  # fmt: skip
+
+
+def evaluation(size: dict, device: str) -> Row:
+    from hmmrnn import api
+
+    loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
+    params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"]}
+    mine, _ = alternate(
+        lambda: api.evaluate(loaded, params, save=False, use_cache=False), None, size["repeats"]
+    )
+    return Row(f"evaluation n {size['eval_n']}, L {size['eval_len']} (shipped Two)", device, mine,
+               goal="< 5 s idle, < 8 s with one busy core")  # fmt: skip
+
+
+def residency(size: dict, device: str) -> Row:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_analyses import dwelling_model, loop_residency
+
+    from hmmrnn.analyses.dynamics import driven_run
+    from hmmrnn.analyses.residency import residency as batched
+    from hmmrnn.device import torch_generator
+
+    n, sub = size["res_states"], size["res_ref"]
+    model = dwelling_model(150, 100).to(device)
+    job = dict(n_samples=20, max_steps=60)
+    states = driven_run(model, 1, 20 + n, generator=torch_generator(0, device))[0, 20:]
+    subset = states[:: max(1, n // sub)][:sub].cpu()
+    cpu_model = dwelling_model(150, 100)
+    mine, theirs = alternate(
+        lambda: batched(model, n_states=n, **job),
+        lambda: loop_residency(cpu_model, subset, job["n_samples"], job["max_steps"]),
+        size["repeats"],
+        n / len(subset),
+    )
+    return Row(f"residency {n} states x 20 samples x <= 60 steps (h150)", device, mine, theirs,
+               "per-state loop with .item() checks", f"reference on {len(subset)} states, scaled",
+               "ratio >= 5")  # fmt: skip
+
+
+def _analysis(name: str, params: dict, reference: dict | None, size: dict, device: str):
+    """Seconds of an analysis on the shipped Three h50 model, uncached, and of a variant."""
+    from hmmrnn import api
+
+    loaded = api.load(SHIPPED / "Three" / "hidden_50" / "input_10" / "seed_0", device=device)
+
+    def run(extra: dict) -> Callable[[], object]:
+        return lambda: api.analyze(loaded, name, {**params, **extra}, use_cache=False)
+
+    return alternate(run({}), None if reference is None else run(reference), size["repeats"])
+
+
+def fixed_points(size: dict, device: str) -> Row:
+    mine, theirs = _analysis("fixed-points", size["fp"], {"stall_tol": 0.0}, size, device)
+    return Row("fixed points, defaults (shipped Three h50)", device, mine, theirs,
+               "the same search without its early stop",
+               goal="< 5 s idle, < 10 s with one busy core")  # fmt: skip
+
+
+def ablation(size: dict, device: str) -> Row:
+    params = {"kick_units": [0, 1, 2], **size["ablation"]}
+    mine, _ = _analysis("ablation", params, None, size, device)
+    return Row("ablation gain sweep, kick units 0,1,2 (shipped Three h50)", device, mine,
+               goal="seconds, not minutes")  # fmt: skip
+
+
+def first_paint(size: dict, device: str) -> Row:
+    from hmmrnn_tui.bench import first_paint as paint
+
+    times = paint(SHIPPED, size["paint"])
+    return Row("TUI first paint on the shipped tree", "cpu", times, goal="< 1.5 s")
+
+
+CASES: dict[str, Callable[[dict, str], Row]] = {
+    "sampling": sampling,
+    "generation": generation,
+    "loss": loss,
+    "step": training_step,
+    "matching": matching,
+    "evaluation": evaluation,
+    "residency": residency,
+    "fixed-points": fixed_points,
+    "ablation": ablation,
+    "paint": first_paint,
+}
+GPU_CASES = ("generation", "loss", "step", "evaluation", "residency")
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(names: list[str], size_name: str, report: Callable[[Row], None]) -> list[Row]:
+    """Run the named cases on CPU, then the GPU ones on CUDA when there is a GPU."""
+    size = SIZES[size_name]
+    rows = []
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for name in names:
+            if device != "cpu" and name not in GPU_CASES:
+                continue
+            row = CASES[name](size, device)
+            report(row)
+            rows.append(row)
+    return rows
