@@ -49,10 +49,19 @@ class Recipe:
     stages: list[dict] = field(default_factory=lambda: [{}])
     seeds: tuple[int, ...] = (0, 1, 2)
     base: dict = field(default_factory=lambda: dict(CPU_BASE))
+    # stage i trains with seed + i * stage_seed_step (fresh data and noise for each fine-tune)
+    stage_seed_step: int = 0
+
+
+# A fine-tune starts from the previous weights: no initialisation of its own.
+FINE_TUNE = {"init": None, "init_gain": 1.0}
+# Larger batches than CPU_BASE: the matched loss compares a batch with an HMM batch of its size,
+# and a larger one resolves the rarer switch patterns that decide the dynamics bar.
+WIDE = {"batch_size": 2048, "num_seq": 12288}
 
 
 RECIPES = [
-    Recipe("Two", "Two/hidden_50/input_10/seed_{seed}", "Two"),
+    Recipe("Two", "Two/hidden_50/input_10/seed_{seed}", "Two"),  # chatters: see README_TAIL
     Recipe("Three", "Three/hidden_50/input_10/seed_{seed}", "Three"),
     Recipe("Four", "Four/hidden_50/input_10/seed_{seed}", "Four"),
     Recipe("Five", "Five/hidden_50/input_10/seed_{seed}", "Five"),
@@ -97,7 +106,37 @@ RECIPES = [
             },
         ],
     ),
-    Recipe("Cyclic", "Cyclic/Seed {seed}", "Cyclic", stages=[{"blur": 1.0}]),  # seeds 0, 1 blow up
+    Recipe(
+        "Cyclic",
+        "Cyclic/Seed {seed}",
+        "Cyclic",
+        stages=[
+            # blur 2 at batch 2048 keeps 400-step runs on the HMM's shares, but flickers (+30%)
+            {**WIDE, "blur": 2.0},
+            # a finer main term removes the flicker; the blur-2 term holds the long-run shares
+            {
+                **FINE_TUNE,
+                "batch_size": 4096,
+                "num_seq": 24576,
+                "epochs": 60,
+                "learning_rates": [1e-3],
+                "blur": 1.0,
+                "aux_blur": 2.0,
+                "aux_weight": 1.0,
+            },
+            {
+                **FINE_TUNE,
+                "batch_size": 4096,
+                "num_seq": 24576,
+                "epochs": 30,
+                "learning_rates": [3e-4],
+                "blur": 0.7,
+                "aux_blur": 2.0,
+                "aux_weight": 1.0,
+            },
+        ],  # fmt: skip
+        stage_seed_step=1,
+    ),
     Recipe(
         "Reference",
         "ReverseEngineeredModel",
@@ -108,7 +147,7 @@ RECIPES = [
 
 
 def stage_config(recipe: Recipe, stage: int, seed: int, previous: Path | None):
-    values = {**recipe.base, **recipe.stages[stage], "seed": seed}
+    values = {**recipe.base, **recipe.stages[stage], "seed": seed + stage * recipe.stage_seed_step}
     if previous is not None:
         values["pretrained_model_path"] = str(previous)
     return api.config_for(recipe.preset, overrides=values)
@@ -257,7 +296,11 @@ def write_readme(root: Path, rows: list[dict]) -> None:
 def _stage_text(stage: dict, first: bool) -> str:
     """One stage of a recipe; later stages start from the previous weights, so no init."""
     parts = [f"{stage['epochs']} epochs, lr {stage['learning_rates'][0]:g}"]
-    if not first:
+    own_data = (stage["batch_size"], stage["num_seq"]) != (
+        CPU_BASE["batch_size"],
+        CPU_BASE["num_seq"],
+    )
+    if not first or own_data:
         parts.insert(0, f"batch {stage['batch_size']} on {stage['num_seq']:,} sequences")
     if first and stage.get("init") == "identity":
         parts.append(f"identity init x{stage['init_gain']:g}")
@@ -298,15 +341,29 @@ TABLE_GAP = ""
 DYNAMICS_HEAD = """How the models switch (evaluation v2, the same 5,000 sequences): the old bar checks averages,
 and passes models that chatter. The dynamics bar asks the share of switches undone at the next step
 and the share of one-step runs to be within 0.10 of the HMM's, and the output shares of 400-step
-driven runs (after step 100) to be within 0.05 of the HMM's stationary shares. Three, Four and
-Five meet it; the 2-state models and Fully chatter (about twice the HMM's one-step runs), and Cyclic
-drifts off its HMM in long runs. Better recipes are being searched for (see the issue tracker)."""
+driven runs (after step 100) to be within 0.05 of the HMM's stationary shares. Three, Four, Five
+and Cyclic meet it; the 2-state models and Fully chatter (about twice the HMM's one-step runs)."""
 
 README_TAIL = """
 Wall times were measured while other jobs shared the 2 cores, so they are upper bounds.
 
-Cyclic uses blur 1.0: at 0.2 the RNN drops most of the HMM's 10% emission flips (volatility 5.95
-against 8.42); with seed 0 or 1 its long driven runs grow without bound, so seed 2 is shipped.
+Cyclic is trained in three stages (seeds 0, 1, 2). The earlier one-stage recipe (batch 512, blur
+1.0) met the first bar but drifted in long runs (output shares off by 0.118 after step 100); at 0.2
+the RNN drops most of the HMM's 10% emission flips. Batch 2048 at blur 2 keeps 400-step runs on
+the HMM's shares (error 0.006) but flickers (volatility +30%); a fine-tune at batch 4096, blur 1.0
+plus a blur-2 term of weight 1, cuts that to +15%, and a last one at blur 0.7, lr 3e-4 to +9%
+(long-run error 0.015). Tried and dropped: blur 4 at L=100 (flicker, ratio 1.19), the blur-2 term
+at weight 3 (volatility +18%), a blur-0.5 stage (long runs blew up, |h| near 17,000 by step 400),
+training from a random h0 (it passes only when also evaluated from one; +20% volatility from
+h = 0).
+
+Two still chatters. The best found is not shipped: blur 0.5 plus a blur-2 term of weight 2 at
+L=50 and batch 2048 from scratch, then a fine-tune at L=30 with that term at weight 4. Evaluated at
+L=100 it meets both bars (ratio 0.979, switch-back 0.226 against 0.167, one-step runs 0.271
+against 0.225, long-run error 0.033), but at its training length, where every path evaluates it,
+its distance ratio is 1.107, and a further stage at L=100 brings the chatter back (switch-back
+0.309, one-step runs 0.379). Short training sequences fix the switching, long ones bring the
+chatter back, and the rare middle symbol stays missing at both (under 0.1% against 1%).
 
 Fully ends with a fifth stage at blur 0.7 plus a blur-2.0 term of weight 1 (the loss is their sum).
 After the four blur-1.0 stages its distance ratio stalls at 1.056 (more stages, lower learning
