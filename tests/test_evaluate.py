@@ -12,6 +12,7 @@ import torch
 
 from hmmrnn.analyses.base import AnalysisRun, ResultFileError
 from hmmrnn.analyses.evaluation import load_evaluation
+from hmmrnn.config import ExperimentConfig
 from hmmrnn.evaluate import (
     EvaluationResult,
     compare_outputs,
@@ -100,7 +101,7 @@ def test_solving_with_either_set_as_rows_reaches_the_optimum(copies_in):
     assert total == pytest.approx(brute_best_total(a, b, 3), abs=1e-9)
 
 
-@pytest.mark.parametrize("method", ["assignment", "argmax"])
+@pytest.mark.parametrize("method", ["assignment", "study"])
 def test_identical_sets_give_zero(method):
     rng = np.random.default_rng(4)
     a = rng.integers(0, 3, (40, 8))
@@ -109,20 +110,50 @@ def test_identical_sets_give_zero(method):
     assert r.mean == 0.0 and np.all(r.distances == 0.0)
 
 
-def test_argmax_matches_full_sinkhorn_plan():
-    import ot
+def plain_study_partners(a, b, eps=0.1, tol=0.1):
+    """The study's matching written out on the full problem: log-domain Sinkhorn on the plain
+    Euclidean cost, stopped once the potentials move by less than `tol` in sum, argmax pairing."""
+    from scipy.special import logsumexp
 
+    cost = np.sqrt(2.0 * mismatch_matrix(a, b, 3))
+    la, lb = np.full(len(a), -np.log(len(a))), np.full(len(b), -np.log(len(b)))
+    f, g = np.zeros(len(a)), np.zeros(len(b))
+    for _ in range(100_000):
+        f_new = -eps * logsumexp((g[None, :] - cost) / eps + lb[None, :], axis=1)
+        g_new = -eps * logsumexp((f_new[:, None] - cost) / eps + la[:, None], axis=0)
+        moved = np.abs(f_new - f).sum() + np.abs(g_new - g).sum()
+        f, g = f_new, g_new
+        if moved < tol:
+            break
+    plan = np.exp((f[:, None] + g[None, :] - cost) / eps + la[:, None] + lb[None, :])
+    return plan.argmax(axis=1), cost
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_study_matching_equals_the_plain_log_domain_iteration(eps):
     rng = np.random.default_rng(5)
-    a = rng.integers(0, 3, (30, 5))
-    b = rng.integers(0, 3, (25, 5))
+    a = rng.integers(0, 3, (60, 12))
+    b = rng.integers(0, 3, (50, 12))
     b[5:9] = b[0]  # repeated sequences: merged into one weighted point internally
-    r = matched_distances(a, b, 3, method="argmax", reg=0.1)
-    cost = 2.0 * mismatch_matrix(a, b, 3)
-    plan = ot.sinkhorn(np.full(30, 1 / 30), np.full(25, 1 / 25), cost / cost.max(), 0.1)
-    expected = np.sqrt(cost[np.arange(30), plan.argmax(axis=1)])
-    np.testing.assert_allclose(r.distances, expected)
-    assert r.method == "argmax" and 0 < r.unique_fraction <= 1
-    assert r.unique_fraction == np.unique(r.partners).size / 30
+    a[10:14] = a[3]
+    r = matched_distances(a, b, 3, method="study", reg=eps)
+    partners, cost = plain_study_partners(a, b, eps)
+    np.testing.assert_array_equal(r.partners, partners)
+    np.testing.assert_allclose(r.distances, cost[np.arange(60), partners])
+    assert r.method == "study" and 0 < r.unique_fraction < 1
+    assert r.unique_fraction == np.unique(r.partners).size / 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, published", [("Two", 4.55), ("Three", 7.29)])
+def test_the_study_matching_reproduces_the_published_baselines(preset, published):
+    """ANALYSES.md section 4: N 5,000, L 100, HMM against an independent HMM sample."""
+    hmm = ExperimentConfig.from_preset(preset).build_hmm()
+    rng = np.random.default_rng(0)
+    ref, other = (hmm.sample(5000, 100, rng).outputs for _ in range(2))
+    r = matched_distances(other, ref, 3, method="study")
+    assert abs(r.mean - published) < 0.1, r.mean
+    assert 0.75 < r.unique_fraction < 0.9  # not one-to-one, as the study's column argmax
 
 
 def test_matched_distances_validation():
@@ -141,7 +172,7 @@ def test_matched_distances_validation():
         matched_distances(a.astype(float), a, 3)
     with pytest.raises(ValueError, match="method"):
         matched_distances(a, a, 3, method="nearest")
-    assert matched_distances(a, a[:3], 3, method="argmax").mean == 0.0  # sizes may differ
+    assert matched_distances(a, a[:3], 3, method="study").mean == 0.0  # sizes may differ
     assert matched_distances(torch.zeros(4, 5, dtype=torch.long), a, 3).mean == 0.0
 
 
@@ -298,7 +329,7 @@ def test_passes_bar():
 # --- evaluate_model ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["assignment", "argmax"])
+@pytest.mark.parametrize("method", ["assignment", "study"])
 def test_evaluate_model_tiny(method):
     torch.manual_seed(0)
     model = HMMRNN(3, 8, 3)
