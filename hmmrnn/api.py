@@ -401,6 +401,12 @@ def figure_data(
         meta["tree"] = _tree_meta(drawable)
         if drawable.skipped:
             notes.append(f"{len(drawable.skipped)} model(s) skipped (see tree.skipped)")
+        if drawable.mixed:
+            notes.append(
+                f"models evaluated by different protocols ({drawable.protocol}): their "
+                "distances do not compare; re-evaluate them alike (e.g. hmmrnn evaluate --all "
+                "TREE --seq-len 100)"
+            )
     elif entry.analysis == LOSS_CURVES:
         from hmmrnn.figures.training import LossCurves
 
@@ -485,7 +491,11 @@ def _tree_meta(tree) -> dict:
         {"model": rel, "file": file, "sha256": model_hash(Path(file))}
         for rel, file in zip(tree.rel, tree.model_files, strict=True)
     ]
-    return {"root": tree.root, "models": models, "skipped": tree.skipped}
+    for row, method, length, n in zip(
+        models, tree.method, tree.seq_len.tolist(), tree.num_sequences.tolist(), strict=True
+    ):
+        row["evaluation"] = {"method": method, "seq_len": length, "num_sequences": n}
+    return {"root": tree.root, "models": models, "skipped": tree.skipped, "protocol": tree.protocol}
 
 
 # --- training ---------------------------------------------------------------------------------------

@@ -178,6 +178,26 @@ def test_tree_figure_sidecar_lists_models_and_skips(env, tmp_path):
         {"model": "Three/hidden_12/input_1/seed_0", "reason": "no evaluation.json"}
     ]
     assert meta["notes"]
+    assert meta["tree"]["protocol"] == "assignment, L 8, N 40"
+    assert meta["tree"]["models"][0]["evaluation"] == {
+        "method": "assignment", "seq_len": 8, "num_sequences": 40}  # fmt: skip
+    assert not any("protocols" in n for n in meta["notes"])
+
+
+def test_a_tree_evaluated_two_ways_says_so(env, tmp_path):
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(env["tree"], tree)
+    api.evaluate(tree / "Two/hidden_8/input_1/seed_0", {"num_sequences": 40, "seq_len": 12})
+    res = export_figure("grid-distances", tree, out_dir=tmp_path / "x", formats="png")
+    meta = json.loads(res.sidecar.read_text())
+    assert meta["tree"]["protocol"] == "assignment, L 8–12, N 40"
+    assert any("different protocols" in n for n in meta["notes"])
+    from hmmrnn.figures.grid import TreeEvaluations
+
+    fig = FIGURES["grid-distances"].render(TreeEvaluations.from_root(tree))
+    assert any("L 8–12" in ax.get_ylabel() for ax in fig.axes)
 
 
 def test_loss_curves_keep_each_learning_rate(env):

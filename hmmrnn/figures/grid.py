@@ -43,11 +43,28 @@ class TreeEvaluations:
     rnn_std: np.ndarray
     transition_sq_error: np.ndarray
     transition_error: np.ndarray
+    method: list[str] = field(default_factory=list)
+    seq_len: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    num_sequences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     model_files: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rel)
+
+    @property
+    def protocol(self) -> str:
+        """How the saved evaluations were made: matching, length and sample size (ranges when the
+        models differ, since distances at different lengths or by different matchings do not
+        compare)."""
+        methods = "/".join(dict.fromkeys(self.method)) or "?"
+        return f"{methods}, L {_span(self.seq_len)}, N {_span(self.num_sequences)}"
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the models were evaluated by more than one protocol."""
+        rows = zip(self.method, self.seq_len.tolist(), self.num_sequences.tolist(), strict=True)
+        return len(set(rows)) > 1
 
     @property
     def groups(self) -> list[str]:
@@ -104,8 +121,18 @@ _COLUMNS = {  # name -> stored as numpy array?
     "rnn_std": True,
     "transition_sq_error": True,
     "transition_error": True,
+    "method": False,
+    "seq_len": True,
+    "num_sequences": True,
     "model_files": False,
 }
+
+
+def _span(values: np.ndarray) -> str:
+    if not len(values):
+        return "?"
+    lo, hi = int(np.min(values)), int(np.max(values))
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
 
 def _group_of(rel: str, root: Path) -> str:
@@ -127,6 +154,9 @@ def _append(cols: dict, entry, ev, root: Path) -> None:
         cols[name].append(float(getattr(ev, name)))
     cols["transition_sq_error"].append(float(ev.transition_sq_error))
     cols["transition_error"].append(float(ev.transition_error))
+    cols["method"].append(str(ev.method))
+    cols["seq_len"].append(int(ev.seq_len))
+    cols["num_sequences"].append(int(ev.num_sequences))
     cols["model_files"].append(str(entry.model_file))
 
 
@@ -236,7 +266,8 @@ def _render_grid(
 def render_grid_distances(tree: TreeEvaluations, *, width: str = "double"):
     """HMM–RNN matched distance (mean ± std over seeds) per group, hidden size and input dimension;
     dashed: the HMM–HMM baseline of the group."""
-    return _render_grid(tree, tree.rnn_mean, "matched distance", width, baseline=tree.baseline_mean)
+    label = f"matched distance ({tree.protocol})"
+    return _render_grid(tree, tree.rnn_mean, label, width, baseline=tree.baseline_mean)
 
 
 @renderer
