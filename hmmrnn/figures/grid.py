@@ -266,8 +266,9 @@ def _render_grid(
 def render_grid_distances(tree: TreeEvaluations, *, width: str = "double"):
     """HMM–RNN matched distance (mean ± std over seeds) per group, hidden size and input dimension;
     dashed: the HMM–HMM baseline of the group."""
-    label = f"matched distance ({tree.protocol})"
-    return _render_grid(tree, tree.rnn_mean, label, width, baseline=tree.baseline_mean)
+    fig = _render_grid(tree, tree.rnn_mean, "matched distance", width, baseline=tree.baseline_mean)
+    fig.suptitle(f"evaluations: {tree.protocol}", fontsize="small")  # what the distances mean
+    return fig
 
 
 @renderer
