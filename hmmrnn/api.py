@@ -583,10 +583,13 @@ def metrics(folder: str | Path) -> list[dict]:
 
 
 def discard_resume_state(folder: str | Path) -> None:
-    """Delete a finished run's checkpoint.pt (only needed to resume; not worth shipping)."""
+    """Delete what only a running or resumable run needs (checkpoint.pt, the trainer's lock file):
+    not worth shipping once the run has finished."""
+    from hmmrnn.runstate import LOCK_NAME
     from hmmrnn.tree import CHECKPOINT_NAME
 
-    (Path(folder) / CHECKPOINT_NAME).unlink(missing_ok=True)
+    for name in (CHECKPOINT_NAME, LOCK_NAME):
+        (Path(folder) / name).unlink(missing_ok=True)
 
 
 def threads() -> int:

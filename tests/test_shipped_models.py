@@ -42,6 +42,9 @@ def test_every_expected_model_is_shipped_and_ok():
     for rel, entry in entries.items():
         assert entry.status == "ok", (rel, entry.reason)
         assert not entry.warnings, (rel, entry.warnings)
+    # nothing a finished run leaves behind only for resuming (lock files, checkpoints)
+    leftovers = [p for p in ROOT.rglob("*") if p.name in (".lock", "checkpoint.pt")]
+    assert not leftovers, leftovers
 
 
 def test_total_size_under_20_mb():
