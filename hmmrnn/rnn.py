@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-STATE_KEYS = ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight")
-RNN_BIAS_KEYS = ("rnn.bias_ih_l0", "rnn.bias_hh_l0")
-FC_BIAS_KEY = "fc.bias"
+from hmmrnn.weights import (  # noqa: F401  (the state-dict layout, re-exported)
+    FC_BIAS_KEY,
+    RNN_BIAS_KEYS,
+    STATE_KEYS,
+    StateShape,
+    check_state,
+)
 
 
 @dataclass
@@ -35,55 +39,6 @@ class RNNRun:
     def symbols(self) -> torch.Tensor:
         """Integer output per step, (N, L)."""
         return self.outputs.argmax(dim=-1)
-
-
-@dataclass(frozen=True)
-class StateShape:
-    """What a state dict holds: sizes and which biases."""
-
-    inputs: int
-    hidden: int
-    outputs: int
-    rnn_bias: bool
-    fc_bias: bool
-
-
-def check_state(state: dict) -> StateShape:
-    """The sizes a state dict describes, after checking its keys, shapes and values (ValueError
-    naming the problem). Cheap: no module is built, so listing a tree of models stays fast."""
-    missing = [k for k in STATE_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"state dict lacks {', '.join(missing)}")
-    w_ih, w_hh, w_out = (state[k] for k in STATE_KEYS)
-    for key, w in zip(STATE_KEYS, (w_ih, w_hh, w_out), strict=True):
-        if not isinstance(w, torch.Tensor) or w.ndim != 2:
-            raise ValueError(f"{key} must be a 2-D tensor")
-        if not torch.isfinite(w).all():
-            raise ValueError(f"{key} contains NaN or inf")
-    hidden = w_hh.shape[0]
-    if w_hh.shape != (hidden, hidden) or w_ih.shape[0] != hidden or w_out.shape[1] != hidden:
-        raise ValueError(
-            "inconsistent shapes: "
-            f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}, fc {tuple(w_out.shape)}"
-        )
-    if hidden < 1 or w_ih.shape[1] < 1 or w_out.shape[0] < 2:
-        raise ValueError(
-            f"sizes too small: input {w_ih.shape[1]}, hidden {hidden}, outputs {w_out.shape[0]}"
-        )
-    extra = sorted(set(state) - set(STATE_KEYS) - set(RNN_BIAS_KEYS) - {FC_BIAS_KEY})
-    if extra:
-        raise ValueError(f"unexpected keys in state dict: {', '.join(extra)}")
-    for key, size in [*((k, hidden) for k in RNN_BIAS_KEYS), (FC_BIAS_KEY, w_out.shape[0])]:
-        if key in state:
-            b = state[key]
-            if not isinstance(b, torch.Tensor) or tuple(b.shape) != (size,):
-                raise ValueError(f"{key} must be a vector of {size}")
-            if not torch.isfinite(b).all():
-                raise ValueError(f"{key} contains NaN or inf")
-    return StateShape(
-        int(w_ih.shape[1]), int(hidden), int(w_out.shape[0]),
-        any(k in state for k in RNN_BIAS_KEYS), FC_BIAS_KEY in state,
-    )  # fmt: skip
 
 
 def hard_gumbel_softmax(

@@ -220,22 +220,35 @@ def find_config(model_file: Path) -> Path | None:
     return None
 
 
+def _unwrap(state):
+    """A bare state dict, or the `model` entry of our checkpoints."""
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        return state["model"]
+    return state
+
+
 def load_state(path: Path):
     """Weights of any supported file: a bare state dict or our checkpoint with a `model` key."""
-    state = safe_torch_load(path)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = _unwrap(safe_torch_load(path))
     if not isinstance(state, dict):
         raise ModelFileError(f"{path.name}: holds a {type(state).__name__}, not a state dict")
     return state
 
 
 def state_shape(path: Path):
-    """Sizes and biases of a weights file, checked (ModelFileError naming the problem)."""
-    from hmmrnn.rnn import check_state
+    """Sizes and biases of a weights file, checked (ModelFileError naming the problem).
+
+    Read with numpy where the file is a plain tensor archive (no torch import, a fraction of the
+    time per file); anything else is loaded, or refused, by torch as everywhere else.
+    """
+    from hmmrnn.weights import NotPlain, check_state, read_plain
 
     try:
-        return check_state(load_state(path))
+        state = _unwrap(read_plain(path))
+    except NotPlain:
+        state = None
+    try:
+        return check_state(state if isinstance(state, dict) else load_state(path))
     except ValueError as exc:
         if isinstance(exc, ModelFileError):
             raise

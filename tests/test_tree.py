@@ -145,3 +145,90 @@ def test_missing_path_and_root(tmp_path):
         load_model(tmp_path / "nothing")
     with pytest.raises(UserError, match="not a folder"):
         discover(tmp_path / "nothing")
+
+
+# --- reading weights without torch (listing a tree) ----------------------------------------------
+
+
+def _saved(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: study_state(),
+        lambda: {**study_state(), "rnn.bias_ih_l0": torch.randn(12), "fc.bias": torch.randn(3)},
+        lambda: {"model": study_state(), "optimizer": {"step": 3, "lr": [0.1]}, "epoch": 4},
+        lambda: {k: torch.nn.Parameter(v) for k, v in study_state().items()},
+        lambda: {k: v.double().t().contiguous().t() for k, v in study_state().items()},
+    ],
+    ids=["study", "biased", "checkpoint", "parameters", "float64-strided"],
+)
+def test_plain_reader_sees_what_torch_loads(tmp_path, make):
+    import numpy as np
+
+    from hmmrnn.weights import read_plain
+
+    path = _saved(tmp_path / "w.pth", make())
+    ours, theirs = read_plain(path), torch.load(path, weights_only=True)
+    if "model" in theirs:
+        ours, theirs = ours["model"], theirs["model"]
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        np.testing.assert_array_equal(ours[key], value.detach().numpy())
+
+
+def test_files_the_plain_reader_declines_still_get_torchs_answer(tmp_path):
+    from hmmrnn.tree import state_shape
+    from hmmrnn.weights import NotPlain, read_plain
+
+    legacy = tmp_path / "legacy.pth"
+    torch.save(study_state(), legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(NotPlain):
+        read_plain(legacy)
+    assert state_shape(legacy).hidden == 12  # torch reads the old format
+    bf16 = _saved(tmp_path / "bf16.pth", {k: v.bfloat16() for k, v in study_state().items()})
+    with pytest.raises(NotPlain):
+        read_plain(bf16)
+    assert state_shape(bf16).inputs == 4
+    nan = study_state()
+    nan["fc.weight"][0, 0] = float("nan")
+    with pytest.raises(ModelFileError, match="fc.weight contains NaN"):
+        state_shape(_saved(tmp_path / "nan.pth", nan))
+
+
+def test_listing_a_tree_does_not_import_torch(study_tree):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hmmrnn import api; es = api.discover(sys.argv[1]); "
+        "assert all(e.status == 'ok' for e in es), [(e.rel, e.reason) for e in es]; "
+        "print(len(es), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(study_tree)], capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert out == ["2", "False"]
+
+
+def test_a_zip_whose_pickle_names_code_is_refused_not_run(tmp_path):
+    import zipfile
+
+    from hmmrnn.tree import state_shape
+    from hmmrnn.weights import NotPlain, read_plain
+
+    class Calls:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    path = tmp_path / "hostile.pth"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"rnn.weight_ih_l0": Calls()}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    with pytest.raises(NotPlain, match="getcwd"):
+        read_plain(path)
+    with pytest.raises(ModelFileError):
+        state_shape(path)
