@@ -621,7 +621,7 @@ def compare_outputs(
         " (exact)" if method == "assignment" else ""
     )
     progress(0.0, f"matching the HMM baseline and the RNN: 2 x {size}")
-    base, test = _both_matchings(other, gen, ref, num_outputs, method, reg, progress)
+    base, test = _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel)
     check_cancel(cancel)
     progress(0.95, "sequence statistics")
 
@@ -674,20 +674,47 @@ def compare_outputs(
     )
 
 
-def _both_matchings(other, gen, ref, num_outputs, method, reg, progress):
+def _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel=None):
     """The baseline's and the RNN's matchings to the reference, side by side where there are two
     cores: each is one solver call that releases the GIL (scipy's assignment, POT's emd), and
-    they dominate an evaluation (2 x 3.3 s at n 5,000, L 100 on this project's CPU)."""
-    from concurrent.futures import ThreadPoolExecutor
+    they dominate an evaluation (2 x 3.3 s at n 5,000, L 100 on this project's CPU).
 
-    workers = 2 if (os.cpu_count() or 1) > 1 else 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matching") as pool:
-        jobs = [
-            pool.submit(matched_distances, x, ref, num_outputs, method, reg) for x in (other, gen)
-        ]
-        base = jobs[0].result()
-        progress(0.5, "matching: the HMM baseline is done")
-        return base, jobs[1].result()
+    A solver call cannot be interrupted, so the matchings run in daemon threads and a cancel is
+    answered at once: the threads finish on their own and their results are dropped (daemon, so
+    quitting never waits for them).
+    """
+    import threading
+    import time
+
+    from hmmrnn.analyses.base import check_cancel
+
+    results: dict[int, Any] = {}
+
+    def solve(i: int, x) -> None:
+        try:
+            results[i] = matched_distances(x, ref, num_outputs, method, reg)
+        except BaseException as exc:  # handed to the waiting caller
+            results[i] = exc
+
+    parallel = (os.cpu_count() or 1) > 1
+    pending = list(enumerate((other, gen)))
+    threads: list[threading.Thread] = []
+    told = False
+    while len(results) < 2:
+        running = [t for t in threads if t.is_alive()]
+        if pending and (parallel or not running):
+            i, x = pending.pop(0)
+            threads.append(threading.Thread(target=solve, args=(i, x), daemon=True))
+            threads[-1].start()
+        check_cancel(cancel)
+        if 0 in results and not told:
+            progress(0.5, "matching: the HMM baseline is done")
+            told = True
+        time.sleep(0.02)
+    for value in results.values():
+        if isinstance(value, BaseException):
+            raise value
+    return results[0], results[1]
 
 
 def evaluate_model(

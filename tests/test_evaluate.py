@@ -398,3 +398,26 @@ def test_rare_symbols_are_flagged():
     res = some_result()
     res.share_ratio = np.array([1.0, 0.1, 1.2])
     assert res.rare_symbols() == [1]
+
+
+def test_a_cancel_is_answered_while_a_matching_is_still_solving(monkeypatch):
+    """Solver calls cannot be interrupted: the cancel must not wait for them."""
+    import threading
+
+    from hmmrnn import evaluate as ev
+    from hmmrnn.cancel import Cancelled, CancelToken
+
+    release, finished = threading.Event(), []
+
+    def stuck(*args, **kwargs):
+        release.wait(30)  # stands for a long solver call
+        finished.append(True)
+
+    monkeypatch.setattr(ev, "matched_distances", stuck)
+    token = CancelToken()
+    threading.Timer(0.2, token.cancel).start()
+    x = np.zeros((4, 3), dtype=int)
+    with pytest.raises(Cancelled):
+        ev._both_matchings(x, x, x, 3, "assignment", 0.1, lambda *a: None, token)
+    assert not finished  # answered while both solvers were still busy
+    release.set()
