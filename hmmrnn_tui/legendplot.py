@@ -24,15 +24,24 @@ def glyph(marker: str | None) -> str:
     return MARKER_GLYPHS.get(marker, marker if len(marker) == 1 else "■")
 
 
-def legend_text(entries: list[tuple[str, Any, str | None]]) -> Text:
-    """`▞ output 0  • output 1  ● stable fixed pt` in the series' colours."""
-    text = Text()
+def legend_lines(entries: list[tuple[str, Any, str | None]], width: int) -> list[Text]:
+    """`▞ output 0  • output 1  ● stable fixed pt` in the series' colours, packed into lines of at
+    most `width` cells; an entry is never split between lines (rich would break it at its spaces,
+    non-breaking ones included), and one wider than a line is cut at its end."""
+    lines, line = [], Text()
     for label, color, marker in entries:
         style = f"rgb({color[0]},{color[1]},{color[2]})" if isinstance(color, tuple) else ""
-        entry = f"{glyph(marker)} {label}".replace(" ", "\u00a0")  # wrapped whole, never split
-        text.append(entry, style=style)
-        text.append("  ")
-    return text
+        entry = Text(f"{glyph(marker)} {label}", style=style)
+        entry.truncate(width, overflow="ellipsis")
+        gap = 2 if line.cell_len else 0
+        if line.cell_len and line.cell_len + gap + entry.cell_len > width:
+            lines.append(line)
+            line, gap = Text(), 0
+        line.append(" " * gap)
+        line.append_text(entry)
+    if line.cell_len:
+        lines.append(line)
+    return lines
 
 
 class LegendFigure:
@@ -83,8 +92,7 @@ class LegendPlot(PlotextPlot):
         width, height = self.size.width, self.size.height
         if not entries or height < 6 or width < 10:
             return super().render()
-        legend = legend_text(entries)
-        lines = legend.wrap(self.app.console, width)[:2]
+        lines = legend_lines(entries, width)[:2]
         plot_height = height - len(lines)
         self._plot.plotsize(width, plot_height)
         self._plot._set_size(width, plot_height)

@@ -178,7 +178,7 @@ class MetricsPane(JobPane):
             if other is not None:  # both names first: at 80 columns the tail is cut
                 line = f"{shorten(entry.rel, 28)} vs {shorten(name, 28)} · c on it: stop · ctrl+r"
             else:
-                line = f"{entry.rel}: evaluation (ctrl+r recomputes)"
+                line = f"{entry.rel}: evaluation (ctrl+r evaluates again)"
             self._idle_status(Text(line))
             body.update(render.evaluation_view(run, other, name))
             return
@@ -283,8 +283,8 @@ class MetricsPane(JobPane):
         params = dict(self.hub.eval_params)
         store = self.hub.store
 
-        def job(progress, cancel) -> tuple[int, list[str]]:
-            failures = []
+        def job(progress, cancel) -> tuple[int, list[str], int]:
+            failures, cached = [], 0
             n = len(entries)
             for i, entry in enumerate(entries):
                 cancel.raise_if_cancelled()
@@ -307,12 +307,18 @@ class MetricsPane(JobPane):
                     failures.append(f"{entry.rel}: {exc}")
                     continue
                 self.post_message(Evaluated(entry, run))
-            return n, failures
+                cached += run.source == "cache"
+            return n, failures, cached
 
         return job
 
     def job_done(self, name: str, value) -> None:
-        total, failures = value
+        total, failures, cached = value
+        if cached and cached == total - len(failures):
+            self.app.notify(
+                "from the cache: these weights were evaluated with these parameters before "
+                "(change one to compute anew)", title="evaluation", timeout=6,
+            )  # fmt: skip
         for line in failures:
             self.app.notify(line, title="evaluation failed", severity="error", timeout=8)
         if total > 1:

@@ -140,5 +140,6 @@ class ParamForm(ModalScreen[dict[str, Any] | None]):
 
 
 def _help(p) -> Text:
-    default = "the model's config, else " + p.default_text() if p.config else p.default_text()
+    plain = p.format(p.default)
+    default = f"the model config's {p.config}, else {plain}" if p.config else plain
     return Text(f"{p.type_text()} · default {default} · {p.help}")

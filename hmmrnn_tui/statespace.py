@@ -168,8 +168,9 @@ class StateSpacePane(JobPane):
 
         store, params_for = self.hub.store, self.hub.params_for
 
-        def job(progress, cancel) -> None:
+        def job(progress, cancel) -> list[str]:
             loaded = store.get(entry)
+            sources = []
             for name, lo, hi in STAGES:
                 cancel.raise_if_cancelled()
 
@@ -178,6 +179,8 @@ class StateSpacePane(JobPane):
 
                 run = api.analyze(loaded, name, params_for(name), progress=scaled, cancel=cancel)
                 self.post_message(StageDone(entry, name, run))
+                sources.append(run.source)
+            return sources
 
         self.start_job("statespace", f"state space of {entry.rel}", job)
 
@@ -189,6 +192,11 @@ class StateSpacePane(JobPane):
             self.redraw()
 
     def job_done(self, name: str, value) -> None:
+        if value and all(source == "cache" for source in value):
+            self.app.notify(
+                "from the cache: computed before for these weights and parameters "
+                "(change one to compute anew)", title="state space", timeout=6,
+            )  # fmt: skip
         self.redraw()
 
     def job_ended(self, name: str, outcome: str) -> None:

@@ -448,7 +448,7 @@ def test_grid_points_sit_on_their_ticks_and_titles_do_not_collide(env, tmp_path)
         ticks = set(ax.get_xticks().tolist())
         for line in ax.lines:
             xs = line.get_xdata()
-            if len(xs) and line.get_label().startswith("d = "):
+            if len(xs) and line.get_label().startswith("input size "):
                 # Two has d = 1 and 2 at hidden 8 (dodged); every other point is on its tick
                 shared = ax.get_title().startswith("Two")
                 assert shared or set(np.asarray(xs).tolist()) <= ticks, ax.get_title()
@@ -456,7 +456,7 @@ def test_grid_points_sit_on_their_ticks_and_titles_do_not_collide(env, tmp_path)
     for i, a in enumerate(boxes):
         assert not any(a.overlaps(b) for b in boxes[i + 1 :])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == ["HMM–HMM", "d = 1", "d = 2"]
+    assert labels == ["HMM–HMM", "input size 1", "input size 2"]
     from hmmrnn.figures.grid import _panel_title
 
     assert "\n" in _panel_title("ReverseEngineeredModel", 2) and "\n" not in _panel_title("Two", 2)

@@ -123,7 +123,7 @@ def rendered(widget) -> str:
     """The text a widget shows on screen (all of it, for content taller than the view)."""
     width, height = widget.size.width, max(widget.size.height, widget.virtual_size.height)
     lines = (strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
-    return "\n".join(lines).replace("\xa0", " ")  # legends keep entries whole with NBSPs
+    return "\n".join(lines)
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -249,6 +249,9 @@ async def test_evaluate_selected_model_and_sort_the_table(tree, tmp_path):
         assert saved["params"]["num_sequences"] == 100 and saved["params"]["seq_len"] == 10
         result = app.evaluations[key].result
         assert metrics.rows[key]["distance_ratio"] == pytest.approx(result.distance_ratio)
+        assert not any("from the cache" in n for n in notes(app))
+        await pilot.press("ctrl+r")  # the same weights and parameters again: says so
+        await until(pilot, lambda: any("from the cache" in n for n in notes(app)), what="note")
 
         table = app.query_one("#cross")
         first = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]

@@ -43,7 +43,7 @@ def test_epoch_ticks_are_whole_round_numbers():
 
 
 def test_series_labels_become_a_legend_line_not_canvas_text():
-    from hmmrnn_tui.legendplot import LegendFigure, legend_text
+    from hmmrnn_tui.legendplot import LegendFigure, legend_lines
 
     fig = LegendFigure(plotext)
     fig.clear_figure()
@@ -53,7 +53,10 @@ def test_series_labels_become_a_legend_line_not_canvas_text():
     canvas = re.sub(r"\x1b\[[0-9;]*m", "", fig.build())
     assert "output 0" not in canvas and "stable" not in canvas  # nothing drawn over the data
     assert [e[0] for e in fig.entries] == ["output 0", "stable fixed pt"]
-    line = legend_text(fig.entries).plain
-    assert "▞\u00a0output\u00a00" in line and "●\u00a0stable\u00a0fixed\u00a0pt" in line
+    (line,) = legend_lines(fig.entries, 60)
+    assert line.plain == "▞ output 0  ● stable fixed pt"
+    narrow = [t.plain for t in legend_lines(fig.entries, 18)]
+    assert narrow == ["▞ output 0", "● stable fixed pt"]  # whole entries per line, never split
+    assert all(len(t) <= 8 for t in legend_lines(fig.entries, 8))
     fig.clear_figure()
     assert fig.entries == []

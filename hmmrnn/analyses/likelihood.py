@@ -5,8 +5,8 @@ The exact per-step log-likelihood log P(o_1..o_L) / L of each sequence comes fro
 algorithm (`HMM.log_likelihood`, batched, scaled per step). For the HMM's own samples its mean is
 the process' entropy rate (plus a start-up term); an RNN that emulates the HMM scores the same, and
 the gap (HMM minus RNN, nats per step) measures how far it is, with no matching noise and no
-entropic blur. The gap is signed: an RNN that is *too* regular (fewer switches than its HMM, the
-shipped Cyclic model for one) emits sequences more probable than the process' own, and scores a
+entropic blur. The gap is signed: an RNN that is *too* regular (fewer switches than its HMM)
+emits sequences more probable than the process' own, and scores a
 negative gap; read it with the conditional curve and the volatility, not as a distance. The conditional term log P(o_t | o_<t) per step shows *where* in a sequence an RNN
 departs (e.g. too many switches in its first steps from h = 0). Outputs the HMM cannot emit at
 all (probability 0, e.g. a forbidden transition of a custom matrix) are counted apart.
@@ -149,15 +149,19 @@ def render(result: LikelihoodResult, *, width: str = "double"):
     bins = np.linspace(both.min(), both.max() + 1e-9, 40)
     for values, color, label in zip(finite, (HMM_COLOR, RNN_COLOR), ("HMM", "RNN"), strict=True):
         ax_h.hist(values, bins=bins, histtype="step", color=color, lw=1.2, label=label)
-    ax_h.set_xlabel("log-likelihood per step (nats)")
+    ax_h.set_xlabel("log-likelihood per step under the HMM (nats)")
     ax_h.set_ylabel("sequences")
     ax_h.legend(loc="upper left")
     t = np.arange(1, len(result.hmm_conditional) + 1)
     ax_t.plot(t, result.hmm_conditional, color=HMM_COLOR, label="HMM")
     ax_t.plot(t, result.rnn_conditional, color=RNN_COLOR, ls="--", label="RNN")
     ax_t.set_xlabel("step")
-    ax_t.set_ylabel(r"mean log P(o$_t$ | o$_{<t}$)")
-    ax_t.set_title(f"gap {result.gap:.3f} ± {result.gap_se:.3f} nats/step", fontsize="medium")
+    ax_t.set_ylabel(r"mean log P$_\mathrm{HMM}$(o$_t$ | o$_{<t}$)")
+    title = f"gap HMM − RNN {result.gap:.3f} ± {result.gap_se:.3f} nats/step"
+    ax_t.set_title(
+        title + (" (the RNN's sequences more probable)" if result.gap < 0 else ""),
+        fontsize="medium",
+    )
     ax_t.legend(loc="lower right")
     label_panels([ax_h, ax_t])
     return fig

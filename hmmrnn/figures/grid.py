@@ -184,7 +184,7 @@ def _series(tree: TreeEvaluations, values: np.ndarray, group: str, inp: int):
 
 def _legend_key(label: str) -> tuple[int, float]:
     """The baseline first, then the input sizes in increasing order."""
-    return (1, float(label.split("=")[1])) if label.startswith("d = ") else (0, 0.0)
+    return (1, float(label.split()[-1])) if label.startswith("input size ") else (0, 0.0)
 
 
 def _offset(series: dict, inp, hidden) -> float:
@@ -234,7 +234,7 @@ def _render_grid(
                 lw=0.8,
                 capsize=1.5,
                 elinewidth=0.7,
-                label=f"d = {inp}",
+                label=f"input size {inp}",
             )
         if baseline is not None:
             sel = np.asarray(tree.group) == group
