@@ -56,7 +56,9 @@ def test_cuda_request_without_cuda(tmp_path, capsys):
     assert rc == 2 and "CUDA is not available" in capsys.readouterr().err
 
 
-def test_ls_and_info(study_tree, capsys):
+def test_ls_and_info(study_tree, capsys, monkeypatch):
+    from hmmrnn.cli import model_cmds
+
     bad = study_tree / "Five" / "hidden_50" / "input_10" / "seed_0"
     write_study_model(bad)
     (next((bad / "models").glob("*.pth"))).write_text("garbage")
@@ -66,7 +68,17 @@ def test_ls_and_info(study_tree, capsys):
     assert rows["Fully_Connected/Seed 1"]["status"] == "ok"
     assert rows["Three/hidden_12/input_4/seed_0"]["hidden"] == 12
     assert main(["ls", str(study_tree)]) == 0
-    assert "broken" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "broken" in table and "┃" in table  # a few models: a rich table
+    monkeypatch.setattr(model_cmds, "LS_TABLE_ROWS", 1)  # many models: aligned columns
+    assert main(["ls", str(study_tree)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["model", "status", "M", "hidden", "input", "seed", "best", "val",
+                                "epochs", "note"]  # fmt: skip
+    listed = {line.split()[0]: line.split()[1] for line in lines[2:]}
+    assert listed["Five/hidden_50/input_10/seed_0"] == "broken"
+    assert listed["Three/hidden_12/input_4/seed_0"] == "ok"
+    assert all(line == line.rstrip() for line in lines)
     assert main(["info", str(study_tree / "Fully_Connected" / "Seed 1"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["hidden"] == 12 and len(info["transition"]) == 3

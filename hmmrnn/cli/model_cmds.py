@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from hmmrnn import api
 from hmmrnn.cli.common import (
@@ -72,23 +73,56 @@ def run_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    table = Table(title=f"{args.tree} — {len(rows)} models", title_justify="left")
-    for col in ("model", "status", "M", "hidden", "input", "seed", "best val", "epochs", "note"):
-        table.add_column(
-            col, justify="right" if col in ("M", "hidden", "input", "seed") else "left"
-        )
-    colours = {"ok": "green", "broken": "red", "training": "yellow", "interrupted": "yellow"}
-    for r in rows:
-        table.add_row(
+    title = f"{args.tree} — {len(rows)} models"
+    columns = ("model", "status", "M", "hidden", "input", "seed", "best val", "epochs", "note")
+    cells = [
+        (
             r["model"],
-            f"[{colours.get(r['status'], 'white')}]{r['status']}[/]",
+            r["status"],
             *(_cell(r[k]) for k in ("states", "hidden", "input", "seed")),
             _cell(r["best_val"], ".3f"),
             _cell(r["epochs"] or None),
             r["reason"] or "; ".join(r["warnings"]),
         )
+        for r in rows
+    ]
+    if len(rows) > LS_TABLE_ROWS:
+        console.print(_plain_columns(title, columns, cells), soft_wrap=True)
+        return EXIT_OK
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in _NUMERIC else "left")
+    for row in cells:
+        table.add_row(row[0], f"[{_COLOURS.get(row[1], 'white')}]{row[1]}[/]", *row[2:])
     console.print(table)
     return EXIT_OK
+
+
+LS_TABLE_ROWS = 500  # above this many models, aligned columns: a rich table takes ~3 s per 2,000
+_NUMERIC = ("M", "hidden", "input", "seed")
+_COLOURS = {"ok": "green", "broken": "red", "training": "yellow", "interrupted": "yellow"}
+
+
+def _plain_columns(title: str, columns: tuple[str, ...], cells: list[tuple]) -> Text:
+    """The same listing as aligned columns, built as one Text: fast for thousands of rows."""
+    widths = [max(len(str(c)) for c in col) for col in zip(columns, *cells, strict=True)]
+
+    def line(row, header: bool = False) -> Text:
+        text = Text()
+        for i, (value, width) in enumerate(zip(row, widths, strict=True)):
+            value = str(value)
+            padded = value.rjust(width) if columns[i] in _NUMERIC else value.ljust(width)
+            style = "bold" if header else (_COLOURS.get(value, "") if i == 1 else "")
+            text.append(padded + "  ", style=style)
+        text.rstrip()
+        return text
+
+    out = Text(title + "\n", style="italic")
+    out.append_text(line(columns, header=True))
+    for row in cells:
+        out.append("\n")
+        out.append_text(line(row))
+    return out
 
 
 def _cell(value, fmt: str = "") -> str:
