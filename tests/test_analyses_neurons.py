@@ -198,20 +198,24 @@ def test_group_activity_and_preactivations_agree(planted):
 # --- ablation -------------------------------------------------------------------------------------------
 
 
-def test_default_sets_on_known_weights():
-    w = torch.zeros(10, 10)
-    w[0, 1:4] = torch.tensor([3.0, -2.0, 1.0])  # kick unit 0's partners, strongest first
-    w[0, 4:] = 0.01
-    noise_only = default_sets(w, [0], top_k=3, control_k=2, seed=0)
-    assert noise_only["kick"].tolist() == [0]
-    assert noise_only["noise"].tolist() == [1, 2, 3]
-    control = noise_only["control"]
-    assert len(control) == 3 and not set(control) & {0, 1, 2}
-    assert (
-        default_sets(w, [0], top_k=3, control_k=2, seed=0)["control"].tolist() == control.tolist()
-    )
+def test_default_sets_rank_partners_by_signed_weight():
+    """ANALYSES.md section 6 on a planted matrix: the noise set takes each kick unit's most
+    EXCITATORY partners (a strong inhibitor is not one), the control every unit outside the top
+    partners of the kick units of both directions."""
+    w = torch.zeros(12, 12)
+    w[0, 1:5] = torch.tensor([3.0, -9.0, 1.0, 0.5])  # kick unit 0 (direction A): 1 > 3 > 4 > 2
+    w[5, 6:9] = torch.tensor([2.0, 1.5, -4.0])  # kick unit 5 (direction B): 6 > 7 > 8
+    sets = default_sets(w, [0], top_k=2, control_k=2, all_kick=[0, 5])
+    assert sets["kick"].tolist() == [0]
+    assert sets["noise"].tolist() == [1, 3]  # signed: -9 (unit 2) is the weakest, not the strongest
+    # outside {0, 5}, the top-2 signed partners of 0 (1, 3) and of 5 (6, 7): all the rest
+    assert sets["control"].tolist() == [2, 4, 8, 9, 10, 11]
+    alone = default_sets(w, [0], top_k=2, control_k=2)  # no other direction given
+    assert 6 in alone["control"] and 5 in alone["control"]
     with pytest.raises(ValueError, match="no kick neurons"):
         default_sets(w, [])
+    with pytest.raises(ValueError, match="control set is empty"):
+        default_sets(w, [0], top_k=2, control_k=12)
 
 
 def test_modulated_rollout_gains(planted):
@@ -252,7 +256,7 @@ def test_ablation_vectorised_equals_one_mu_at_a_time(planted):
     assert full.units("control").tolist() == [6, 7] and full.drives == [
         "recurrent",
         "input",
-        "recurrent",
+        "input",  # the study scales the control's noise drive, as the noise projection's
     ]
     np.testing.assert_array_equal(
         full.rate, ablation_sweep(planted, mus=[0.0, 1.0, 2.0], **kw).rate
@@ -345,3 +349,23 @@ def test_registry_runs_and_caches(tmp_path, tmp_cache):
     folder = _evolution_folder(tmp_path / "evo")
     evo = run_analysis("evolution", load_model(folder), {"steps": 40, "eig_steps": 10})
     assert evo.epochs.tolist() == [0, 5, 10, 15]
+
+
+def test_ablation_takes_one_direction_and_names_a_missing_one():
+    from types import SimpleNamespace
+
+    from hmmrnn.analyses.ablation import _direction_units
+
+    groups = {0: np.array([], dtype=np.int64), 1: np.array([4, 2]), 2: np.array([7])}
+    found = SimpleNamespace(
+        directions=np.array([[0, 1], [0, 2], [2, 0]]),
+        units=lambda d: groups[d],
+        all_units=np.array([2, 4, 7]),
+    )
+    units, every = _direction_units(found, None)  # the first direction that has kick units
+    assert units.tolist() == [4, 2] and every.tolist() == [2, 4, 7]
+    assert _direction_units(found, 2)[0].tolist() == [7]
+    with pytest.raises(ValueError, match=r"switch 0 -> 1 \(direction 0\)"):
+        _direction_units(found, 0)
+    with pytest.raises(ValueError, match="3 switch directions"):
+        _direction_units(found, 5)

@@ -122,7 +122,7 @@ def test_help_after_the_analysis_lists_its_parameters(model, capsys):
     out = capsys.readouterr().out
     for flag in ("--kick-units", "--mus", "--noise-std", "--seed"):
         assert flag in out
-    assert "list of int" in out and "default 60" in out
+    assert "list of int" in out and "60 at hidden 150" in out and "--direction" in out
 
 
 def test_list_parameters_parse_like_the_tui(model, capsys):

@@ -1,9 +1,10 @@
 """Ablation and gain modulation of unit sets (ANALYSES.md §6): how kicks and noise make switches.
 
-For each set of units and each gain mu (0 silences, 1 is nominal, > 1 excites), the drive *into* the
-set is multiplied by mu: the recurrent drive for the kick neurons and for the control set, the noise
-(input) drive for the "noise projection" (the presynaptic partners of the kick neurons). Rollouts
-start at a cluster point with gamma-mixed noise, and two read-outs are taken per mu:
+For one switch direction at a time and each gain mu (0 silences, 1 is nominal, > 1 excites), the
+drive *into* a set is multiplied by mu: the recurrent drive for that direction's kick neurons; the
+noise (input) drive for the "noise projection" (their top signed presynaptic partners) and for the
+control (every unit outside the top signed partners of all kick neurons). Rollouts start at a
+cluster point with gamma-mixed noise, and two read-outs are taken per mu:
 
 - critical pairs per switch: complex eigen-pairs of the step Jacobians D G W_hh (D the gating mask,
   G the gains) near the unit circle (Mobius w = (lambda-1)/(lambda+1): |Re w| < re_tol and
@@ -42,7 +43,10 @@ from hmmrnn.device import torch_generator
 from hmmrnn.params import NoiseStd, P, Seed
 
 DEFAULT_MUS = tuple(float(m) for m in np.round(np.arange(0.0, 2.01, 0.1), 2))
-INPUT_SETS = ("noise",)
+INPUT_SETS = (
+    "noise",
+    "control",
+)  # the study scales their noise drive, the kick set's recurrent one
 
 
 @dataclass
@@ -82,30 +86,61 @@ class AblationResult(Result):
 
 
 def default_sets(
-    w_hh, kick: Sequence[int], *, top_k: int = 60, control_k: int = 35, seed: int = 0
+    w_hh,
+    kick: Sequence[int],
+    *,
+    top_k: int = 60,
+    control_k: int = 35,
+    all_kick: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The study's three sets around the kick neurons.
+    """The study's three sets around one switch direction's kick units (ANALYSES.md section 6).
 
-    noise: the union of the top_k presynaptic partners (largest |W_hh[i, j]|) of every kick neuron i;
-    control: units outside the top control_k partners of any kick neuron, drawn (seeded) to the size
-    of the noise set, or all of them when fewer remain. Kick units belong to neither.
-    """
-    w = w_hh.detach().abs().cpu().numpy() if isinstance(w_hh, torch.Tensor) else np.abs(w_hh)
+    noise: the union of the top_k presynaptic partners j of every kick unit i, ranked by the
+    SIGNED weight W_hh[i, j] (most excitatory first), kick units excluded; control: every unit
+    outside the top control_k signed partners of all kick units of both directions (`all_kick`,
+    default `kick`), kick units excluded. An empty set is an error, never a silent no-op.
+    """  # fmt: skip
+    w = w_hh.detach().cpu().numpy() if isinstance(w_hh, torch.Tensor) else np.asarray(w_hh)
     hidden = w.shape[0]
     kick = as_index(kick)
     if not kick.size:
         raise ValueError("no kick neurons: pass sets=... or kick_units=... explicitly")
+    every = np.union1d(kick, as_index(all_kick)) if all_kick is not None else kick
 
-    def partners(k: int) -> np.ndarray:
+    def partners(units: np.ndarray, k: int) -> np.ndarray:
         k = max(0, min(int(k), hidden))
-        order = np.argsort(-w[kick], axis=1, kind="stable")[:, :k]
-        return np.unique(order)
+        return np.unique(np.argsort(-w[units], axis=1, kind="stable")[:, :k])
 
-    noise = np.setdiff1d(partners(top_k), kick)
-    pool = np.setdiff1d(np.arange(hidden), np.union1d(partners(control_k), kick))
-    rng = np.random.default_rng(seed)
-    control = np.sort(rng.choice(pool, size=min(len(noise), len(pool)), replace=False))
+    noise = np.setdiff1d(partners(kick, top_k), kick)
+    control = np.setdiff1d(np.arange(hidden), np.union1d(partners(every, control_k), every))
+    for name, units in (("noise", noise), ("control", control)):
+        if not units.size:
+            raise ValueError(
+                f"the {name} set is empty on this model (hidden {hidden}, top_k {top_k}, "
+                f"control_k {control_k}, {len(every)} kick units); lower top_k/control_k"
+            )
     return {"kick": kick, "noise": noise, "control": control.astype(np.int64)}
+
+
+STUDY_HIDDEN, STUDY_TOP_K, STUDY_CONTROL_K = 150, 60, 35
+
+
+def _direction_units(found, direction: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Kick units of detected direction `direction` (None: the first that has any), and those of
+    every direction."""
+    n = len(found.directions)
+    if direction is None:
+        direction = next((d for d in range(n) if found.units(d).size), 0)
+    if direction >= n:
+        raise ValueError(f"direction {direction}: the model has {n} switch directions (0..{n - 1})")
+    units = found.units(direction)
+    if not units.size:
+        a, b = (int(v) for v in found.directions[direction])
+        raise ValueError(
+            f"no kick units found for the switch {a} -> {b} (direction {direction}); "
+            "pass kick_units=... or choose another direction"
+        )
+    return units, found.all_units
 
 
 @torch.no_grad()
@@ -180,10 +215,42 @@ def ablation_sweep(
     sets: Mapping[str, Sequence[int]] | None = None,
     input_sets: Sequence[str] = INPUT_SETS,
     kick_units: Annotated[
-        Sequence[int] | None, P("kick units, e.g. 30,130,92 (none: detected by kick-neurons)", ge=0)
+        Sequence[int] | None,
+        P(
+            "one switch direction's kick units, e.g. 30,130,92 (none: detected by kick-neurons)",
+            ge=0,
+        ),
     ] = None,
-    top_k: Annotated[int, P("presynaptic partners per kick unit in the noise set", ge=1)] = 60,
-    control_k: Annotated[int, P("partners excluded from the control set", ge=0)] = 35,
+    other_kick_units: Annotated[
+        Sequence[int] | None,
+        P(
+            "the other directions' kick units, kept out of the control (none: detected, or none)",
+            ge=0,
+        ),
+    ] = None,
+    direction: Annotated[
+        int | None,
+        P(
+            "which detected direction's kick units, an index into kick-neurons' directions (none: "
+            "the first that has any)",
+            ge=0,
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        P(
+            "signed partners per kick unit in the noise set (none: 60 at hidden 150, in proportion)",
+            ge=1,
+        ),
+    ] = None,
+    control_k: Annotated[
+        int | None,
+        P(
+            "signed partners per kick unit kept out of the control (none: 35 at hidden 150, in "
+            "proportion)",
+            ge=0,
+        ),
+    ] = None,
     mus: Annotated[Sequence[float], P("gains swept (0 silences, 1 nominal)", ge=0)] = DEFAULT_MUS,
     n_traj: Annotated[int, P("trajectories per gain", ge=1)] = 100,
     steps: Annotated[int, P("steps per trajectory", ge=1)] = 100,
@@ -218,11 +285,22 @@ def ablation_sweep(
         raise ValueError(f"need n_traj >= 1 and steps >= 1 (got {n_traj}, {steps})")
     progress(0.0, "ablation: choosing sets")
     if sets is None:
-        if kick_units is None and context is not None:
-            kick_units = context.run("kick-neurons", {"seed": seed}).all_units
-        elif kick_units is None:
-            kick_units = kick_neurons(model, seed=seed, cancel=cancel).all_units
-        sets = default_sets(model.w_hh, kick_units, top_k=top_k, control_k=control_k, seed=seed)
+        if kick_units is None:
+            found = (
+                context.run("kick-neurons", {"seed": seed})
+                if context is not None
+                else kick_neurons(model, seed=seed, cancel=cancel)
+            )
+            kick_units, other = _direction_units(found, direction)
+            other_kick_units = other if other_kick_units is None else other_kick_units
+        every = None if other_kick_units is None else np.union1d(kick_units, other_kick_units)
+        # the study's counts were chosen for 150 units; other sizes keep the same proportions
+        top_k = max(1, round(STUDY_TOP_K * hidden_size / STUDY_HIDDEN)) if top_k is None else top_k
+        if control_k is None:
+            control_k = round(STUDY_CONTROL_K * hidden_size / STUDY_HIDDEN)
+        sets = default_sets(
+            model.w_hh, kick_units, top_k=top_k, control_k=control_k, all_kick=every
+        )
     sets = {str(k): as_index(v) for k, v in sets.items()}
     for name, units in sets.items():
         if units.size and (units.min() < 0 or units.max() >= hidden_size):
@@ -315,6 +393,7 @@ def _summary(r: AblationResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="ablation",
+        version=2,  # 2: signed partners per switch direction, the study's whole control set
         fn=ablation_sweep,
         result=AblationResult,
         help="gain sweep on kick, noise-projection and control sets: critical pairs, switch rate",
