@@ -301,8 +301,10 @@ def child_main(argv: Sequence[str]) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(argv)
+    done, lock = threading.Event(), threading.Lock()
     if args.parent_pid:
-        threading.Thread(target=_watch_parent, args=(args.parent_pid, token), daemon=True).start()
+        watch = (args.parent_pid, token, done, lock, args.folder)
+        threading.Thread(target=_watch_parent, args=watch, daemon=True).start()
     try:
         config = ExperimentConfig.from_dict(json.loads(sys.stdin.read()))
         outcome = execute_job(
@@ -310,15 +312,24 @@ def child_main(argv: Sequence[str]) -> int:
         )
     except (ConfigError, ValueError) as exc:
         outcome = JobOutcome(str(args.folder), "failed", message=one_line(exc))
+    with lock:  # a finished job's log ends with its result, whatever happens to the sweep now
+        done.set()
     print(RESULT_MARKER + json.dumps(outcome.to_dict()), flush=True)
     return 0
 
 
-def _watch_parent(parent: int, token: CancelToken, poll: float = 0.1) -> None:
-    """A sweep killed outright cannot forward Ctrl-C: its orphans stop by themselves."""
-    while not token.cancelled:
+def _watch_parent(
+    parent: int, token: CancelToken, done: threading.Event, lock, folder: Path, poll: float = 0.1
+) -> None:
+    """A sweep killed outright cannot forward Ctrl-C: its orphans stop by themselves. A job whose
+    training has already ended is left alone: its folder stays exactly as it finished."""
+    from hmmrnn.sweep.layout import job_state
+
+    while not token.cancelled and not done.is_set():
         if os.getppid() != parent:
-            print("the sweep process is gone: stopping after the current batch", flush=True)
-            token.cancel()
+            with lock:
+                if not done.is_set() and job_state(folder) not in ("finished", "diverged"):
+                    print("the sweep process is gone: stopping after the current batch", flush=True)
+                    token.cancel()
             return
         time.sleep(poll)
