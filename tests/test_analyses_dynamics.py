@@ -381,6 +381,12 @@ def test_noise_sensitivity_frozen_noise_gives_no_spread():
     assert np.allclose(r.points[0], points.h_cluster) and r.t_kick == points.t_kick
     # every rollout starts at its point
     assert np.allclose(r.projections[:, :, :, 0], r.projections[:, :, :1, 0])
+    # repeated draws: a standard error per point, gamma and step (none for a single draw)
+    assert r.repeats == 10 and r.trace_se.shape == (2, 3, 4)
+    assert np.allclose(r.trace_se[:, 0], 0, atol=1e-8) and (r.trace_se[:, 2] > 0).all()
+    assert (r.trace_se[:, 2] < r.trace[:, 2]).all()  # ten draws of 30 rollouts: a tight mean
+    one = noise_sensitivity(model, n_rollouts=30, steps=4, points=points, pca_steps=200, repeats=1)
+    assert np.isnan(one.trace_se).all() and np.isnan(one.distance_mean_se).all()
 
 
 # --- through the registry -------------------------------------------------------------------------

@@ -98,8 +98,11 @@ def rollout(
 
 
 def mixed_noise(frozen: torch.Tensor, fresh: torch.Tensor, gamma: float) -> torch.Tensor:
-    """(1 - gamma) * frozen + gamma * fresh: gamma = 0 gives every rollout the same input."""
-    return (1.0 - gamma) * frozen.unsqueeze(0) + gamma * fresh
+    """(1 - gamma) * frozen + gamma * fresh: gamma = 0 gives every rollout the same input.
+
+    frozen (..., T, d) is shared by the rollouts of fresh (..., N, T, d) (leading axes: e.g. draws).
+    """
+    return (1.0 - gamma) * frozen.unsqueeze(-3) + gamma * fresh
 
 
 def argmax_outputs(model, h: torch.Tensor) -> torch.Tensor:

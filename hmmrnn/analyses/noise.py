@@ -33,10 +33,16 @@ class NoiseSensitivityResult(Result):
     gammas: np.ndarray  # (G,)
     point_names: list
     points: np.ndarray  # (P, H) start states
-    trace: np.ndarray  # (P, G, T) trace of the covariance over rollouts, per step
+    trace: np.ndarray  # (P, G, T) trace of the covariance over rollouts, per step (repeat mean)
     distance: np.ndarray  # (P, G, T) mean distance to the mean trajectory, per step
     trace_mean: np.ndarray  # (P, G) averaged over steps
     distance_mean: np.ndarray  # (P, G)
+    # standard errors over the independent draws (nan with one draw): one draw varies by ~15%
+    trace_se: np.ndarray  # (P, G, T)
+    distance_se: np.ndarray  # (P, G, T)
+    trace_mean_se: np.ndarray  # (P, G)
+    distance_mean_se: np.ndarray  # (P, G)
+    repeats: int
     projections: np.ndarray  # (P, G, N, T + 1, 2) rollouts on PC1-PC2, start included
     components: np.ndarray  # (2, H)
     mean: np.ndarray  # (H,)
@@ -47,12 +53,20 @@ class NoiseSensitivityResult(Result):
 def spread(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Trace of covariance (ddof 1) and mean distance to the mean, over rollouts, per step.
 
-    states: (N, T, H) -> two (T,) arrays.
+    states: (..., N, T, H) -> two (..., T) arrays (one per leading index, e.g. per draw).
     """
-    centred = states - states.mean(dim=0, keepdim=True)
-    trace = (centred**2).sum(dim=(0, 2)) / max(1, states.shape[0] - 1)
-    distance = centred.norm(dim=2).mean(dim=0)
+    n = states.shape[-3]
+    centred = states - states.mean(dim=-3, keepdim=True)
+    trace = (centred**2).sum(dim=(-3, -1)) / max(1, n - 1)
+    distance = centred.norm(dim=-1).mean(dim=-2)
     return trace.cpu().numpy().astype(np.float64), distance.cpu().numpy().astype(np.float64)
+
+
+def _se(values: np.ndarray) -> np.ndarray:
+    """Standard error of the mean over axis 0 (nan for a single draw)."""
+    if values.shape[0] < 2:
+        return np.full(values.shape[1:], np.nan)
+    return values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
 
 
 @torch.no_grad()
@@ -66,6 +80,9 @@ def noise_sensitivity(
     ),
     n_rollouts: Annotated[int, P("rollouts per point and gamma", ge=2)] = 100,
     steps: Annotated[int, P("steps per rollout", ge=1)] = 5,
+    repeats: Annotated[
+        int, P("independent draws of the frozen and fresh noise (error bars over them)", ge=1)
+    ] = 10,
     noise_std: NoiseStd = 1.0,
     seed: Seed = 0,
     locate_params: Annotated[
@@ -92,34 +109,40 @@ def noise_sensitivity(
     dev, dtype = model.device, model.w_hh.dtype
     starts = torch.as_tensor(np.stack([points.h_cluster, points.h_kick]), device=dev, dtype=dtype)
     gen = torch_generator(seed, dev)
-    frozen = noise_std * torch.randn((steps, model.input_size), generator=gen, device=dev)
-    fresh = noise_std * torch.randn(
-        (n_rollouts, steps, model.input_size), generator=gen, device=dev
-    )
+    d, n = model.input_size, n_rollouts
+    frozen = noise_std * torch.randn((repeats, steps, d), generator=gen, device=dev)
+    fresh = noise_std * torch.randn((repeats, n, steps, d), generator=gen, device=dev)
     components, mean = pc_basis(
         model, n_components=2, steps=pca_steps, warmup=warmup, noise_std=noise_std, seed=seed
     )
     n_p, n_g = len(starts), len(gammas)
-    trace = np.zeros((n_p, n_g, steps))
-    distance = np.zeros((n_p, n_g, steps))
-    proj = np.zeros((n_p, n_g, n_rollouts, steps + 1, components.shape[0]))
+    trace = np.zeros((repeats, n_p, n_g, steps))
+    distance = np.zeros((repeats, n_p, n_g, steps))
+    proj = np.zeros((n_p, n_g, n, steps + 1, components.shape[0]))
     for g, gamma in enumerate(gammas):
-        noise = mixed_noise(frozen, fresh, float(gamma))
+        # every draw in one batch: (repeats x rollouts) rollouts, draw r with its own frozen input
+        noise = mixed_noise(frozen, fresh, float(gamma)).reshape(repeats * n, steps, d)
         for p in range(n_p):
-            h0 = starts[p].expand(n_rollouts, -1)
-            states = rollout(model, h0, noise)
-            trace[p, g], distance[p, g] = spread(states)
-            proj[p, g] = project(torch.cat([h0[:, None], states], dim=1), components, mean)
+            h0 = starts[p].expand(repeats * n, -1)
+            states = rollout(model, h0, noise).reshape(repeats, n, steps, -1)
+            trace[:, p, g], distance[:, p, g] = spread(states)
+            first = torch.cat([h0[:n, None], states[0]], dim=1)  # the figure shows draw 0
+            proj[p, g] = project(first, components, mean)
         progress(0.3 + 0.7 * (g + 1) / n_g, f"noise sensitivity: gamma {gamma}")
         check_cancel(cancel)
     return NoiseSensitivityResult(
         gammas=np.asarray(gammas, dtype=np.float64),
         point_names=list(POINT_NAMES),
         points=starts.cpu().numpy(),
-        trace=trace,
-        distance=distance,
-        trace_mean=trace.mean(axis=2),
-        distance_mean=distance.mean(axis=2),
+        trace=trace.mean(axis=0),
+        distance=distance.mean(axis=0),
+        trace_mean=trace.mean(axis=(0, 3)),
+        distance_mean=distance.mean(axis=(0, 3)),
+        trace_se=_se(trace),
+        distance_se=_se(distance),
+        trace_mean_se=_se(trace.mean(axis=3)),
+        distance_mean_se=_se(distance.mean(axis=3)),
+        repeats=int(repeats),
         projections=proj.astype(np.float32),
         components=components,
         mean=mean,
@@ -135,7 +158,9 @@ def _summary(r: NoiseSensitivityResult) -> list[tuple[str, str]]:
             rows.append(
                 (
                     f"{name}, gamma {gamma:g}",
-                    f"trace {r.trace_mean[p, g]:.2f}, distance {r.distance_mean[p, g]:.2f}",
+                    f"trace {r.trace_mean[p, g]:.2f} ± {r.trace_mean_se[p, g]:.2f}, distance "
+                    f"{r.distance_mean[p, g]:.2f} ± {r.distance_mean_se[p, g]:.2f} "
+                    f"(± s.e. over {r.repeats} draws)",
                 )
             )
     return rows
@@ -144,6 +169,7 @@ def _summary(r: NoiseSensitivityResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="noise-sensitivity",
+        version=2,  # 2: repeated draws with standard errors
         fn=noise_sensitivity,
         result=NoiseSensitivityResult,
         help="spread of rollouts from the cluster and kick points under frozen/fresh noise mixes",

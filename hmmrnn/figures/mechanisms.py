@@ -278,13 +278,22 @@ def render_noise_sensitivity(result, *, width: str = "double", max_rollouts: int
     ax_t, ax_d = bottom.subplots(1, 2) if width == "double" else bottom.subplots(2, 1, sharex=True)
     colors = sequential(n_g, "viridis", 0.0, 0.8)
     steps = np.arange(1, proj.shape[3])
+    repeats = int(getattr(result, "repeats", 1))
     for p in range(n_p):
         ls = POINT_STYLES.get(names[p], "-")
         for g in range(n_g):
-            ax_t.plot(steps, result.trace[p, g], color=colors[g], ls=ls, marker="o", ms=2)
-            ax_d.plot(steps, result.distance[p, g], color=colors[g], ls=ls, marker="o", ms=2)
+            for ax, values, se in (
+                (ax_t, result.trace, getattr(result, "trace_se", None)),
+                (ax_d, result.distance, getattr(result, "distance_se", None)),
+            ):
+                ax.plot(steps, values[p, g], color=colors[g], ls=ls, marker="o", ms=2)
+                if se is not None and np.isfinite(se[p, g]).all():  # ± 1 s.e. over the draws
+                    lo, hi = values[p, g] - se[p, g], values[p, g] + se[p, g]
+                    ax.fill_between(steps, lo, hi, color=colors[g], alpha=0.2, lw=0)
+    band = f" (band: ± s.e., {repeats} draws)" if repeats > 1 else ""
     ax_t.set_ylabel("covariance trace")
     ax_d.set_ylabel("distance to mean")
+    ax_t.set_title("spread over rollouts" + band, fontsize="small", loc="left")
     for ax in (ax_t, ax_d):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_t, ax_d) if width == "double" else (ax_d,):
