@@ -295,6 +295,35 @@ def test_training_evolution_on_checkpoints(tmp_path):
         training_evolution(tmp_path / "empty")
 
 
+def test_a_diverged_checkpoint_is_flagged_never_a_rate_of_zero(tmp_path):
+    folder = _evolution_folder(tmp_path)
+    blown = folder / "models" / "evolution" / "model_epoch_5.pth"
+    state = torch.load(blown, weights_only=True)
+    state["rnn.weight_hh_l0"] = torch.eye(8) * 50.0  # every driven run explodes
+    torch.save(state, blown)
+    res = training_evolution(folder, steps=80, eig_steps=30, persist=2, seed=1)
+    assert res.diverged.tolist() == [False, True, False, False]
+    for name in ("transition_rate", "sampled_rate", "dwell_rate", "critical_fraction"):
+        values = getattr(res, name)
+        assert np.isnan(values[1]) and np.isfinite(values[[0, 2, 3]]).all(), name
+    # the study's rate: mean 1/dwell over complete dwells, at least the switches per step
+    assert (res.dwell_rate[[0, 2, 3]] >= res.transition_rate[[0, 2, 3]] - 1e-12).all()
+    import plotext
+
+    from hmmrnn.figures.mechanisms import render_evolution
+    from hmmrnn.figures.terminal import evolution_rates
+
+    fig = render_evolution(res)  # drawn with the diverged epoch marked, not as zeros
+    fig.canvas.draw()
+    labels = [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+    assert "diverged checkpoint" in labels and "mean 1/dwell (study)" in labels
+    plotext.clear_figure()
+    evolution_rates(plotext, res)
+    assert plotext.build()
+
+
 def test_bifurcation_epoch_needs_persistence():
     epochs = np.array([0, 10, 20, 30, 40, 50])
     crit = np.array([0.0, 0.2, 0.0, 0.3, 0.3, 0.4])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
-from hmmrnn.analyses.dynamics import driven_run, spectrum_counts
+from hmmrnn.analyses.dynamics import driven_run, dwells, spectrum_counts
 from hmmrnn.analyses.pca import fit_pca, project
 from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
@@ -38,6 +38,7 @@ from hmmrnn.rnn import hard_gumbel_softmax
 from hmmrnn.tree import build_model, evolution_files
 
 _EPOCH_RE = re.compile(r"(\d+)\.pth$")
+DIVERGED_NORM = 1e6  # a driven state beyond this has left any regime the analyses can read
 
 
 @dataclass
@@ -49,7 +50,10 @@ class EvolutionResult(Result):
     along each common axis; explained_variance_ratio (E, C): each epoch's own PCA. transition_rate
     (E,) argmax switches per step; sampled_rate (E,) emitted-symbol switches per step;
     unstable_fraction, critical_fraction (E,); second_order (E,) E[dh2]; bifurcation_epoch: the
-    epoch number (not index), -1 when critical pairs never persist.
+    epoch number (not index), -1 when critical pairs never persist. dwell_rate (E,): the study's
+    transition rate, the mean of 1 / dwell length over the run's complete dwells. diverged (E,):
+    checkpoints whose driven run blows up (non-finite, or |h| above DIVERGED_NORM); their
+    statistics are nan, never a rate of 0 read off garbage states.
     """
 
     epochs: np.ndarray
@@ -64,6 +68,8 @@ class EvolutionResult(Result):
     critical_fraction: np.ndarray
     second_order: np.ndarray
     bifurcation_epoch: int = -1
+    dwell_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    diverged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     steps: int = 1000
     eig_steps: int = 200
     persist: int = 5
@@ -140,6 +146,9 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
     hidden = driven_run(model, 1, warmup + steps, noise_std=noise_std, generator=gen)[0]
     previous = torch.cat([torch.zeros_like(hidden[:1]), hidden[:-1]])[warmup:]
     hidden = hidden[warmup:]
+    if not bool(torch.isfinite(hidden).all()) or float(hidden.abs().max()) > DIVERGED_NORM:
+        nan = math.nan
+        return hidden.double().cpu().numpy(), nan, nan, nan, nan, nan, nan, True
     logits = model.readout(hidden)  # once: both the argmax output and the sampled symbols use it
     symbols = logits.argmax(dim=-1)
     rate = (symbols[1:] != symbols[:-1]).double().mean().item()
@@ -153,6 +162,8 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
         im_min=im_min,
     )
     dh2 = second_order_noise(model, previous, noise_std).mean().item()
+    runs = dwells(symbols.cpu().numpy())
+    lengths = (runs.end - runs.start + 1)[1:-1]  # complete dwells only: the ends are cut off
     return (
         hidden.double().cpu().numpy(),
         rate,
@@ -160,6 +171,8 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
         float((counts.unstable > 0).mean()),
         float((counts.critical > 0).mean()),
         dh2,
+        float((1.0 / lengths).mean()) if lengths.size else math.nan,
+        False,
     )
 
 
@@ -217,9 +230,13 @@ def training_evolution(
         sizes = shape
         rows.append(_epoch_stats(model, seed, steps, warmup, noise_std, eig_idx, re_tol, im_min))
     states = [r[0] for r in rows]
-    basis = fit_pca(states[-1], n_components)
+    diverged = np.array([r[7] for r in rows], dtype=bool)
+    if diverged.all():
+        raise ValueError("every checkpoint's driven run diverges: nothing to compare")
+    basis = fit_pca(states[int(np.flatnonzero(~diverged)[-1])], n_components)
     c = basis.components.shape[0]
-    projections = np.stack([project(basis, s) for s in states])
+    with np.errstate(all="ignore"):  # a diverged epoch's projection is inf/nan, and drawn apart
+        projections = np.stack([project(basis, s) for s in states])
     total_var = np.array([s.var(axis=0).sum() for s in states])
     with np.errstate(invalid="ignore", divide="ignore"):
         basis_var = np.where(
@@ -227,6 +244,7 @@ def training_evolution(
         )
     epochs = np.array([e for e, _ in pairs], dtype=np.int64)
     critical = np.array([r[4] for r in rows])
+    ok = ~diverged
     progress(1.0, "evolution: done")
     return EvolutionResult(
         epochs=epochs,
@@ -234,13 +252,20 @@ def training_evolution(
         mean=basis.mean,
         projections=projections,
         basis_variance=basis_var,
-        explained_variance_ratio=np.stack([_own_evr(s, c) for s in states]),
+        explained_variance_ratio=np.stack(
+            [
+                np.full(c, np.nan) if d else _own_evr(s, c)
+                for s, d in zip(states, diverged, strict=True)
+            ]
+        ),
         transition_rate=np.array([r[1] for r in rows]),
         sampled_rate=np.array([r[2] for r in rows]),
         unstable_fraction=np.array([r[3] for r in rows]),
         critical_fraction=critical,
         second_order=np.array([r[5] for r in rows]),
-        bifurcation_epoch=bifurcation_epoch(epochs, critical, min_fraction, persist),
+        bifurcation_epoch=bifurcation_epoch(epochs[ok], critical[ok], min_fraction, persist),
+        dwell_rate=np.array([r[6] for r in rows]),
+        diverged=diverged,
         steps=int(steps),
         eig_steps=int(len(eig_idx)),
         persist=int(persist),
@@ -269,6 +294,8 @@ def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
         ("checkpoints", f"{len(r.epochs)} (epochs {r.epochs[0]}-{r.epochs[-1]})"),
         ("transition rate", f"{r.transition_rate[0]:.3f} -> {r.transition_rate[-1]:.3f}"),
         ("emitted switch rate", f"{r.sampled_rate[0]:.3f} -> {r.sampled_rate[-1]:.3f}"),
+        ("mean 1/dwell (the study's rate)", f"{r.dwell_rate[0]:.3f} -> {r.dwell_rate[-1]:.3f}"),
+        ("diverged checkpoints", ", ".join(str(int(e)) for e in r.epochs[r.diverged]) or "none"),
         ("critical steps", f"{r.critical_fraction[0]:.1%} -> {r.critical_fraction[-1]:.1%}"),
         ("unstable steps", f"{r.unstable_fraction[0]:.1%} -> {r.unstable_fraction[-1]:.1%}"),
         ("E[dh2]", f"{r.second_order[0]:.4g} -> {r.second_order[-1]:.4g}"),
@@ -279,6 +306,7 @@ def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="evolution",
+        version=2,  # 2: diverged checkpoints flagged (nan, not a rate of 0), the mean-1/dwell rate
         bias_free=True,
         fn=training_evolution,
         result=EvolutionResult,

@@ -572,7 +572,16 @@ def render_evolution(result, *, width: str = "double", max_points: int = 400, ma
     ax_r.plot(
         epochs, result.sampled_rate, color="0.55", ls="--", marker="o", ms=2, label="emitted symbol"
     )
-    ax_r.set_ylabel("switches / step")
+    dwell = np.asarray(getattr(result, "dwell_rate", []), dtype=float)
+    if dwell.size == epochs.size:
+        ax_r.plot(
+            epochs, dwell, color="0.3", ls=":", marker="s", ms=2, label="mean 1/dwell (study)"
+        )
+    gone = np.asarray(getattr(result, "diverged", []), dtype=bool)
+    if gone.size == epochs.size and gone.any():  # flagged, never drawn as a rate of 0
+        ax_r.plot(epochs[gone], np.zeros(int(gone.sum())), ls="none", marker="x", color="k",
+                  clip_on=False, label="diverged checkpoint")  # fmt: skip
+    ax_r.set_ylabel("rate per step")
     ax_r.legend(loc="best")
     ax_f.plot(
         epochs,

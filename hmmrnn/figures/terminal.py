@@ -184,10 +184,12 @@ def _per_set_lines(plt, r, values) -> None:
 def _per_epoch(plt, r, title: str, series: tuple[tuple[str, str], ...]) -> None:
     """Per-epoch curves of an evolution result with the bifurcation epoch marked."""
     begin(plt, title)
-    ep = np.asarray(r.epochs).tolist()
+    ep = np.asarray(r.epochs)
     for i, (field, label) in enumerate(series):
-        values = np.asarray(getattr(r, field), dtype=float).tolist()
-        plt.plot(ep, values, color=OUTPUT_COLORS[i], marker="hd", label=label)
+        values = np.asarray(getattr(r, field), dtype=float)
+        ok = np.isfinite(values)  # diverged checkpoints are nan: left out, never drawn as 0
+        plt.plot(ep[ok].tolist(), values[ok].tolist(), color=OUTPUT_COLORS[i], marker="hd",
+                 label=label)  # fmt: skip
     if int(r.bifurcation_epoch) >= 0:
         plt.vertical_line(int(r.bifurcation_epoch), color=OUTPUT_COLORS[2])
     plt.xlabel("epoch")
@@ -196,7 +198,7 @@ def _per_epoch(plt, r, title: str, series: tuple[tuple[str, str], ...]) -> None:
 def evolution_rates(plt, r) -> None:
     _per_epoch(
         plt, r, "transition rate per epoch",
-        (("transition_rate", "argmax"), ("sampled_rate", "sampled")),
+        (("transition_rate", "argmax"), ("sampled_rate", "sampled"), ("dwell_rate", "1/dwell")),
     )  # fmt: skip
 
 
