@@ -697,15 +697,11 @@ def _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel=
             results[i] = exc
 
     parallel = (os.cpu_count() or 1) > 1
-    pending = list(enumerate((other, gen)))
-    threads: list[threading.Thread] = []
-    told = False
+    sets, started, told = (other, gen), 0, False
     while len(results) < 2:
-        running = [t for t in threads if t.is_alive()]
-        if pending and (parallel or not running):
-            i, x = pending.pop(0)
-            threads.append(threading.Thread(target=solve, args=(i, x), daemon=True))
-            threads[-1].start()
+        if started < 2 and (parallel or len(results) == started):  # one core: one at a time
+            threading.Thread(target=solve, args=(started, sets[started]), daemon=True).start()
+            started += 1
         check_cancel(cancel)
         if 0 in results and not told:
             progress(0.5, "matching: the HMM baseline is done")

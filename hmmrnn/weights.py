@@ -10,6 +10,7 @@ NotPlain and the caller loads the file with torch, whose refusal or error is the
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import zipfile
@@ -88,8 +89,6 @@ _GLOBALS = {
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, order: str) -> None:
-        import io
-
         super().__init__(io.BytesIO(data))
         self.archive, self.prefix, self.order = archive, prefix, order
         self.storages: dict[str, np.ndarray] = {}
