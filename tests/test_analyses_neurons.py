@@ -27,6 +27,8 @@ from hmmrnn.analyses.neurons import (
     group_activity,
     integrating_populations,
     kick_neurons,
+    lesion_percentiles,
+    matched_sets,
     preactivations,
     silenced_rates,
     weight_blocks,
@@ -43,7 +45,7 @@ def run_analysis(*args, **kwargs):
     return registry.run_analysis(*args, **kwargs).result
 
 
-def planted_state(hidden: int = 10, inputs: int = 4, kick_weight: float = 0.12, seed: int = 0):
+def planted_state(hidden: int = 30, inputs: int = 4, kick_weight: float = 0.12, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     w_ih, w_hh, w_out = (
         torch.zeros(hidden, inputs),
@@ -92,13 +94,16 @@ def test_planted_kick_units_are_detected(kick):
     assert kick.group(1, 0).tolist() == [K10]
     # m1 also rises before 0 -> 1 but keeps rising after: a new level, not a kick
     assert kick.z_after[0, M1] > kick.z[0, M1]
-    assert kick.eta.shape == (2, kick.window, 10)
+    assert kick.eta.shape == (2, kick.window, 30)
     flat, offsets = kick.flat
     assert flat.tolist() == [K01, K10] and offsets.tolist() == [0, 1, 2]
 
 
 def test_silencing_planted_units_stops_their_switches(kick):
     assert kick.confirmed.all()
+    # no matched random lesion of as busy non-kick units stops their switches as well
+    assert (kick.percentile == 100).all() and kick.rate_random.shape == (2, 40)
+    assert all(r.startswith("confirmed") for r in kick.reasons)
     assert (kick.rate_nominal > 0.01).all()
     assert (kick.rate_silenced < 0.2 * kick.rate_nominal).all()
     # silencing the 0 -> 1 kick unit does not stop 1 -> 0 switches (there are few 1-dwells to leave)
@@ -121,6 +126,57 @@ def test_kick_neurons_deterministic_and_seeded(planted, kick):
     assert not np.array_equal(other.eta, kick.eta)
     assert other.group(0, 1).tolist() == [K01]
     assert not other.confirmed.any()
+
+
+def relay_state(copies: int = 12):
+    """The planted net with the 0 -> 1 kick spread over `copies` identical relay units: any three
+    of them lower the 0 -> 1 rate, and none is special (disruptive, not specific)."""
+    state = planted_state()
+    w_ih, w_hh = state["rnn.weight_ih_l0"], state["rnn.weight_hh_l0"]
+    pool = torch.tensor([K01, *range(5, 4 + copies)])
+    w_ih[pool], w_hh[pool], w_hh[:, pool] = 0.0, 0.0, 0.0
+    w_ih[pool, 1] = 1.0
+    w_hh[M1, pool], w_hh[M0, pool] = 0.12 / copies, -0.12 / copies
+    return state
+
+
+def test_random_lesions_reject_a_disruptive_but_unspecific_group():
+    model = HMMRNN.from_state_dict(relay_state())
+    r = kick_neurons(model, steps=4000, n_runs=8, seed=0)
+    relay = r.group(0, 1)
+    assert len(relay) == 3 and set(relay) <= {K01, *range(5, 16)}
+    # silencing the three lowers the rate clearly, but so does silencing any three other relays
+    assert r.rate_z[0] <= -3 and r.percentile[0] < 50 and not r.confirmed[0]
+    assert "random activity-matched lesions of 3 units" in r.reasons[0]
+    assert r.confirmed[1] and r.percentile[1] == 100  # the single 1 -> 0 kick unit stands
+    # without the control the relay group would have been confirmed
+    bare = kick_neurons(model, steps=4000, n_runs=8, seed=0, n_controls=0)
+    assert bare.confirmed[0] and np.isnan(bare.percentile).all()
+
+
+def test_matched_sets_follow_activity_and_never_repeat():
+    activity = np.array([0.0, 1.0, 1.1, 5.0, 5.1, 5.2, 9.0, 0.9, 5.05])
+    rng = np.random.default_rng(0)
+    sets = matched_sets(activity, np.array([1, 3]), np.array([0, 2, 4, 5, 6, 7, 8]), 30, rng, 3)
+    assert sets.shape == (30, 2)
+    assert set(sets[:, 0]) <= {0, 2, 7} and set(sets[:, 1]) <= {4, 5, 8}
+    assert (sets[:, 0] != sets[:, 1]).all()
+    assert lesion_percentiles(np.array([0.0, 0.5]), np.array([[1, 0, 2], [np.nan] * 3])).tolist()[
+        0
+    ] == pytest.approx(200 / 3)
+    assert np.isnan(lesion_percentiles(np.array([0.5]), np.full((1, 3), np.nan))[0])
+    with pytest.raises(ValueError, match="eligible"):
+        matched_sets(activity, np.array([1, 3]), np.array([0]), 2, rng)
+
+
+def test_a_missing_direction_says_why(planted):
+    strict = kick_neurons(planted, steps=4000, n_runs=8, z_threshold=10.0)
+    assert all("no unit peaks 10 std" in r for r in strict.reasons)
+    few = kick_neurons(planted, steps=400, n_runs=8, min_events=10_000, confirm=False)
+    assert all(r.startswith("only") and "min_events 10000" in r for r in few.reasons)
+    back = KickResult.from_dict(strict.to_dict())
+    assert back.reasons == strict.reasons
+    assert KickResult.from_bytes(strict.to_bytes()).reasons == strict.reasons
 
 
 def test_kick_threshold_and_cap(planted):
@@ -236,7 +292,7 @@ def test_ablation_vectorised_equals_one_mu_at_a_time(planted):
     sets = {"kick": [K01, K10], "noise": [K01, K10], "control": [6, 7]}
     kw = dict(
         sets=sets,
-        h0=np.array([0, 0.4, 0, 0, 0, 0, 0, 0, 0, 0.0]),
+        h0=np.array([0, 0.4] + [0.0] * 28),
         n_traj=30,
         steps=60,
         switch_window=5,

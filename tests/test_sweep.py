@@ -330,3 +330,18 @@ def test_ray_fractional_gpus_and_a_retried_job(tmp_path):
     assert [r["epoch"] for r in read_metrics(victim)] == list(range(1, 151))  # resumed, not redone
     log = (victim / "train.log").read_text()
     assert log.count("ray job started") == 2 and "resume" in log
+
+
+def test_omp_num_threads_caps_the_threads_of_each_local_job(tmp_path, monkeypatch):
+    # the children's environment is set from the sweep's thread count: a caller's
+    # OMP_NUM_THREADS=1 must not become cores // jobs there
+    import hmmrnn.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "cpu_count", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert run_sweep([], tmp_path / "a", workers=1, device="cpu").threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # a cap, never more than the share
+    assert run_sweep([], tmp_path / "b", workers=2, device="cpu").threads == 4
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert run_sweep([], tmp_path / "c", workers=2, device="cpu").threads == 4
+    assert json.loads((tmp_path / "a" / "sweep.json").read_text())["threads_per_job"] == 1

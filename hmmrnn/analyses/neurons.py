@@ -33,6 +33,9 @@ from hmmrnn.params import NoiseStd, P, Seed, Warmup
 KickSteps = Annotated[int, P("driven steps simulated in all (over n_runs runs)", ge=2)]
 KickWindow = Annotated[int, P("lags before a switch searched for a peak", ge=1)]
 KickZ = Annotated[float, P("peak height, in std of the unit's activity, to join a group", ge=0)]
+# At z >= 1 a quarter of a 2-state model's units joined a group; the study's groups were triplets.
+KICK_Z = 1.2
+KICK_GROUP = 3
 
 # --- shared driven runs ---------------------------------------------------------------------------
 
@@ -110,7 +113,12 @@ class KickResult(Result):
     baseline_mean, baseline_std (K, H): per-output statistics of the pre-activations.
     rate_nominal (D,): switches a -> b per step; rate_matrix (D, D): row g, column d, switches d per
     step with group g silenced (rows of empty groups repeat the nominal rates); rate_silenced (D,)
-    its diagonal; rate_z (D,) the Poisson z of the change, confirmed (D,) |rate_z| >= confirm_z.
+    its diagonal; rate_z (D,) the Poisson z of the change. rate_random (D, n_controls): that
+    direction's rate with each of n_controls random activity-matched sets of the group's size
+    silenced (nan where no group); percentile (D,): percent of those lesions that left the rate
+    higher than the group's did. confirmed (D,): rate_z <= -confirm_z (silencing lowers the rate)
+    and percentile >= confirm_percentile.
+    reasons (D,): one line per direction saying why it has no group, or why it is (not) confirmed.
     """
 
     directions: np.ndarray
@@ -127,8 +135,12 @@ class KickResult(Result):
     rate_matrix: np.ndarray
     rate_z: np.ndarray
     confirmed: np.ndarray
+    rate_random: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    percentile: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reasons: list[str] = field(default_factory=list)
     window: int = 5
-    z_threshold: float = 1.0
+    z_threshold: float = KICK_Z
+    confirm_percentile: float = 95.0
     steps_simulated: int = 0
 
     def direction_index(self, a: int, b: int) -> int:
@@ -224,24 +236,78 @@ def silenced_rates(
     groups: Sequence[np.ndarray],
     *,
     warmup: int,
+    max_batch_elems: int = 1 << 25,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Switch rates per direction with each group silenced, on the same noise (paired comparison).
 
     Silencing sets both the recurrent and the input gain of the group's units to 0, so they stay
-    at 0 throughout. Returns (nominal (D,), rates (G, D)) in switches per step.
+    at 0 throughout. Returns (nominal (D,), rates (G, D)) in switches per step. The groups run in
+    chunks of at most `max_batch_elems` hidden values, so hundreds of control lesions fit in memory.
     """
     hidden_size, k = model.hidden_size, model.output_size
     n_runs, length, _ = noise.shape
     gains = torch.ones(len(groups) + 1, hidden_size, device=model.device)
     for g, units in enumerate(groups):
         gains[g + 1, torch.as_tensor(units, dtype=torch.long, device=model.device)] = 0.0
-    rows = gains.repeat_interleave(n_runs, dim=0)
-    x = noise.repeat(len(groups) + 1, 1, 1)
-    h0 = torch.zeros(x.shape[0], hidden_size, device=model.device)
-    hidden = rollout(model, h0, x, rec_gain=rows, input_gain=rows)[:, warmup:]
-    counts = switch_counts(argmax_outputs(model, hidden), k).reshape(len(groups) + 1, n_runs, -1)
-    rates = counts.sum(1).double().cpu().numpy() / (n_runs * (length - warmup))
+    per_chunk = max(1, max_batch_elems // (n_runs * length * hidden_size))
+    counts = []
+    for start in range(0, len(gains), per_chunk):
+        chunk = gains[start : start + per_chunk]
+        rows = chunk.repeat_interleave(n_runs, dim=0)
+        x = noise.repeat(len(chunk), 1, 1)
+        h0 = torch.zeros(x.shape[0], hidden_size, device=model.device)
+        hidden = rollout(model, h0, x, rec_gain=rows, input_gain=rows)[:, warmup:]
+        outs = argmax_outputs(model, hidden)
+        counts.append(switch_counts(outs, k).reshape(len(chunk), n_runs, -1).sum(1))
+    rates = torch.cat(counts).double().cpu().numpy() / (n_runs * (length - warmup))
     return rates[0], rates[1:]
+
+
+def matched_sets(
+    activity: np.ndarray,
+    group: np.ndarray,
+    eligible: np.ndarray,
+    n_sets: int,
+    rng: np.random.Generator,
+    pool: int = 5,
+) -> np.ndarray:
+    """(n_sets, len(group)) random unit sets, each unit drawn among the `pool` eligible units
+    whose mean activity is nearest to that of one group unit (without repeats inside a set).
+
+    Matching on activity matters: silencing a busy unit disturbs any network more than silencing a
+    quiet one, so a kick group must beat lesions of equally busy units, not of random ones.
+    """
+    n = len(group)
+    if eligible.size < n:
+        raise ValueError(f"{eligible.size} eligible units cannot make sets of {n}")
+    nearest = [
+        eligible[np.argsort(np.abs(activity[eligible] - activity[u]), kind="stable")] for u in group
+    ]
+    out = np.empty((n_sets, n), dtype=np.int64)
+    for s in range(n_sets):
+        taken: set[int] = set()
+        for i in rng.permutation(n):
+            free = [int(u) for u in nearest[i] if int(u) not in taken]
+            pick = free[int(rng.integers(min(pool, len(free))))]
+            taken.add(pick)
+            out[s, i] = pick
+    return out
+
+
+def lesion_percentiles(silenced: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """Percent of random lesions that leave a direction's rate higher than the group's lesion did.
+
+    silenced (G,) the rate of each group's own direction with the group silenced; control (G, S)
+    that rate under each of S matched random lesions (nan: none; a row of nan gives nan). One-
+    sided on purpose: a kick group drives its switches, so silencing it must LOWER their rate; a
+    lesion that merely disrupts the network (more switches, or the same drop as any other set of
+    equally active units) does not confirm it. Ties count against the group.
+    """
+    control = np.asarray(control, dtype=np.float64)
+    valid = ~np.isnan(control)
+    n = valid.sum(axis=1)
+    beaten = ((control > np.asarray(silenced)[:, None]) & valid).sum(axis=1)
+    return np.where(n > 0, 100.0 * beaten / np.maximum(n, 1), np.nan)
 
 
 def kick_neurons(
@@ -251,10 +317,10 @@ def kick_neurons(
     n_runs: Annotated[int, P("parallel runs the steps are split into", ge=1)] = 20,
     warmup: Warmup = 20,
     window: KickWindow = 5,
-    z_threshold: KickZ = 1.0,
+    z_threshold: KickZ = KICK_Z,
     max_per_group: Annotated[
         int | None, P("largest group kept, strongest units first (none: no cap)", ge=1)
-    ] = 10,
+    ] = KICK_GROUP,
     min_events: Annotated[int, P("fewest switches a direction needs for a group", ge=1)] = 10,
     noise_std: NoiseStd = 1.0,
     seed: Seed = 0,
@@ -262,6 +328,12 @@ def kick_neurons(
     confirm_z: Annotated[
         float, P("rate change (in binomial std errors) that confirms a group", ge=0)
     ] = 3.0,
+    n_controls: Annotated[
+        int, P("random activity-matched lesions each group must beat (0: no control)", ge=0)
+    ] = 40,
+    confirm_percentile: Annotated[
+        float, P("percent of those lesions the group's rate change must exceed", ge=0, le=100)
+    ] = 95.0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> KickResult:
@@ -272,7 +344,10 @@ def kick_neurons(
     is at least `z_threshold` standard deviations above its mean while the output is a, higher than
     at any lag after the switch (a peak, not a new level), and that direction is its strongest.
     Directions with fewer than `min_events` switches get no group. `max_per_group` caps a group at
-    its strongest units (None: no cap).
+    its strongest units (None: no cap). A group is confirmed when silencing it lowers its
+    direction's rate by at least `confirm_z` standard errors AND below the rate left by
+    `confirm_percentile` percent of `n_controls` random lesions of as many equally active non-kick
+    units (ANALYSES.md section 6: any lesion that merely disrupts the network would pass the first).
     """
     progress = progress or no_progress
     if window < 1:
@@ -281,7 +356,7 @@ def kick_neurons(
     progress(0.0, "kick neurons: driven runs")
     check_cancel(cancel)
     k = model.output_size
-    _, pre, outputs, noise = driven_preactivations(
+    hidden, pre, outputs, noise = driven_preactivations(
         model, n_runs=n_runs, steps=length, warmup=warmup, noise_std=noise_std, seed=seed
     )
     mean, std = _baselines(pre, outputs, k)
@@ -296,29 +371,39 @@ def kick_neurons(
     zz[n_events == 0] = 0.0
     z, z_after = zz[:, :window].max(axis=1), zz[:, window:].max(axis=1)
     mask = _select(z, z_after, n_events, z_threshold, max_per_group, min_events)
-    progress(0.5, "kick neurons: silencing groups")
+    progress(0.3, "kick neurons: silencing groups")
     check_cancel(cancel)
     n_dir = len(directions)
-    nominal = np.zeros(n_dir)
+    present = [d for d in range(n_dir) if mask[d].any()] if confirm else []
+    activity = hidden.double().mean(dim=(0, 1)).cpu().numpy()
+    controls = _control_sets(mask, present, activity, n_controls, seed)
     matrix = np.zeros((n_dir, n_dir))
-    if confirm and mask.any():
-        present = [d for d in range(n_dir) if mask[d].any()]
-        nominal, rates = silenced_rates(
-            model, noise, [np.flatnonzero(mask[d]) for d in present], warmup=warmup
-        )
+    rate_random = np.full((n_dir, n_controls), np.nan)
+    if present:
+        groups = [np.flatnonzero(mask[d]) for d in present]
+        groups += [row for d in present for row in controls.get(d, ())]
+        nominal, rates = silenced_rates(model, noise, groups, warmup=warmup)
         matrix[:] = nominal
-        matrix[present] = rates
+        matrix[present] = rates[: len(present)]
+        at = len(present)
+        for d in present:
+            if d in controls:
+                rate_random[d] = rates[at : at + n_controls, d]
+                at += n_controls
     else:
         nominal = switch_counts(outputs, k).sum(0).double().cpu().numpy() / outputs.numel()
         matrix[:] = nominal
+    check_cancel(cancel)
     silenced = np.diag(matrix).copy()
     total = n_runs * length
     c0, c1 = nominal * total, silenced * total
     with np.errstate(invalid="ignore", divide="ignore"):
         rate_z = np.where(c0 + c1 > 0, (c1 - c0) / np.sqrt(c0 + c1), 0.0)
-    confirmed = confirm & mask.any(axis=1) & (np.abs(rate_z) >= confirm_z)
+    percentile = lesion_percentiles(silenced, rate_random)
+    passed_control = percentile >= confirm_percentile if n_controls else np.ones(n_dir, bool)
+    confirmed = confirm & mask.any(axis=1) & (rate_z <= -confirm_z) & passed_control
     progress(1.0, "kick neurons: done")
-    return KickResult(
+    result = KickResult(
         directions=directions,
         mask=mask,
         z=z,
@@ -333,10 +418,84 @@ def kick_neurons(
         rate_matrix=matrix,
         rate_z=rate_z,
         confirmed=np.asarray(confirmed, dtype=bool),
+        rate_random=rate_random,
+        percentile=percentile,
         window=int(window),
         z_threshold=float(z_threshold),
+        confirm_percentile=float(confirm_percentile),
         steps_simulated=int(total),
     )
+    result.reasons = _reasons(result, confirm, confirm_z, n_controls, min_events, set(controls))
+    return result
+
+
+def _control_sets(
+    mask: np.ndarray, present: list[int], activity: np.ndarray, n_controls: int, seed: int
+) -> dict[int, np.ndarray]:
+    """Matched random lesions per present direction, drawn from units outside every kick group
+    (outside the direction's own group only when the others leave too few)."""
+    if not n_controls:
+        return {}
+    rng = np.random.default_rng([int(seed), 0x6B1C])
+    kick_any = mask.any(axis=0)
+    out = {}
+    for d in present:
+        group = np.flatnonzero(mask[d])
+        eligible = np.flatnonzero(~kick_any)
+        if eligible.size < group.size:
+            eligible = np.flatnonzero(~mask[d])
+        if eligible.size >= group.size:
+            out[d] = matched_sets(activity, group, eligible, n_controls, rng)
+    return out
+
+
+def _units(n: int) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
+
+
+def _reasons(
+    r: KickResult,
+    confirm: bool,
+    confirm_z: float,
+    n_controls: int,
+    min_events: int,
+    controlled: set[int],
+) -> list[str]:
+    """One line per direction: why it has no group, or why its group is (not) confirmed."""
+    out = []
+    for d, (a, b) in enumerate(r.directions):
+        n, size = int(r.n_events[d]), int(r.mask[d].sum())
+        peaks = np.flatnonzero(r.z[d] > r.z_after[d])
+        if n == 0:
+            out.append(f"no {a} -> {b} switches in {r.steps_simulated} steps")
+        elif n < min_events:
+            out.append(f"only {n} switches {a} -> {b} (min_events {min_events})")
+        elif not size and not peaks.size:
+            out.append("no unit's pre-activation peaks before the switch")
+        elif not size:
+            best = peaks[np.argmax(r.z[d, peaks])]
+            out.append(
+                f"no unit peaks {r.z_threshold:g} std above its level before the switch "
+                f"(best: unit {best}, {r.z[d, best]:.2f})"
+            )
+        elif not confirm:
+            out.append(f"{_units(size)}, not tested (confirm off)")
+        elif r.rate_z[d] > -confirm_z:
+            out.append(
+                f"silencing its {_units(size)} changes the rate by {r.rate_z[d]:+.1f} s.e. "
+                f"(needs a fall of {confirm_z:g})"
+            )
+        elif n_controls and d not in controlled:
+            out.append(f"too few other units for random lesions of {_units(size)}")
+        elif n_controls and not r.percentile[d] >= r.confirm_percentile:
+            out.append(
+                f"random activity-matched lesions of {_units(size)} lower the rate as much "
+                f"(beats {r.percentile[d]:.0f}%, needs {r.confirm_percentile:g}%)"
+            )
+        else:
+            control = f", beats {r.percentile[d]:.0f}% of random lesions" if n_controls else ""
+            out.append(f"confirmed: rate change {r.rate_z[d]:+.1f} s.e.{control}")
+    return out
 
 
 # --- noise-integrating populations ----------------------------------------------------------------
@@ -633,19 +792,18 @@ def populations(
 
 def _kick_summary(r: KickResult) -> list[tuple[str, str]]:
     rows = []
+    reasons = r.reasons or [""] * len(r.directions)
     for d, (a, b) in enumerate(r.directions):
         units = r.units(d)
         if not units.size and r.n_events[d] == 0:
             continue
-        status = "confirmed" if r.confirmed[d] else "not confirmed"
-        rows.append(
-            (
-                f"{a} -> {b}",
-                f"units {units.tolist()} · {r.n_events[d]} switches · rate "
-                f"{r.rate_nominal[d]:.4f} -> {r.rate_silenced[d]:.4f} silenced ({status})",
-            )
-        )
-    return rows or [("kick units", "none (no switches or none above threshold)")]
+        rate = f"rate {r.rate_nominal[d]:.4f}"
+        if units.size:
+            rate += f" -> {r.rate_silenced[d]:.4f} silenced"
+        rows.append((f"{a} -> {b}", f"units {units.tolist()} · {r.n_events[d]} switches · {rate}"))
+        if reasons[d]:
+            rows.append(("", reasons[d]))
+    return rows or [("kick units", "none: no switches in the driven runs")]
 
 
 def _population_summary(r: PopulationResult) -> list[tuple[str, str]]:
@@ -677,7 +835,9 @@ register(
         name="kick-neurons",
         fn=kick_neurons,
         result=KickResult,
-        help="units whose pre-activation peaks before each switch direction, confirmed by silencing",
+        version=2,  # 2: triplets at z >= 1.2, confirmed against random activity-matched lesions
+        help="units whose pre-activation peaks before each switch direction, confirmed by "
+        "silencing against random activity-matched lesions",
         summary=_kick_summary,
         figures=(
             Figure(

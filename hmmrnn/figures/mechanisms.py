@@ -656,6 +656,18 @@ def render_locate(result, *, width: str = "double"):
     return fig
 
 
+def _random_lesion_ranges(ax, y: np.ndarray, rates: np.ndarray) -> None:
+    """The 5-95% range and median of the matched random lesions' rates, over each group's bar."""
+    rows = [i for i in range(len(rates)) if rates.ndim == 2 and np.isfinite(rates[i]).any()]
+    if not rows:
+        return
+    lo, mid, hi = (np.nanpercentile(rates[rows], q, axis=1) for q in (5, 50, 95))
+    ax.errorbar(
+        mid, y[rows], xerr=[mid - lo, hi - mid], fmt="|", color="k", ms=6, lw=0.8, capsize=2,
+        label="random lesions (5–95%)",
+    )  # fmt: skip
+
+
 @renderer
 def render_kick_neurons(result, *, width: str = "double"):
     """Event-triggered pre-activation peak (z) of every unit before each switch direction, the
@@ -684,6 +696,7 @@ def render_kick_neurons(result, *, width: str = "double"):
     h = 0.38
     ax_r.barh(y - h / 2, result.rate_nominal, h, color="0.6", label="nominal")
     ax_r.barh(y + h / 2, result.rate_silenced, h, color=SET_COLORS_KICK, label="group silenced")
+    _random_lesion_ranges(ax_r, y + h / 2, np.asarray(result.rate_random, dtype=float))
     for i, ok in enumerate(np.asarray(result.confirmed, dtype=bool)):
         if ok:
             ax_r.annotate(

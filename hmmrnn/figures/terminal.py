@@ -120,14 +120,16 @@ def _point_gamma_lines(plt, r, values) -> None:
 
 
 def kick_rates(plt, r) -> None:
-    begin(plt, "switch rate per direction: nominal vs kick group silenced")
+    begin(plt, "switch rate per direction: nominal, kick group and random lesions silenced")
     labels = [f"{int(a)}→{int(b)}" for a, b in r.directions]
-    plt.multiple_bar(
-        labels,
-        [np.asarray(r.rate_nominal).tolist(), np.asarray(r.rate_silenced).tolist()],
-        labels=["nominal", "silenced"],
-        color=[OUTPUT_COLORS[0], OUTPUT_COLORS[1]],
-    )
+    series = [np.asarray(r.rate_nominal).tolist(), np.asarray(r.rate_silenced).tolist()]
+    names = ["nominal", "group silenced"]
+    random = np.asarray(getattr(r, "rate_random", np.zeros((0, 0))), dtype=float)
+    if random.ndim == 2 and random.size and np.isfinite(random).any():
+        finite = [row[np.isfinite(row)] for row in random]
+        series.append([float(np.median(f)) if f.size else 0.0 for f in finite])
+        names.append("random lesions (median)")
+    plt.multiple_bar(labels, series, labels=names, color=list(OUTPUT_COLORS[: len(series)]))
 
 
 def kick_groups(plt, r) -> None:

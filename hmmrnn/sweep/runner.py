@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,12 @@ from hmmrnn.sweep.report import JobOutcome, SweepReport
 from hmmrnn.sweep.spec import SpecError, SweepJob
 
 EventFn = Callable[[str, JobOutcome], None]
+
+
+def thread_limit() -> int | None:
+    """The thread count the caller's OMP_NUM_THREADS asks for (None when unset or not a count)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) >= 1 else None
 
 
 def plan(jobs: Sequence[SweepJob], root: str | Path) -> list[tuple[SweepJob, str]]:
@@ -41,8 +48,9 @@ def run_sweep(
     Finished models are skipped, interrupted ones resumed from their checkpoints, invalid configs
     fail without running. Ray only: `gpus_per_job` (fractions share a GPU) and `max_retries` of
     a job whose worker or node died (the retry resumes from the checkpoint). `workers` jobs run at once (default: one per GPU, else one per 4 cores);
-    each gets cores // workers threads. Cancelling stops launching and asks the running jobs to
-    stop after their current batch; their folders stay resumable.
+    each gets cores // workers threads, at most OMP_NUM_THREADS where the caller set it.
+    Cancelling stops launching and asks the running jobs to stop after their current batch; their
+    folders stay resumable.
     """
     if engine not in ("local", "ray"):
         raise SpecError(f"unknown engine {engine!r}; choose local or ray")
@@ -59,9 +67,12 @@ def run_sweep(
     on_event = on_event or (lambda kind, out: None)
     gpus = gpu_ids(device) if engine == "local" else []
     n_workers = workers or (default_workers(gpus) if engine == "local" else len(jobs) or 1)
-    # threads per job: share this machine's cores (a remote Ray cluster's are its own business)
+    # threads per job: share this machine's cores (a remote Ray cluster's are its own business);
+    # an OMP_NUM_THREADS the caller set caps them (the children's environment would override it)
     share = engine == "local" or (workers is not None and not address)
     threads = max(1, cpu_count() // n_workers) if share else 1
+    if share:
+        threads = min(threads, thread_limit() or threads)
     root.mkdir(parents=True, exist_ok=True)
     report = SweepReport(root, [JobOutcome(j.rel) for j in jobs], engine, n_workers, threads,
                          device, spec=spec)  # fmt: skip
