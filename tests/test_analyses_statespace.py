@@ -242,6 +242,57 @@ def test_trajectories_shapes_and_collapse():
 # --- determinism, cancellation, cache, registry --------------------------------------------------
 
 
+def test_pair_stretches_keep_only_long_runs_inside_the_pair():
+    outputs = np.array([0, 1, 0, 1, 2, 0, 0, 1, 1, 0, 0, 2, 1, 1])
+    mask = ss.pair_stretches(outputs, (0, 1), 3)
+    assert np.flatnonzero(mask).tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert not ss.pair_stretches(outputs, (0, 1), 7).any()
+    assert ss.pair_stretches(outputs, (1, 2), 1)[[1, 3, 4, 7, 8, 11, 12, 13]].all()
+
+
+def test_pair_contours_use_the_pairs_own_plane(loaded):
+    model = loaded.model
+    kw = dict(noise_stds=[1.0, 2.0], steps=600, grid=30, seed=1)
+    pair = ss.variance_contours(model, pair=(0, 2), pair_min_steps=2, **kw)
+    whole = ss.variance_contours(model, **kw)
+    assert pair.pair == [0, 2] and whole.pair == []
+    assert (pair.n_states < whole.n_states).all() and (pair.n_states > 0).all()
+    assert not np.allclose(pair.components, whole.components)
+    pad = pair.samples[0, pair.n_states[0] :]
+    assert np.isnan(pad).all() and np.isfinite(pair.samples[0, : pair.n_states[0]]).all()
+    assert "outputs 0 and 2 only" in dict(ss._contour_summary(pair))["subspace"]
+    with pytest.raises(ValueError, match="two different outputs"):
+        ss.variance_contours(model, pair=(1, 1), **kw)
+    with pytest.raises(ValueError, match="never stay within"):
+        ss.variance_contours(model, pair=(0, 2), pair_min_steps=10_000, **kw)
+
+
+@torch.no_grad()
+def test_dynamics_modes_cut_one_drive_after_the_warm_up():
+    model = tiny(3)
+    kw = dict(runs=3, steps=25, warmup=10, noise_std=1.0, seed=5)
+    full = ss.mode_run(model, dynamics="full", **kw)
+    np.testing.assert_array_equal(full[0], pca_mod.driven_run(model, **kw)[0])
+    noise = model.sample_noise(3, 35, 1.0, torch_generator(5, model.device))
+    start = model.rnn(noise[:, :10])[0][:, -1]
+    hidden, symbols, logits = ss.mode_run(model, dynamics="input_only", **kw)
+    expect = torch.relu(noise[:, 10:] @ model.w_ih.T).double().numpy()
+    np.testing.assert_allclose(hidden, expect, atol=1e-6)
+    assert symbols.shape == (3, 25) and logits.shape == (3, 25, 3)
+    rec, _, _ = ss.mode_run(model, dynamics="recurrence_only", **kw)
+    h = start
+    for t in range(25):
+        h = torch.relu(h @ model.w_hh.T)
+        np.testing.assert_allclose(rec[:, t], h.double().numpy(), atol=1e-6)
+    assert not np.allclose(rec, full[0]) and not np.allclose(hidden, full[0])
+    with pytest.raises(ValueError, match="dynamics must be one of"):
+        ss.mode_run(model, dynamics="bogus", **kw)
+    r = ss.trajectories(model, n_starts=4, autonomous_steps=5, driven_steps=25, pca_steps=100,
+                        dynamics="input_only")  # fmt: skip
+    assert r.dynamics == "input_only" and r.driven.shape == (5, 25, 3)
+    assert "input only" in dict(ss._traj_summary(r))["driven runs"]
+
+
 @pytest.mark.parametrize("name", MINE)
 def test_each_analysis_runs_deterministically_with_a_summary(name, loaded):
     a = run_analysis(name, loaded, SMALL[name], use_cache=False)

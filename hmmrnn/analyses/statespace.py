@@ -16,8 +16,8 @@ which the autonomous flow settles, and its stability is the measured asymptotic 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import contourpy
 import numpy as np
@@ -25,11 +25,19 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
-from hmmrnn.analyses.pca import PCAResult, driven_pca, driven_run, project, project_directions
+from hmmrnn.analyses.pca import (
+    PCAResult,
+    driven_pca,
+    driven_run,
+    fit_pca,
+    project,
+    project_directions,
+)
 from hmmrnn.analyses.registry import Analysis, Figure, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
 from hmmrnn.params import P
+from hmmrnn.rnn import hard_gumbel_softmax
 
 # --- shared helpers -------------------------------------------------------------------------------
 
@@ -183,6 +191,53 @@ def autonomous_trajectories(
     )
 
 
+DYNAMICS = ("full", "recurrence_only", "input_only")
+Dynamics = Annotated[
+    Literal["full", "recurrence_only", "input_only"],
+    P("driven runs after warm-up: both drives, the recurrence alone (no input), the input alone"),
+]
+
+
+@torch.no_grad()
+def mode_run(
+    model, *, runs: int, steps: int, warmup: int, noise_std: float, seed: int, dynamics: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`driven_run` with one drive switched off after the warm-up (the research code's modes).
+
+    The warm-up always runs the full dynamics, so every mode starts from states on the driven
+    orbit: "recurrence_only" then shows where the recurrence alone takes them (no input), and
+    "input_only" what the input alone produces once the recurrence is cut, h = ReLU(W_ih x + b).
+    Outputs are sampled from the logits as in generation.
+    """
+    if dynamics not in DYNAMICS:
+        raise ValueError(f"dynamics must be one of {', '.join(DYNAMICS)}, got {dynamics!r}")
+    if dynamics == "full":
+        return driven_run(
+            model, runs=runs, steps=steps, warmup=warmup, noise_std=noise_std, seed=seed
+        )
+    gen = torch_generator(seed, model.device)
+    noise = model.sample_noise(runs, warmup + steps, noise_std, gen)
+    h0 = model.initial_state(runs)
+    if warmup:
+        h0 = model.rnn(noise[:, :warmup])[0][:, -1]
+    if dynamics == "recurrence_only":
+        states, h = [], h0
+        for _ in range(steps):
+            h = model.step(h, None)
+            states.append(h)
+        hidden = torch.stack(states, dim=1)
+    else:
+        gain = torch.zeros(model.hidden_size, device=model.device)
+        hidden = model.step(h0[:, None].expand(-1, steps, -1), noise[:, warmup:], rec_gain=gain)
+    logits = model.readout(hidden)
+    symbols = hard_gumbel_softmax(logits, model.tau, gen).argmax(dim=-1)
+    return (
+        hidden.double().cpu().numpy(),
+        symbols.cpu().numpy(),
+        logits.double().cpu().numpy(),
+    )
+
+
 @torch.no_grad()
 def driven_trajectories(
     model,
@@ -195,18 +250,21 @@ def driven_trajectories(
     pca_steps: int = 2000,
     n_components: int = 3,
     pca: PCAResult | None = None,
+    dynamics: str = "full",
 ) -> DrivenResult:
     """Noise-sustained orbits: where along them each symbol is emitted. The PC basis is the nominal
-    (std 1) driven PCA, so runs at other noise levels are comparable with it."""
+    (std 1) driven PCA, so runs at other noise levels or in other `dynamics` modes are comparable
+    with it."""
     if pca is None and pca_steps > 0:
         pca = driven_pca(model, steps=pca_steps, n_components=n_components, seed=seed)
-    hidden, outputs, logits = driven_run(
+    hidden, outputs, logits = mode_run(
         model,
         runs=n_traj,
         steps=steps,
         warmup=warmup,
         noise_std=noise_std,
         seed=derive_seed(seed, 2),
+        dynamics=dynamics,
     )
     return DrivenResult(
         projections=project_or_empty(pca, hidden),
@@ -235,6 +293,7 @@ class TrajectoriesResult(Result):
     driven: np.ndarray
     driven_outputs: np.ndarray
     driven_logits: np.ndarray
+    dynamics: str = "full"
 
 
 def trajectories(
@@ -248,10 +307,12 @@ def trajectories(
     pca_steps: Annotated[int, P("driven steps of the PC basis", ge=2)] = 2000,
     n_components: Annotated[int, P("principal components of the projection", ge=1)] = 3,
     seed: Annotated[int, P("seed of the starts, runs and PC basis", ge=0)] = 0,
+    dynamics: Dynamics = "full",
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> TrajectoriesResult:
-    """Both kinds of trajectory, sharing one driven-PCA basis."""
+    """Both kinds of trajectory, sharing one driven-PCA basis; `dynamics` cuts one drive of the
+    driven runs after their warm-up (which drive sustains the orbit?)."""
     tick(progress, cancel, 0.0, "driven PCA")
     pca = driven_pca(model, steps=pca_steps, n_components=n_components, seed=seed)
     tick(progress, cancel, 0.3, "autonomous runs")
@@ -260,7 +321,13 @@ def trajectories(
     )
     tick(progress, cancel, 0.7, "driven runs")
     drv = driven_trajectories(
-        model, n_traj=n_traj, steps=driven_steps, noise_std=noise_std, seed=seed, pca=pca
+        model,
+        n_traj=n_traj,
+        steps=driven_steps,
+        noise_std=noise_std,
+        seed=seed,
+        pca=pca,
+        dynamics=dynamics,
     )
     tick(progress, cancel, 1.0, "done")
     return TrajectoriesResult(
@@ -276,6 +343,7 @@ def trajectories(
         driven=drv.projections,
         driven_outputs=drv.outputs,
         driven_logits=drv.logits,
+        dynamics=dynamics,
     )
 
 
@@ -290,7 +358,9 @@ class ContoursResult(Result):
     polygons (P, 2) all contour vertices; polygon_offsets (n_poly + 1,) slice polygons;
     level_offsets (L + 1,) slice the polygon list per level; thresholds (L,) the density level;
     areas (L,) the area above threshold; spread (L,) trace of the 2-D covariance;
-    samples (L, N, 2) the projected states; grid_x, grid_y (L, G) and density (L, G, G) [y, x].
+    samples (L, N, 2) the projected states (nan-padded past n_states (L,), the states each level
+    kept); grid_x, grid_y (L, G) and density (L, G, G) [y, x]. pair: the output pair whose
+    stretches were kept, in their own PC plane (empty: all states, the nominal plane).
     """
 
     noise_stds: np.ndarray
@@ -308,6 +378,8 @@ class ContoursResult(Result):
     mean: np.ndarray
     explained_variance_ratio: np.ndarray
     mass: float = 0.95
+    pair: list[int] = field(default_factory=list)
+    n_states: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def level_polygons(self, level: int) -> list[np.ndarray]:
         """The contour polygons (each (n, 2)) of one noise level."""
@@ -337,6 +409,46 @@ def mass_threshold(density: np.ndarray, cell: float, mass: float) -> tuple[float
     return float(flat[k]), float((k + 1) * cell)
 
 
+PAIR_MIN_STEPS = 10
+
+
+def _check_pair(pair, k: int) -> tuple[int, int] | None:
+    if pair is None or (isinstance(pair, (list, tuple)) and not len(pair)):
+        return None
+    a, b = (int(v) for v in pair)
+    if a == b or not (0 <= a < k and 0 <= b < k):
+        raise ValueError(f"pair must be two different outputs in 0..{k - 1}, got {a}, {b}")
+    return a, b
+
+
+def pair_stretches(outputs: np.ndarray, pair: tuple[int, int], min_steps: int) -> np.ndarray:
+    """Mask (T,) of the steps inside maximal stretches of >= min_steps outputs all in `pair`."""
+    inside = np.isin(outputs, pair).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside, [0]])))
+    mask = np.zeros(len(outputs), dtype=bool)
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start >= min_steps:
+            mask[start:stop] = True
+    return mask
+
+
+def _pair_states(hidden, outputs, pair, min_steps: int, std: float) -> np.ndarray:
+    mask = pair_stretches(outputs, pair, min_steps)
+    if mask.sum() < 3:
+        raise ValueError(
+            f"at noise std {std:g} the outputs never stay within {pair[0]} and {pair[1]} for "
+            f"{min_steps} steps: no subspace to draw (a longer run or a smaller pair_min_steps)"
+        )
+    return hidden[mask]
+
+
+def _padded(samples: list[np.ndarray]) -> np.ndarray:
+    out = np.full((len(samples), max(len(x) for x in samples), 2), np.nan)
+    for i, x in enumerate(samples):
+        out[i, : len(x)] = x
+    return out
+
+
 def variance_contours(
     model,
     *,
@@ -352,6 +464,13 @@ def variance_contours(
     grid: Annotated[int, P("density grid cells per axis", ge=3)] = 100,
     warmup: Annotated[int, P("steps discarded first", ge=0)] = 20,
     seed: Annotated[int, P("seed of the shared noise sample", ge=0)] = 0,
+    pair: Annotated[
+        tuple[int, int] | None,
+        P("only stretches whose outputs stay within this output pair, in their own PC plane"),
+    ] = None,
+    pair_min_steps: Annotated[
+        int, P("shortest stretch within the pair that counts", ge=1)
+    ] = PAIR_MIN_STEPS,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ContoursResult:
@@ -360,12 +479,22 @@ def variance_contours(
     All levels share one noise sample (common random numbers), so they differ only by the std.
     With h_0 = 0 a bias-free ReLU net is positively homogeneous in its input: the states at std s
     are exactly s times those at std 1, so the contours are scaled copies about the projected origin.
+    With `pair` (a, b) only the stretches of at least `pair_min_steps` steps whose outputs are all
+    a or b count, and the plane is their own PCA: the study's subspace view of one switch of a
+    model with more than two outputs.
     """
     stds = np.atleast_1d(np.asarray(noise_stds, dtype=np.float64))
     if stds.size == 0 or (stds < 0).any() or not 0 < mass < 1 or grid < 3:
         raise ValueError("need non-negative noise_stds, 0 < mass < 1 and grid >= 3")
+    pair = _check_pair(pair, model.output_size)
     tick(progress, cancel, 0.0, "nominal PCA")
-    pca = driven_pca(model, steps=steps, warmup=warmup, n_components=2, seed=seed)
+    if pair is None:
+        pca = driven_pca(model, steps=steps, warmup=warmup, n_components=2, seed=seed)
+    else:
+        hidden, outputs, _ = driven_run(
+            model, runs=1, steps=steps, warmup=warmup, noise_std=1.0, seed=seed
+        )
+        pca = fit_pca(_pair_states(hidden[0], outputs[0], pair, pair_min_steps, 1.0), 2)
     if pca.n_components < 2:
         raise ValueError("variance contours need a hidden size of at least 2")
     scale = float(np.sqrt(pca.explained_variance.sum())) or 1.0
@@ -373,10 +502,13 @@ def variance_contours(
     polys, poly_off, level_off = [], [0], [0]
     out = {k: [] for k in ("thr", "area", "spread", "samples", "gx", "gy", "dens")}
     for i, std in enumerate(stds):
-        hidden, _, _ = driven_run(
+        hidden, outputs, _ = driven_run(
             model, runs=1, steps=steps, warmup=warmup, noise_std=float(std), seed=noise_seed
         )
-        pts = project(pca, hidden[0])
+        states = hidden[0]
+        if pair is not None:
+            states = _pair_states(states, outputs[0], pair, pair_min_steps, float(std))
+        pts = project(pca, states)
         if not np.isfinite(pts).all():
             raise ValueError(f"the driven dynamics diverged at noise std {std:g}")
         gx, gy, dens = kde_grid(pts, grid, floor=1e-6 * scale)
@@ -398,11 +530,13 @@ def variance_contours(
         thresholds=np.array(out["thr"]),
         areas=np.array(out["area"]),
         spread=np.array(out["spread"]),
-        samples=np.stack(out["samples"]),
+        samples=_padded(out["samples"]),
+        n_states=np.array([len(x) for x in out["samples"]], dtype=np.int64),
         grid_x=np.stack(out["gx"]),
         grid_y=np.stack(out["gy"]),
         density=np.stack(out["dens"]),
         mass=float(mass),
+        pair=[] if pair is None else list(pair),
         **basis_fields(pca, pca.components.shape[1]),
     )
 
@@ -479,6 +613,13 @@ def readout_alignment(
 # --- registration ---------------------------------------------------------------------------------
 
 
+_MODE = {
+    "full": "recurrence and input",
+    "recurrence_only": "recurrence only (input off after warm-up)",
+    "input_only": "input only (recurrence cut after warm-up)",
+}
+
+
 def _traj_summary(r: TrajectoriesResult) -> list[tuple[str, str]]:
     ok = ~r.autonomous_diverged
     norms = np.linalg.norm(r.end_points, axis=1)
@@ -488,13 +629,17 @@ def _traj_summary(r: TrajectoriesResult) -> list[tuple[str, str]]:
         ("end point norms", ", ".join(f"{n:.3g}" for n in norms[:5])),
         ("end counts", ", ".join(str(int(c)) for c in r.end_counts[:5])),
         ("max end speed", f"{np.nanmax(r.autonomous_end_speed[ok]):.3g}" if ok.any() else "-"),
-        ("driven runs", f"{r.driven.shape[0]} x {r.driven.shape[1]} steps"),
+        ("driven runs", f"{r.driven.shape[0]} x {r.driven.shape[1]} steps, {_MODE[r.dynamics]}"),
         ("PC variance", ", ".join(f"{v:.1%}" for v in r.explained_variance_ratio)),
     ]
 
 
 def _contour_summary(r: ContoursResult) -> list[tuple[str, str]]:
-    return [
+    head = []
+    if len(r.pair):
+        kept = ", ".join(str(int(n)) for n in r.n_states)
+        head = [("subspace", f"outputs {r.pair[0]} and {r.pair[1]} only · states kept {kept}")]
+    return head + [
         (
             f"std {s:g}",
             f"area {a:.3g}, spread {sp:.3g}, "

@@ -305,7 +305,10 @@ def render_trajectories(result, *, width: str = "double", pair=(0, 1), fixed_poi
         for ax in (ax_a, ax_d):
             fixed_point_overlay(ax, fixed_points, pair)
     ax_a.legend(loc="best")  # every marker of both panels; the driven panel adds the outputs
-    ax_d.set_title(f"driven by noise ({result.driven.shape[0]} runs)")
+    mode = {"recurrence_only": ", input off", "input_only": ", recurrence cut"}
+    ax_d.set_title(
+        f"driven by noise ({result.driven.shape[0]} runs{mode.get(result.dynamics, '')})"
+    )
     ax_d.legend(handles=output_handles(result.driven_outputs, marker="s"), loc="best")
     for ax in (ax_a, ax_d):
         label_pcs(ax, result.explained_variance_ratio, pair=pair)
@@ -410,7 +413,9 @@ def render_variance_contours(result, *, width: str = "double"):
         ax_c.plot([], [], color=color, label=f"σ = {std:g}")
     ax_c.autoscale_view()
     ax_c.plot([0], [0], ls="none", marker="+", color="k", ms=5)
-    ax_c.set_title(f"{result.mass:.0%} density contours")
+    pair = list(getattr(result, "pair", []))
+    where = f", outputs {pair[0]}–{pair[1]} only" if pair else ""
+    ax_c.set_title(f"{result.mass:.0%} density contours{where}")
     label_pcs(ax_c, result.explained_variance_ratio)
     ax_c.legend(loc="best", title="input std")
     ax_s.plot(stds, result.spread, color="k", marker="o", ms=3, label="trace of covariance")
