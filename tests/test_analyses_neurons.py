@@ -341,6 +341,8 @@ def test_training_evolution_on_checkpoints(tmp_path):
     assert res.projections.shape == (4, 80, 3) and res.components.shape == (3, 8)
     assert ((res.critical_fraction >= 0) & (res.critical_fraction <= 1)).all()
     assert (res.second_order > 0).all()
+    assert res.second_order_units.shape == (4, 8) and (res.second_order_units >= 0).all()
+    np.testing.assert_allclose(res.second_order_units.sum(axis=1), res.second_order, rtol=1e-5)
     assert res.unstable_fraction[0] < res.unstable_fraction[-1]  # recurrence grew
     again = training_evolution(folder, steps=80, eig_steps=30, persist=2, seed=1)
     np.testing.assert_array_equal(again.projections, res.projections)
@@ -359,6 +361,9 @@ def test_a_diverged_checkpoint_is_flagged_never_a_rate_of_zero(tmp_path):
     torch.save(state, blown)
     res = training_evolution(folder, steps=80, eig_steps=30, persist=2, seed=1)
     assert res.diverged.tolist() == [False, True, False, False]
+    assert (
+        np.isnan(res.second_order_units[1]).all() and np.isfinite(res.second_order_units[0]).all()
+    )
     for name in ("transition_rate", "sampled_rate", "dwell_rate", "critical_fraction"):
         values = getattr(res, name)
         assert np.isnan(values[1]) and np.isfinite(values[[0, 2, 3]]).all(), name

@@ -66,7 +66,11 @@ PARAMS = {
     "evaluation": {"num_sequences": 80},
 }
 FIGURES = all_figures()
-TRAINED_FIGURES = {"loss-curves", "evolution"}  # need a real training run (metrics, checkpoints)
+TRAINED_FIGURES = {
+    "loss-curves",
+    "evolution",
+    "evolution-noise-units",
+}  # need a real training run (metrics, checkpoints)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ class EvolutionResult(Result):
     epoch number (not index), -1 when critical pairs never persist. dwell_rate (E,): the study's
     transition rate, the mean of 1 / dwell length over the run's complete dwells. diverged (E,):
     checkpoints whose driven run blows up (non-finite, or |h| above DIVERGED_NORM); their
-    statistics are nan, never a rate of 0 read off garbage states.
+    statistics are nan, never a rate of 0 read off garbage states. second_order_units (E, H):
+    E[dh2] per unit (second_order is their sum), the study's units x epochs heat map.
     """
 
     epochs: np.ndarray
@@ -70,6 +71,7 @@ class EvolutionResult(Result):
     bifurcation_epoch: int = -1
     dwell_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     diverged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    second_order_units: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     steps: int = 1000
     eig_steps: int = 200
     persist: int = 5
@@ -109,7 +111,9 @@ def _thin(pairs: list, every: int) -> list:
 
 
 @torch.no_grad()
-def second_order_noise(model, previous: torch.Tensor, noise_std: float) -> torch.Tensor:
+def second_order_noise(
+    model, previous: torch.Tensor, noise_std: float, *, per_unit: bool = False
+) -> torch.Tensor:
     """E[dh2] per state: the part of one step's noise response that linearisation misses.
 
     For a state h with noise-free pre-activation a = W_hh h and input x ~ N(0, noise_std^2 I):
@@ -118,7 +122,8 @@ def second_order_noise(model, previous: torch.Tensor, noise_std: float) -> torch
     units the noise pushes across the ReLU kink: per unit, with b = (W_ih x)_i ~ N(0, s_i^2),
     s_i = noise_std |W_ih[i]|, dh2_i = ReLU(-|a_i| + b') in law (b' = +-b), so
         E[dh2_i^2] = (c^2 + s^2) Phi(c/s) + c s phi(c/s),   c = -|a_i|,
-    exactly (no sampling). Returns sum_i E[dh2_i^2] for each state of `previous` (..., H).
+    exactly (no sampling). Returns sum_i E[dh2_i^2] for each state of `previous` (...,), or with
+    `per_unit` every E[dh2_i^2] (..., H): the study drew them as a units x epochs heat map.
     """
     a = previous @ model.w_hh.T
     s = noise_std * model.w_ih.norm(dim=1)
@@ -127,7 +132,8 @@ def second_order_noise(model, previous: torch.Tensor, noise_std: float) -> torch
     ratio = torch.where(s > 0, c / s.clamp_min(1e-30), torch.full_like(c, -math.inf))
     phi = torch.exp(-0.5 * ratio.square()) / math.sqrt(2 * math.pi)
     value = (c.square() + s.square()) * torch.special.ndtr(ratio) + c * s * phi
-    return value.clamp_min(0.0).sum(-1)
+    value = value.clamp_min(0.0)
+    return value if per_unit else value.sum(-1)
 
 
 def bifurcation_epoch(epochs: np.ndarray, critical: np.ndarray, min_fraction: float, persist: int):
@@ -148,7 +154,8 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
     hidden = hidden[warmup:]
     if not bool(torch.isfinite(hidden).all()) or float(hidden.abs().max()) > DIVERGED_NORM:
         nan = math.nan
-        return hidden.double().cpu().numpy(), nan, nan, nan, nan, nan, nan, True
+        units = np.full(model.hidden_size, nan)
+        return hidden.double().cpu().numpy(), nan, nan, nan, nan, nan, nan, True, units
     logits = model.readout(hidden)  # once: both the argmax output and the sampled symbols use it
     symbols = logits.argmax(dim=-1)
     rate = (symbols[1:] != symbols[:-1]).double().mean().item()
@@ -161,7 +168,8 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
         re_tol=re_tol,
         im_min=im_min,
     )
-    dh2 = second_order_noise(model, previous, noise_std).mean().item()
+    dh2_units = second_order_noise(model, previous, noise_std, per_unit=True).mean(0)
+    dh2 = dh2_units.sum().item()
     runs = dwells(symbols.cpu().numpy())
     lengths = (runs.end - runs.start + 1)[1:-1]  # complete dwells only: the ends are cut off
     return (
@@ -173,6 +181,7 @@ def _epoch_stats(model, noise_gen_seed, steps, warmup, noise_std, eig_idx, re_to
         dh2,
         float((1.0 / lengths).mean()) if lengths.size else math.nan,
         False,
+        dh2_units.double().cpu().numpy(),
     )
 
 
@@ -263,6 +272,7 @@ def training_evolution(
         unstable_fraction=np.array([r[3] for r in rows]),
         critical_fraction=critical,
         second_order=np.array([r[5] for r in rows]),
+        second_order_units=np.stack([r[8] for r in rows]),
         bifurcation_epoch=bifurcation_epoch(epochs[ok], critical[ok], min_fraction, persist),
         dwell_rate=np.array([r[6] for r in rows]),
         diverged=diverged,
@@ -306,7 +316,7 @@ def _summary(r: EvolutionResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="evolution",
-        version=2,  # 2: diverged checkpoints flagged (nan, not a rate of 0), the mean-1/dwell rate
+        version=3,  # 3: E[dh2] per unit; 2: diverged checkpoints flagged, the mean-1/dwell rate
         bias_free=True,
         fn=training_evolution,
         result=EvolutionResult,
@@ -317,6 +327,8 @@ register(
         figures=(
             Figure("evolution", "training evolution: stacked PCA, rates, eigenvalues, bifurcation",
                    "hmmrnn.figures.mechanisms:render_evolution"),
+            Figure("evolution-noise-units", "E[dh2] per unit and epoch (heat map)",
+                   "hmmrnn.figures.mechanisms:render_evolution_noise_units"),
         ),
         views=(
             View("rates", "hmmrnn.figures.terminal:evolution_rates"),

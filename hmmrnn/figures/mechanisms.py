@@ -613,6 +613,34 @@ def render_evolution(result, *, width: str = "double", max_points: int = 400, ma
     return fig
 
 
+@renderer
+def render_evolution_noise_units(result, *, width: str = "double"):
+    """E[δh²] per unit and epoch (the study's heat map): which units carry the second-order noise
+    response as training proceeds. Units are ordered by their final value; diverged epochs blank."""
+    per_unit = np.asarray(getattr(result, "second_order_units", np.zeros((0, 0))), dtype=float)
+    if per_unit.ndim != 2 or not per_unit.size:
+        raise ValueError("this evolution result has no per-unit E[δh²] (recompute it)")
+    epochs = np.asarray(result.epochs)
+    last = per_unit[np.flatnonzero(np.isfinite(per_unit).all(axis=1))[-1]]
+    order = np.argsort(-last, kind="stable")
+    fig = new_figure(width, height=2.6 if width == "double" else 3.0)
+    ax = fig.subplots()
+    im = ax.imshow(
+        per_unit[:, order].T,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=SEQ_CMAP,
+        extent=(-0.5, len(epochs) - 0.5, len(order) - 0.5, -0.5),
+    )
+    ticks = np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 8)).round().astype(int))
+    ax.set_xticks(ticks, [str(int(epochs[i])) for i in ticks])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("unit (by final E[δh²])")
+    ax.set_title("second-order noise term E[δh²] per unit")
+    fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01, label="E[δh²]")
+    return fig
+
+
 # --- locating areas and kick neurons ----------------------------------------------------------------
 
 
