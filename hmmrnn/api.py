@@ -16,8 +16,6 @@ import it before its first paint.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,19 +264,10 @@ def evaluate(
     )
     if save:
         from hmmrnn.analyses.base import check_cancel
-        from hmmrnn.analyses.evaluation import EVALUATION_NAME
+        from hmmrnn.analyses.evaluation import save_evaluation
 
         check_cancel(cancel)  # a cancel that came during the last stage still writes nothing
-        folder = Path(loaded.folder)
-        target = folder / EVALUATION_NAME
-        # the weights are named relative to the folder, so a moved or copied tree stays valid
-        saved = dataclasses.replace(
-            run, model_file=os.path.relpath(Path(loaded.model_file).resolve(), folder.resolve())
-        )
-        try:
-            saved.save(target)
-        except OSError as exc:
-            raise SaveError(f"cannot write {target}: {exc.strerror or exc}", run) from exc
+        save_evaluation(run, loaded)
     return run
 
 
@@ -319,6 +308,30 @@ def evaluation_for(
         if same_weights and same_params:
             return saved
     return analyze(loaded, "evaluation", wanted, progress=progress, cancel=cancel)
+
+
+def reproduce(root: str | Path, **kwargs):
+    """The study's headline checks on a tree (hmmrnn.reproduce.reproduce): a ReproductionReport."""
+    from hmmrnn.reproduce import reproduce as run
+
+    return run(root, **kwargs)
+
+
+def save_report(report, out_dir: str | Path = "exports") -> tuple[Path, Path]:
+    """Write a reproduction report as Markdown and JSON (atomically, never overwriting)."""
+    from hmmrnn.figures.export import timestamp
+    from hmmrnn.io import atomic_write_json, atomic_write_text
+
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    stem, n = f"reproduction_{timestamp()}", 1
+    while (out / f"{stem}.md").exists() or (out / f"{stem}.json").exists():
+        n += 1
+        stem = f"reproduction_{timestamp()}-{n}"
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    atomic_write_text(md, report.to_markdown())
+    atomic_write_json(js, report.to_dict())
+    return md, js
 
 
 def parse_params(name: str, text: str) -> dict[str, Any]:
@@ -391,12 +404,13 @@ def figure_data(
     notes: list[str] = []
     if entry.analysis == TREE:
         from hmmrnn.figures.grid import TreeEvaluations
+        from hmmrnn.tree_evaluations import EVALUATION_FILES
 
         root = Path(target).expanduser()
-        if params:
-            raise ParamError(f"{name}: takes no parameters")
-        drawable = TreeEvaluations.from_root(root)
-        meta.update(analysis=TREE, params={}, seed=None, result_source="evaluation.json files")
+        used = figure_schema(name).resolve(params or {})
+        file_name = EVALUATION_FILES[used["protocol"]]
+        drawable = TreeEvaluations.from_root(root, file_name)
+        meta.update(analysis=TREE, params=used, seed=None, result_source=f"{file_name} files")
         meta["model"] = {"path": str(root.resolve()), "label": safe_label(root.name)}
         meta["tree"] = _tree_meta(drawable)
         if drawable.skipped:
@@ -404,8 +418,8 @@ def figure_data(
         if drawable.mixed:
             notes.append(
                 f"models evaluated by different protocols ({drawable.protocol}): their "
-                "distances do not compare; re-evaluate them alike (e.g. hmmrnn evaluate --all "
-                "TREE --seq-len 100)"
+                "distances do not compare; re-evaluate them alike (hmmrnn reproduce TREE saves "
+                "the study's protocol for protocol=study, or hmmrnn evaluate --all TREE)"
             )
     elif entry.analysis == LOSS_CURVES:
         from hmmrnn.figures.training import LossCurves
@@ -730,7 +744,22 @@ def evaluation_flags(result) -> list[str]:
 
 
 def figure_takes_params(name: str) -> bool:
-    """Whether a figure draws an analysis (and so takes its parameters)."""
-    from hmmrnn.figures.catalog import LOSS_CURVES, TREE
+    """Whether a figure takes parameters (an analysis's, or the tree figures' protocol)."""
+    from hmmrnn.figures.catalog import LOSS_CURVES
 
-    return figures()[name].analysis not in (LOSS_CURVES, TREE) if name in figures() else False
+    return figures()[name].analysis != LOSS_CURVES if name in figures() else False
+
+
+def figure_schema(name: str):
+    """The parameters figure `name` takes: its analysis's, or the tree figures' own."""
+    from hmmrnn.figures.catalog import LOSS_CURVES, TREE
+    from hmmrnn.params import Schema
+
+    entry = figures()[name]
+    if entry.analysis == TREE:
+        from hmmrnn.tree_evaluations import tree_figure_params
+
+        return Schema.from_function("tree", tree_figure_params)
+    if entry.analysis == LOSS_CURVES:
+        return Schema("loss-curves")
+    return analysis(entry.analysis).schema

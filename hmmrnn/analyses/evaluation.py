@@ -105,6 +105,27 @@ def load_evaluation(path: str | Path) -> AnalysisRun:
     return run
 
 
+def save_evaluation(run: AnalysisRun, loaded, file_name: str = EVALUATION_NAME) -> Path:
+    """Write `run` beside its model as `file_name`, naming the weights relative to the folder (so
+    a moved or copied tree stays valid). A folder that cannot be written raises SaveError, which
+    carries the computed run."""
+    import dataclasses
+    import os
+
+    from hmmrnn.errors import SaveError
+
+    folder = Path(loaded.folder)
+    target = folder / file_name
+    saved = dataclasses.replace(
+        run, model_file=os.path.relpath(Path(loaded.model_file).resolve(), folder.resolve())
+    )
+    try:
+        saved.save(target)
+    except OSError as exc:
+        raise SaveError(f"cannot write {target}: {exc.strerror or exc}", run) from exc
+    return target
+
+
 def _figure(name: str, help: str, render: str, **kw) -> Figure:
     return Figure(name, help, f"hmmrnn.figures.evaluation:{render}", **kw)
 

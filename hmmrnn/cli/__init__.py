@@ -16,7 +16,8 @@ from hmmrnn.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, conso
 from hmmrnn.errors import JobError, UserError
 
 COMMAND_MODULES = (
-    "train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd", "completion_cmd",
+    "train_cmd", "model_cmds", "analyze_cmd", "export_cmd", "sweep_cmd", "reproduce_cmd",
+    "completion_cmd",
 )  # fmt: skip
 
 

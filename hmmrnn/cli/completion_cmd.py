@@ -52,7 +52,7 @@ def script(parser: argparse.ArgumentParser) -> str:
     analyses = {n: [p.flag for p in s.schema] for n, s in api.analyses().items()}
     figures = api.figures()
     figure_flags = {
-        n: analyses.get(f.analysis, []) for n, f in figures.items() if api.figure_takes_params(n)
+        n: [p.flag for p in api.figure_schema(n)] for n in figures if api.figure_takes_params(n)
     }
     command_cases = "\n".join(
         f"        {name}) opts={_words(_flags(sub))} ;;" for name, sub in commands.items()

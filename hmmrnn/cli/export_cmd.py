@@ -84,13 +84,13 @@ def run_export(args: argparse.Namespace) -> int:
     if "-h" in tokens or "--help" in tokens:
         text = f"{entry.name}: {entry.help}"
         if not plain:
-            text = schema_help(api.analysis(entry.analysis).schema, text)
+            text = schema_help(api.figure_schema(entry.name), text)
         console.print(text, markup=False)
         return EXIT_OK
     formats = api.parse_formats(args.format)
     if plain and tokens:
         raise UserError(f"{entry.name}: takes no parameters, got {' '.join(tokens)}")
-    params = {} if plain else api.analysis(entry.analysis).schema.parse_flags(tokens)
+    params = {} if plain else api.figure_schema(entry.name).parse_flags(tokens)
     result = _export(entry.name, args, formats, params)
     if result is None:
         return EXIT_CANCELLED

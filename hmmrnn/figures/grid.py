@@ -2,18 +2,13 @@
 
 A tree root (e.g. `TrainedModels/`) holds one folder per HMM family, each with hidden_H/input_D/
 seed_S models. These figures only read each model's saved `evaluation.json` (from `hmmrnn evaluate`),
-never re-evaluate: a tree of 144 models would take hours. Models without one are listed as skipped.
+never re-evaluate (hmmrnn.tree_evaluations reads them). Models without one are listed as skipped.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from hmmrnn.errors import UserError
 from hmmrnn.figures.style import (
     HMM_COLOR,
     hide_unused,
@@ -21,143 +16,9 @@ from hmmrnn.figures.style import (
     renderer,
     sequential,
 )
+from hmmrnn.tree_evaluations import TreeEvaluations
 
-_LEVEL = re.compile(r"^(hidden|input|seed)[_ ]?\d+$", re.IGNORECASE)
-_SEED = re.compile(r"seed[_ ]?(\d+)", re.IGNORECASE)
-
-
-@dataclass
-class TreeEvaluations:
-    """One row per evaluated model: its group (HMM family), sizes, seed and saved statistics."""
-
-    root: str
-    rel: list[str]
-    group: list[str]
-    states: np.ndarray
-    hidden: np.ndarray
-    input: np.ndarray
-    seed: np.ndarray
-    baseline_mean: np.ndarray
-    baseline_std: np.ndarray
-    rnn_mean: np.ndarray
-    rnn_std: np.ndarray
-    transition_sq_error: np.ndarray
-    transition_error: np.ndarray
-    method: list[str] = field(default_factory=list)
-    seq_len: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    num_sequences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    model_files: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.rel)
-
-    @property
-    def protocol(self) -> str:
-        """How the saved evaluations were made: matching, length and sample size (ranges when the
-        models differ, since distances at different lengths or by different matchings do not
-        compare)."""
-        methods = "/".join(dict.fromkeys(self.method)) or "?"
-        return f"{methods}, L {_span(self.seq_len)}, N {_span(self.num_sequences)}"
-
-    @property
-    def mixed(self) -> bool:
-        """Whether the models were evaluated by more than one protocol."""
-        rows = zip(self.method, self.seq_len.tolist(), self.num_sequences.tolist(), strict=True)
-        return len(set(rows)) > 1
-
-    @property
-    def groups(self) -> list[str]:
-        """Groups ordered by number of states, then name."""
-        first = {}
-        for g, m in zip(self.group, self.states, strict=True):
-            first.setdefault(g, int(m))
-        return sorted(first, key=lambda g: (first[g], g))
-
-    @classmethod
-    def from_root(cls, root: str | Path) -> TreeEvaluations:
-        """Discover the tree and read every evaluation.json (ValueError when none can be read)."""
-        from hmmrnn.analyses.base import ResultFileError
-        from hmmrnn.analyses.evaluation import EVALUATION_NAME, load_evaluation
-        from hmmrnn.tree import discover
-
-        root = Path(root).expanduser()
-        cols: dict[str, list] = {k: [] for k in _COLUMNS}
-        skipped: list[dict] = []
-        for entry in discover(root):
-            if entry.status != "ok" or entry.sizes is None or entry.config is None:
-                skipped.append({"model": entry.rel, "reason": entry.reason or entry.status})
-                continue
-            path = entry.path / EVALUATION_NAME
-            if not path.is_file():
-                skipped.append({"model": entry.rel, "reason": "no evaluation.json"})
-                continue
-            try:
-                ev = load_evaluation(path).result
-            except ResultFileError as exc:
-                skipped.append({"model": entry.rel, "reason": str(exc)})
-                continue
-            _append(cols, entry, ev, root)
-        if not cols["rel"]:
-            why = "; ".join(f"{s['model']}: {s['reason']}" for s in skipped[:5]) or "no models"
-            raise UserError(f"{root}: no model with a readable evaluation.json ({why})")
-        return cls(
-            root=str(root),
-            **{k: (np.asarray(v) if _COLUMNS[k] else v) for k, v in cols.items()},
-            skipped=skipped,
-        )
-
-
-_COLUMNS = {  # name -> stored as numpy array?
-    "rel": False,
-    "group": False,
-    "states": True,
-    "hidden": True,
-    "input": True,
-    "seed": True,
-    "baseline_mean": True,
-    "baseline_std": True,
-    "rnn_mean": True,
-    "rnn_std": True,
-    "transition_sq_error": True,
-    "transition_error": True,
-    "method": False,
-    "seq_len": True,
-    "num_sequences": True,
-    "model_files": False,
-}
-
-
-def _span(values: np.ndarray) -> str:
-    if not len(values):
-        return "?"
-    lo, hi = int(np.min(values)), int(np.max(values))
-    return f"{lo}" if lo == hi else f"{lo}–{hi}"
-
-
-def _group_of(rel: str, root: Path) -> str:
-    """The HMM family of a model: its first path part that is not hidden_/input_/seed_ N."""
-    parts = [p for p in Path(rel).parts if not _LEVEL.match(p)]
-    return parts[0] if parts else root.name
-
-
-def _append(cols: dict, entry, ev, root: Path) -> None:
-    parts = Path(entry.rel).parts
-    seed_match = next((m for p in parts[::-1] if (m := _SEED.search(p))), None)
-    cols["rel"].append(entry.rel)
-    cols["group"].append(_group_of(entry.rel, root))
-    cols["states"].append(int(entry.config.states))
-    cols["input"].append(int(entry.sizes[0]))
-    cols["hidden"].append(int(entry.sizes[1]))
-    cols["seed"].append(int(seed_match.group(1)) if seed_match else int(entry.config.seed))
-    for name in ("baseline_mean", "baseline_std", "rnn_mean", "rnn_std"):
-        cols[name].append(float(getattr(ev, name)))
-    cols["transition_sq_error"].append(float(ev.transition_sq_error))
-    cols["transition_error"].append(float(ev.transition_error))
-    cols["method"].append(str(ev.method))
-    cols["seq_len"].append(int(ev.seq_len))
-    cols["num_sequences"].append(int(ev.num_sequences))
-    cols["model_files"].append(str(entry.model_file))
+__all__ = ["TreeEvaluations", "render_grid_distances", "render_grid_transition_error"]
 
 
 def _grid_shape(n: int, width: str) -> tuple[int, int]:
