@@ -145,10 +145,9 @@ def test_cli_reproduce_writes_the_report(tree, tmp_path, capsys):
 
 
 def test_mechanism_checks_run_on_a_planted_switching_model(tmp_path):
-    from tests.test_analyses_neurons import planted_state
-
     from hmmrnn.analyses.registry import run_analysis
     from hmmrnn.tree import load_model
+    from tests.test_analyses_neurons import planted_state
 
     set_cache(ResultCache(tmp_path / "cache"))
     try:
