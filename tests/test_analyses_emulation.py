@@ -62,6 +62,20 @@ def test_a_chattering_network_is_far_less_likely_than_the_hmm():
     assert chatter.hmm_impossible == chatter.rnn_impossible == 0.0
 
 
+def test_long_run_cross_entropy_is_the_chains_entropy_rate():
+    """Outputs that name the state make the HMM a Markov chain: its entropy rate is exact."""
+    trans = np.array([[0.9, 0.1], [0.2, 0.8]])
+    hmm = HMM(trans, np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    pi = np.array([2 / 3, 1 / 3])
+    rate = -float((pi[:, None] * trans * np.log(trans)).sum())
+    r = hmm_likelihood(chattering_rnn(), num_sequences=50, seq_len=10, hmm=hmm, long_steps=2000)
+    assert r.long_hmm_ce == pytest.approx(rate, abs=0.02)
+    assert r.long_rnn_ce > r.long_hmm_ce + 0.3  # an i.i.d. chatter is improbable for the chain
+    assert r.long_ce_excess == pytest.approx(r.long_rnn_ce - r.long_hmm_ce)
+    off = hmm_likelihood(chattering_rnn(), num_sequences=50, seq_len=10, hmm=hmm, long_steps=0)
+    assert np.isnan(off.long_hmm_ce) and np.isnan(off.long_ce_excess)
+
+
 def test_outputs_the_hmm_cannot_emit_are_counted_apart():
     hmm = HMM(np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([[0.5, 0.0, 0.5], [0.5, 0.0, 0.5]]))
     model = chattering_rnn()

@@ -35,6 +35,12 @@ class LikelihoodResult(Result):
     hmm_conditional, rnn_conditional (L,): mean over possible sequences of log P(o_t | o_<t);
     hmm_mean, rnn_mean: means over possible sequences; gap = hmm_mean - rnn_mean and its standard
     error gap_se; rnn_impossible, hmm_impossible: shares of sequences with probability 0.
+    long_hmm_ce, long_rnn_ce: the long-run cross-entropy rate -log P_HMM(o_1..T) / T (nats per
+    step) of `long_runs` runs of `long_steps` steps of the HMM (its entropy rate) and of the RNN;
+    long_ce_excess = long_rnn_ce - long_hmm_ce, free of start-up terms and sequence lengths (nan
+    when long_steps is 0). It is not a KL divergence (that would subtract the RNN's own entropy
+    rate, which nothing here can compute): like the gap it is negative for an RNN more regular
+    than its HMM.
     """
 
     hmm_per_step: np.ndarray
@@ -49,6 +55,10 @@ class LikelihoodResult(Result):
     rnn_impossible: float
     num_sequences: int = 0
     seq_len: int = 0
+    long_hmm_ce: float = float("nan")
+    long_rnn_ce: float = float("nan")
+    long_ce_excess: float = float("nan")
+    long_steps: int = 0
 
 
 def _scores(hmm, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -81,11 +91,16 @@ def hmm_likelihood(
     h0: Annotated[
         Literal["zero", "random"], P("initial hidden state of the RNN", config="h0")
     ] = "zero",
+    long_steps: Annotated[
+        int, P("steps of the long runs of the cross-entropy rate (0: none)", ge=0)
+    ] = 2000,
+    long_runs: Annotated[int, P("long runs, from the HMM and from the RNN", ge=1)] = 20,
     hmm: Any = None,
     progress=None,
     cancel=None,
 ) -> LikelihoodResult:
-    """Exact log-likelihood under `hmm` of the RNN's outputs and of fresh HMM samples."""
+    """Exact log-likelihood under `hmm` of the RNN's outputs and of fresh HMM samples, and the
+    long-run cross-entropy rate of both (the study's long-run cross-entropy)."""
     from hmmrnn.device import torch_generator
 
     if hmm is None:
@@ -108,6 +123,9 @@ def hmm_likelihood(
     hmm_ps, hmm_cond, hmm_imp = _scores(hmm, ref)
     rnn_ps, rnn_cond, rnn_imp = _scores(hmm, rnn)
     (h_mean, h_se), (r_mean, r_se) = _mean_se(hmm_ps), _mean_se(rnn_ps)
+    check_cancel(cancel)
+    progress(0.7, "long runs")
+    long_h, long_r = _long_run_ce(model, hmm, long_steps, long_runs, seed, noise_std, h0)
     progress(1.0, "done")
     return LikelihoodResult(
         hmm_per_step=hmm_ps,
@@ -122,7 +140,29 @@ def hmm_likelihood(
         rnn_impossible=rnn_imp,
         num_sequences=int(num_sequences),
         seq_len=length,
+        long_hmm_ce=long_h,
+        long_rnn_ce=long_r,
+        long_ce_excess=long_r - long_h,
+        long_steps=int(long_steps),
     )
+
+
+def _long_run_ce(model, hmm, steps: int, runs: int, seed: int, noise_std: float, h0: str):
+    """(HMM, RNN) cross-entropy rates under the HMM over long runs, pooled over the runs."""
+    from hmmrnn.device import torch_generator
+
+    if steps < 1:
+        return float("nan"), float("nan")
+    ref = hmm.sample(int(runs), int(steps), np.random.default_rng([seed, 1])).outputs
+    gen = torch_generator(seed + 7919, model.device)
+    run = model.generate(int(runs), int(steps), noise_std=noise_std, h0=h0, generator=gen)
+    rnn = run.symbols.detach().cpu().numpy().astype(np.int64)
+    rates = []
+    for outputs in (ref, rnn):
+        _, scale = hmm.forward(outputs)
+        with np.errstate(divide="ignore"):
+            rates.append(float(-np.log(scale).mean()))  # inf when an output is impossible
+    return rates[0], rates[1]
 
 
 def _summary(r: LikelihoodResult) -> list[tuple[str, str]]:
@@ -132,6 +172,11 @@ def _summary(r: LikelihoodResult) -> list[tuple[str, str]]:
         ("impossible sequences", f"HMM {r.hmm_impossible:.1%} · RNN {r.rnn_impossible:.1%}"),
         ("first step", f"HMM {r.hmm_conditional[0]:.3f} · RNN {r.rnn_conditional[0]:.3f}"),
         ("sample", f"{r.num_sequences} x {r.seq_len} steps"),
+        (
+            "long-run cross-entropy",
+            f"HMM {r.long_hmm_ce:.4f} · RNN {r.long_rnn_ce:.4f} nats/step "
+            f"(excess {r.long_ce_excess:+.4f}, {r.long_steps} steps)",
+        ),
     ]
 
 
@@ -186,6 +231,7 @@ def view(plt, result: LikelihoodResult) -> None:
 register(
     Analysis(
         name="likelihood",
+        version=2,  # 2: the long-run cross-entropy rate
         fn=hmm_likelihood,
         result=LikelihoodResult,
         help="exact log-likelihood under the HMM of the RNN's outputs vs fresh HMM samples",
