@@ -396,7 +396,7 @@ def figure_data(
 ) -> tuple[Any, Any, dict]:
     """(figure entry, what it draws, sidecar fields) for figure `name` of `target`: the one place
     that decides where a figure's result comes from (see export_figure)."""
-    from hmmrnn.figures.catalog import LOSS_CURVES, TREE, get_figure
+    from hmmrnn.figures.catalog import LOSS_CURVES, TREE, TREE_PCA, get_figure
     from hmmrnn.figures.export import safe_label
 
     entry = get_figure(name)
@@ -421,6 +421,17 @@ def figure_data(
                 "distances do not compare; re-evaluate them alike (hmmrnn reproduce TREE saves "
                 "the study's protocol for protocol=study, or hmmrnn evaluate --all TREE)"
             )
+    elif entry.analysis == TREE_PCA:
+        from hmmrnn.tree_evaluations import tree_pca
+
+        root = Path(target).expanduser()
+        used = figure_schema(name).resolve(params or {})
+        drawable = tree_pca(root, **used, device=device, progress=progress, cancel=cancel)
+        meta.update(analysis="pca", params=used, seed=used["seed"], result_source="pca per model")
+        meta["model"] = {"path": str(root.resolve()), "label": safe_label(root.name)}
+        meta["tree"] = {"models": drawable.rel, "skipped": drawable.skipped}
+        if drawable.skipped:
+            notes.append(f"{len(drawable.skipped)} model(s) skipped (see tree.skipped)")
     elif entry.analysis == LOSS_CURVES:
         from hmmrnn.figures.training import LossCurves
 
@@ -752,7 +763,7 @@ def figure_takes_params(name: str) -> bool:
 
 def figure_schema(name: str):
     """The parameters figure `name` takes: its analysis's, or the tree figures' own."""
-    from hmmrnn.figures.catalog import LOSS_CURVES, TREE
+    from hmmrnn.figures.catalog import LOSS_CURVES, TREE, TREE_PCA
     from hmmrnn.params import Schema
 
     entry = figures()[name]
@@ -760,6 +771,10 @@ def figure_schema(name: str):
         from hmmrnn.tree_evaluations import tree_figure_params
 
         return Schema.from_function("tree", tree_figure_params)
+    if entry.analysis == TREE_PCA:
+        from hmmrnn.tree_evaluations import tree_pca_params
+
+        return Schema.from_function("tree-pca", tree_pca_params)
     if entry.analysis == LOSS_CURVES:
         return Schema("loss-curves")
     return analysis(entry.analysis).schema

@@ -166,14 +166,12 @@ def _group_of(rel: str, root: Path) -> str:
 
 
 def _append(cols: dict, entry, ev, root: Path) -> None:
-    parts = Path(entry.rel).parts
-    seed_match = next((m for p in parts[::-1] if (m := _SEED.search(p))), None)
     cols["rel"].append(entry.rel)
     cols["group"].append(_group_of(entry.rel, root))
     cols["states"].append(int(entry.config.states))
     cols["input"].append(int(entry.sizes[0]))
     cols["hidden"].append(int(entry.sizes[1]))
-    cols["seed"].append(int(seed_match.group(1)) if seed_match else int(entry.config.seed))
+    cols["seed"].append(_seed_of(entry))
     for name in ("baseline_mean", "baseline_std", "rnn_mean", "rnn_std"):
         cols[name].append(float(getattr(ev, name)))
     cols["transition_sq_error"].append(float(ev.transition_sq_error))
@@ -182,3 +180,108 @@ def _append(cols: dict, entry, ev, root: Path) -> None:
     cols["seq_len"].append(int(ev.seq_len))
     cols["num_sequences"].append(int(ev.num_sequences))
     cols["model_files"].append(str(entry.model_file))
+
+
+# --- the state-space grid: one driven PC plane per model ------------------------------------------
+
+
+def tree_pca_params(
+    steps: Annotated[int, P("driven steps of each model's PCA", ge=2)] = 1000,
+    seed: Annotated[int, P("seed of the driving noise", ge=0)] = 0,
+    max_models: Annotated[
+        int, P("most models drawn (the lowest seed of each size first)", ge=1)
+    ] = 48,
+) -> dict:
+    """The parameters of the state-space grid (its schema is built from this signature)."""
+    return {"steps": steps, "seed": seed, "max_models": max_models}
+
+
+@dataclass
+class TreePCA:
+    """Per model (one per family, hidden and input size: the lowest seed), its driven run on its own
+    PC1-PC2 plane. points (N, T, 2), outputs (N, T), evr (N, 2); skipped: models left out."""
+
+    root: str
+    rel: list[str]
+    group: list[str]
+    states: np.ndarray
+    hidden: np.ndarray
+    input: np.ndarray
+    seed: np.ndarray
+    points: np.ndarray
+    outputs: np.ndarray
+    evr: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+
+def tree_pca(
+    root: str | Path,
+    *,
+    steps: int = 1000,
+    seed: int = 0,
+    max_models: int = 48,
+    device: str = "auto",
+    progress=None,
+    cancel=None,
+) -> TreePCA:
+    """Each model's driven PCA (the registered `pca` analysis, through the cache)."""
+    from hmmrnn.analyses.base import check_cancel
+    from hmmrnn.analyses.registry import run_analysis
+    from hmmrnn.tree import discover, load_model
+
+    root = Path(root).expanduser()
+    chosen: dict[tuple, tuple] = {}
+    skipped = []
+    for entry in discover(root):
+        if entry.status != "ok" or entry.sizes is None or entry.config is None:
+            skipped.append({"model": entry.rel, "reason": entry.reason or entry.status})
+            continue
+        seed_of = _seed_of(entry)
+        key = (_group_of(entry.rel, root), entry.sizes[1], entry.sizes[0])
+        if key not in chosen or seed_of < chosen[key][1]:
+            chosen[key] = (entry, seed_of)
+    keys = sorted(chosen, key=lambda k: (int(chosen[k][0].config.states), k))
+    for k in keys[max_models:]:
+        skipped.append({"model": chosen[k][0].rel, "reason": f"beyond max_models {max_models}"})
+    rows = []
+    for i, key in enumerate(keys[:max_models]):
+        check_cancel(cancel)
+        entry, seed_of = chosen[key]
+        if progress is not None:
+            progress(i / max(1, min(len(keys), max_models)), f"PCA of {entry.rel}")
+        try:
+            loaded = load_model(entry.path, device=device)
+            r = run_analysis("pca", loaded, {"steps": steps, "seed": seed}, cancel=cancel).result
+        except UserError as exc:
+            skipped.append({"model": entry.rel, "reason": str(exc)})
+            continue
+        proj = np.zeros((len(r.projections), 2))
+        c = min(2, r.projections.shape[1])
+        proj[:, :c] = r.projections[:, :c]
+        evr = np.zeros(2)
+        evr[:c] = r.explained_variance_ratio[:c]
+        rows.append((entry, key, seed_of, proj, np.asarray(r.outputs), evr))
+    if not rows:
+        why = "; ".join(f"{s['model']}: {s['reason']}" for s in skipped[:5]) or "no models"
+        raise UserError(f"{root}: no model to draw ({why})")
+    return TreePCA(
+        root=str(root),
+        rel=[r[0].rel for r in rows],
+        group=[r[1][0] for r in rows],
+        states=np.array([int(r[0].config.states) for r in rows]),
+        hidden=np.array([r[1][1] for r in rows]),
+        input=np.array([r[1][2] for r in rows]),
+        seed=np.array([r[2] for r in rows]),
+        points=np.stack([r[3] for r in rows]),
+        outputs=np.stack([r[4] for r in rows]),
+        evr=np.stack([r[5] for r in rows]),
+        skipped=skipped,
+    )
+
+
+def _seed_of(entry) -> int:
+    seed_match = next((m for p in entry.parts[::-1] if (m := _SEED.search(p))), None)
+    return int(seed_match.group(1)) if seed_match else int(entry.config.seed)

@@ -64,6 +64,7 @@ PARAMS = {
     },
     "evolution": {"steps": 100, "eig_steps": 10, "persist": 2},
     "evaluation": {"num_sequences": 80},
+    "grid-pca": {"steps": 200},
 }
 FIGURES = all_figures()
 TRAINED_FIGURES = {
@@ -121,7 +122,7 @@ def env(tmp_path_factory):
 
 def source_for(name: str, env) -> Path:
     spec = FIGURES[name]
-    if spec.analysis == "tree":
+    if spec.analysis in ("tree", "tree-pca"):
         return env["tree"]
     return env["run"] if name in TRAINED_FIGURES else env["model"]
 
@@ -129,7 +130,7 @@ def source_for(name: str, env) -> Path:
 def result_for(name: str, env):
     """The drawable result of a figure, computed through the same path as an export."""
     spec = FIGURES[name]
-    params = PARAMS.get(spec.analysis)
+    params = PARAMS.get(name, PARAMS.get(spec.analysis))
     _, drawable, _ = api.figure_data(name, source_for(name, env), params=params, device="cpu")
     return drawable
 
@@ -464,6 +465,21 @@ def test_grid_points_sit_on_their_ticks_and_titles_do_not_collide(env, tmp_path)
     from hmmrnn.figures.grid import _panel_title
 
     assert "\n" in _panel_title("ReverseEngineeredModel", 2) and "\n" not in _panel_title("Two", 2)
+
+
+def test_state_space_grid_takes_one_model_per_size_and_names_the_rest(env, tmp_path):
+    _, tree, meta = api.figure_data("grid-pca", env["tree"], params={"steps": 150})
+    # Two h8 d1 has seeds 0 and 1: only seed 0 is drawn; all five models have weights
+    assert sorted(tree.rel) == [
+        "Three/hidden_12/input_1/seed_0", "Three/hidden_8/input_2/seed_0",
+        "Two/hidden_12/input_2/seed_0", "Two/hidden_8/input_1/seed_0",
+    ]  # fmt: skip
+    assert tree.points.shape == (4, 150, 2) and tree.outputs.shape == (4, 150)
+    assert meta["params"] == {"steps": 150, "seed": 0, "max_models": 48}
+    few = api.figure_data("grid-pca", env["tree"], params={"steps": 150, "max_models": 2})[1]
+    assert len(few) == 2 and sum("max_models" in s["reason"] for s in few.skipped) == 2
+    with pytest.raises(api.ParamError):
+        api.figure_data("grid-pca", env["tree"], params={"bogus": 1})
 
 
 def test_likelihood_panels_are_lettered_and_both_keyed(env):

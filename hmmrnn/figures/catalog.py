@@ -17,7 +17,8 @@ from typing import Any
 from hmmrnn.errors import UserError
 from hmmrnn.figures.export import safe_label
 
-LOSS_CURVES, TREE = "loss-curves", "tree"  # sources that are not registered analyses
+# sources that are not registered analyses
+LOSS_CURVES, TREE, TREE_PCA = "loss-curves", "tree", "tree-pca"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,12 @@ _OTHER = (
         "tree: transition error by states x hidden x input",
         TREE,
         "hmmrnn.figures.grid:render_grid_transition_error",
+    ),
+    FigureEntry(
+        "grid-pca",
+        "tree: each model's driven PC1-PC2 plane, by family x hidden x input",
+        TREE_PCA,
+        "hmmrnn.figures.grid:render_grid_pca",
     ),
 )
 

@@ -16,9 +16,14 @@ from hmmrnn.figures.style import (
     renderer,
     sequential,
 )
-from hmmrnn.tree_evaluations import TreeEvaluations
+from hmmrnn.tree_evaluations import TreeEvaluations, TreePCA
 
-__all__ = ["TreeEvaluations", "render_grid_distances", "render_grid_transition_error"]
+__all__ = [
+    "TreeEvaluations",
+    "render_grid_distances",
+    "render_grid_pca",
+    "render_grid_transition_error",
+]
 
 
 def _grid_shape(n: int, width: str) -> tuple[int, int]:
@@ -137,3 +142,45 @@ def render_grid_transition_error(tree: TreeEvaluations, *, width: str = "double"
     """Largest squared difference of the transition matrices (the study's measure), log scale."""
     values = np.maximum(tree.transition_sq_error, 1e-12)
     return _render_grid(tree, values, "max squared transition difference", width, log=True)
+
+
+@renderer
+def render_grid_pca(tree: TreePCA, *, width: str = "double", max_points: int = 600):
+    """Each model's driven states on its own PC1-PC2 plane, coloured by output: one row per family
+    and hidden size, one column per input size (the research code's state-space grid)."""
+    from hmmrnn.figures.statespace import output_handles, scatter_by_output
+
+    rows = sorted({(int(m), g, int(h)) for m, g, h in zip(tree.states, tree.group, tree.hidden,
+                                                          strict=True)})  # fmt: skip
+    cols = sorted({int(d) for d in tree.input})
+    per_row = 1.05 if width == "double" else 0.9
+    fig = new_figure(width, height=0.5 + per_row * len(rows))
+    axes = np.asarray(fig.subplots(len(rows), len(cols), squeeze=False))
+    drawn = np.zeros(axes.shape, dtype=bool)
+    for i, (_, group, hidden) in enumerate(rows):
+        for j, inp in enumerate(cols):
+            ax = axes[i, j]
+            hit = [n for n in range(len(tree)) if tree.group[n] == group
+                   and tree.hidden[n] == hidden and tree.input[n] == inp]  # fmt: skip
+            if not hit:
+                ax.set_axis_off()
+                continue
+            n = hit[0]
+            pts, outs = tree.points[n], tree.outputs[n]
+            keep = np.linspace(0, len(pts) - 1, min(len(pts), max_points)).astype(int)
+            scatter_by_output(ax, pts[keep], outs[keep], s=1.5, alpha=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            evr = tree.evr[n]
+            ax.text(0.98, 0.04, f"{evr[0]:.0%}/{evr[1]:.0%}", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize="x-small", color="0.35")  # fmt: skip
+            drawn[i, j] = True
+            if i == 0 or not drawn[:i, j].any():
+                ax.set_title(f"input {inp}", fontsize="small")
+        first = next((j for j in range(len(cols)) if drawn[i, j]), 0)
+        axes[i, first].set_ylabel(f"{group.replace('_', ' ')}\nh{hidden}", fontsize="small")
+    fig.legend(handles=output_handles(tree.outputs), loc="outside lower center",
+               ncols=min(6, len(np.unique(tree.outputs))))  # fmt: skip
+    fig.suptitle("driven states on each model's PC1–PC2 (corner: variance explained)",
+                 fontsize="small")  # fmt: skip
+    return fig
