@@ -349,10 +349,15 @@ def test_locate_areas_on_tiny_model():
     inside = window[r.dwell_start - r.window_start : r.dwell_end - r.window_start + 1]
     assert (inside == r.dwell_output).all()
     assert window[r.dwell_end + 1 - r.window_start] == r.output_after
-    # the kick point is the earliest dwell step whose probes all switch
-    frac = r.probe_switch_fraction
-    assert frac[r.t_kick - r.dwell_start] == 1.0
-    assert (frac[: r.t_kick - r.dwell_start] < 1.0).all()
+    # the kick point is the earliest dwell step whose probes all switch, on average before step 3
+    frac, mean_time = r.probe_switch_fraction, r.probe_mean_time
+    ok = (frac == 1.0) & (mean_time < 3.0)
+    assert ok[r.t_kick - r.dwell_start] and not ok[: r.t_kick - r.dwell_start].any()
+    assert ((mean_time >= 1) & (mean_time <= 4)).all()  # never switching counts probe_steps + 1
+    # the run's own inputs after both points are kept
+    noise = tiny_model().sample_noise(1, 600, 1.0, torch_generator(r.seed_used))[0].numpy()
+    np.testing.assert_array_equal(r.run_noise[1], noise[r.t_kick + 1 : r.t_kick + 51])
+    np.testing.assert_array_equal(r.run_noise[0], noise[r.t_cluster + 1 : r.t_cluster + 51])
     again = locate_areas(model, **kw)
     assert again.t_kick == r.t_kick and np.array_equal(again.h_kick, r.h_kick)
 
@@ -367,6 +372,24 @@ def test_spread_matches_numpy():
     for t in range(4):
         assert np.isclose(trace[t], np.trace(np.cov(x[:, t].T)))
         assert np.isclose(dist[t], np.linalg.norm(x[:, t] - x[:, t].mean(0), axis=1).mean())
+
+
+def test_frozen_noise_is_the_located_runs_own():
+    """At gamma 0 with the run's own input every rollout retraces the located run."""
+    model = tiny_model()
+    points = locate_areas(model, steps=600, skip_steps=50, n_probes=20, probe_steps=3)
+    r = noise_sensitivity(model, gammas=(0.0, 1.0), n_rollouts=6, steps=4, repeats=2,
+                          points=points, pca_steps=200)  # fmt: skip
+    hidden = driven_run(model, 1, 600, generator=torch_generator(points.seed_used))[0]
+    basis = (r.components, r.mean)
+    for p, t in enumerate((points.t_cluster, points.t_kick)):
+        run = (hidden[t : t + 5].numpy() - basis[1]) @ basis[0].T
+        np.testing.assert_allclose(r.projections[p, 0, 3], run, atol=1e-4)
+    other = noise_sensitivity(model, gammas=(0.0, 1.0), n_rollouts=6, steps=4, repeats=2,
+                              points=points, pca_steps=200, frozen_from="random")  # fmt: skip
+    assert not np.allclose(other.projections[:, 0], r.projections[:, 0])
+    with pytest.raises(ValueError, match="kept 50 steps"):
+        noise_sensitivity(model, steps=60, points=points, pca_steps=200, n_rollouts=4)
 
 
 def test_noise_sensitivity_frozen_noise_gives_no_spread():

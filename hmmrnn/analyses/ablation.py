@@ -20,6 +20,7 @@ trajectories of each mu; the rates use all `n_traj`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -312,7 +313,14 @@ def ablation_sweep(
         progress(0.02, "ablation: locating a cluster point")
         # only the cluster point is needed: no kick-point probing (kick_fraction 0 accepts any step)
         h0 = locate_areas(
-            model, seed=seed, noise_std=noise_std, n_probes=1, kick_fraction=0.0, cancel=cancel
+            model,
+            seed=seed,
+            noise_std=noise_std,
+            n_probes=1,
+            probe_steps=1,
+            kick_fraction=0.0,
+            max_mean_time=math.inf,
+            cancel=cancel,
         ).h_cluster
     start = torch.as_tensor(np.asarray(h0), dtype=torch.float32, device=device).reshape(hidden_size)
     gen = torch_generator(seed, device)

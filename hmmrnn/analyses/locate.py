@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
-from hmmrnn.analyses.dynamics import argmax_outputs, driven_run, dwells
+from hmmrnn.analyses.dynamics import argmax_outputs, dwells
 from hmmrnn.analyses.registry import Analysis, Figure, View, register
 from hmmrnn.cancel import CancelToken
 from hmmrnn.device import torch_generator
@@ -55,10 +55,15 @@ class LocateResult(Result):
     window_dwell_start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     window_dwell_end: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     window_dwell_output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # probes' mean first-switch step per step of the dwell (never switching: probe_steps + 1)
+    probe_mean_time: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    # (2, KEPT_NOISE, d): the run's own inputs right after the cluster and the kick point (nan
+    # past the end of the run)
+    run_noise: np.ndarray = field(default_factory=lambda: np.zeros((2, 0, 0), dtype=np.float32))
 
 
 @torch.no_grad()
-def probe_switch_fraction(
+def probe_switches(
     model,
     h: torch.Tensor,
     output: int,
@@ -68,22 +73,38 @@ def probe_switch_fraction(
     noise_std: float,
     generator: torch.Generator,
     chunk_rows: int = 65536,
-) -> np.ndarray:
-    """For each state of h (T, H): fraction of noisy probes leaving `output` within probe_steps."""
-    fractions = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each state of h (T, H), over noisy probes: the fraction leaving `output` within
+    probe_steps, and their mean first-switch step (probes that never switch count probe_steps+1)."""
+    fractions, times = [], []
     per = max(1, chunk_rows // n_probes)
     for lo in range(0, h.shape[0], per):
         start = h[lo : lo + per].repeat_interleave(n_probes, dim=0)
-        left = torch.zeros(start.shape[0], dtype=torch.bool, device=h.device)
+        first = torch.full((start.shape[0],), probe_steps + 1, dtype=torch.long, device=h.device)
         state = start
-        for _ in range(probe_steps):
+        for t in range(1, probe_steps + 1):
             x = noise_std * torch.randn(
                 (state.shape[0], model.input_size), generator=generator, device=h.device
             )
             state = model.step(state, x)
-            left |= argmax_outputs(model, state) != output
-        fractions.append(left.reshape(-1, n_probes).float().mean(1))
-    return torch.cat(fractions).cpu().numpy()
+            left = argmax_outputs(model, state) != output
+            first = torch.where(left & (first > probe_steps), t, first)
+        first = first.reshape(-1, n_probes)
+        fractions.append((first <= probe_steps).float().mean(1))
+        times.append(first.double().mean(1))
+    return torch.cat(fractions).cpu().numpy(), torch.cat(times).cpu().numpy()
+
+
+KEPT_NOISE = 50  # steps of the run's input kept after each point
+
+
+def _inputs_after(noise: np.ndarray, points) -> np.ndarray:
+    """The inputs (T, d) the located run received right after each point."""
+    out = np.full((len(points), KEPT_NOISE, noise.shape[1]), np.nan, dtype=np.float32)
+    for i, t in enumerate(points):
+        follow = noise[t + 1 : t + 1 + KEPT_NOISE]
+        out[i, : len(follow)] = follow
+    return out
 
 
 def _pick_dwell(symbols: np.ndarray, skip_switches: int, skip_steps: int):
@@ -101,6 +122,7 @@ def _pick_dwell(symbols: np.ndarray, skip_switches: int, skip_steps: int):
     return int(runs.start[i]), int(runs.end[i])
 
 
+@torch.no_grad()
 def locate_areas(
     model,
     *,
@@ -108,7 +130,10 @@ def locate_areas(
     skip_switches: Annotated[int, P("first switches skipped (h0 transient)", ge=0)] = 4,
     skip_steps: Annotated[int, P("first steps skipped", ge=0)] = 200,
     n_probes: Annotated[int, P("probe rollouts per step of the dwell", ge=1)] = 100,
-    probe_steps: Annotated[int, P("a probe switches if it does within this many steps", ge=1)] = 3,
+    probe_steps: Annotated[int, P("a probe switches if it does within this many steps", ge=1)] = 25,
+    max_mean_time: Annotated[
+        float, P("at the kick point the probes' mean switch step is below this", gt=0)
+    ] = 3.0,
     max_retries: Annotated[int, P("runs tried (seed, seed+1, ...) before giving up", ge=1)] = 5,
     noise_std: NoiseStd = 1.0,
     kick_fraction: Annotated[
@@ -119,7 +144,10 @@ def locate_areas(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> LocateResult:
-    """Cluster point (dwell midpoint) and kick point (earliest step whose probes all switch).
+    """Cluster point (dwell midpoint) and kick point: the earliest step of the dwell from which
+    all probes switch within `probe_steps` and switch on average before step `max_mean_time` (the
+    research code's criterion: mean < 3 steps, all within 25). The located run's own inputs after
+    both points are kept, so that noise sensitivity can freeze exactly the noise the run received.
 
     kick_fraction < 1 relaxes "all probes" for networks whose switches are less decisive.
     Tries seeds seed, seed+1, ... up to max_retries times when a run has no usable dwell or no step
@@ -133,7 +161,8 @@ def locate_areas(
         check_cancel(cancel)
         progress(attempt / tries, f"locate: simulating run {attempt + 1}/{tries}")
         gen = torch_generator(seed + attempt, model.device)
-        hidden = driven_run(model, 1, steps, noise_std=noise_std, generator=gen)[0]
+        noise = model.sample_noise(1, steps, noise_std, gen)  # kept: the points' own inputs
+        hidden = model.rnn(noise)[0][0]
         symbols = argmax_outputs(model, hidden).cpu().numpy()
         n_switches = int((symbols[1:] != symbols[:-1]).sum())
         total_switches += n_switches
@@ -143,7 +172,7 @@ def locate_areas(
             continue
         start, end = picked
         check_cancel(cancel)
-        fraction = probe_switch_fraction(
+        fraction, mean_time = probe_switches(
             model,
             hidden[start : end + 1],
             int(symbols[start]),
@@ -152,11 +181,12 @@ def locate_areas(
             noise_std=noise_std,
             generator=gen,
         )
-        good = np.flatnonzero(fraction >= kick_fraction - 1e-9)
+        good = np.flatnonzero((fraction >= kick_fraction - 1e-9) & (mean_time < max_mean_time))
         if good.size == 0:
             failures.append(
                 f"seed {seed + attempt}: no step of dwell {start}-{end} switched "
-                f"{kick_fraction:.0%} of probes (best {fraction.max():.0%})"
+                f"{kick_fraction:.0%} of probes within {probe_steps} steps at a mean below "
+                f"{max_mean_time:g} (best {fraction.max():.0%}, mean {mean_time.min():.1f})"
             )
             continue
         t_kick = start + int(good[0])
@@ -164,6 +194,7 @@ def locate_areas(
         lo, hi = max(0, start - margin), min(len(symbols), end + 2 + margin)
         progress(1.0, "locate: done")
         window = dwells(symbols[lo:hi])
+        run_noise = _inputs_after(noise[0].cpu().numpy(), (t_cluster, t_kick))
         return LocateResult(
             h_cluster=hidden[t_cluster].cpu().numpy().astype(np.float32),
             h_kick=hidden[t_kick].cpu().numpy().astype(np.float32),
@@ -177,6 +208,8 @@ def locate_areas(
             window_start=lo,
             window_outputs=symbols[lo:hi].astype(np.int64),
             probe_switch_fraction=fraction.astype(np.float32),
+            probe_mean_time=mean_time.astype(np.float32),
+            run_noise=run_noise,
             seed_used=seed + attempt,
             tries=attempt + 1,
             n_switches=n_switches,
@@ -209,7 +242,7 @@ def _summary(r: LocateResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="locate",
-        version=2,  # the result carries the window's dwells
+        version=3,  # 3: mean switch time < 3 and all within 25; the run's own inputs kept
         fn=locate_areas,
         result=LocateResult,
         help="cluster point (dwell midpoint) and kick point (switch inevitable) of one run",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -62,6 +62,23 @@ def spread(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return trace.cpu().numpy().astype(np.float64), distance.cpu().numpy().astype(np.float64)
 
 
+def _frozen_inputs(points, drawn: torch.Tensor, frozen_from: str, steps: int, d: int):
+    """(points, repeats, steps, d) frozen inputs: the located run's own, or the random draws."""
+    if frozen_from == "random":
+        return drawn.expand(2, *drawn.shape)
+    if frozen_from != "run":
+        raise ValueError(f"frozen_from must be 'run' or 'random', got {frozen_from!r}")
+    own = np.asarray(getattr(points, "run_noise", np.zeros((2, 0, 0))), dtype=np.float32)
+    if own.ndim != 3 or own.shape[2] != d or own.shape[1] < steps or np.isnan(own[:, :steps]).any():
+        kept = own.shape[1] if own.ndim == 3 else 0
+        raise ValueError(
+            f"the located run kept {kept} steps of its own input after each point (the run may "
+            f"end there), {steps} are needed: fewer steps, or frozen_from='random'"
+        )
+    run = torch.as_tensor(own[:, :steps], device=drawn.device, dtype=drawn.dtype)
+    return run[:, None].expand(-1, drawn.shape[0], -1, -1)
+
+
 def _se(values: np.ndarray) -> np.ndarray:
     """Standard error of the mean over axis 0 (nan for a single draw)."""
     if values.shape[0] < 2:
@@ -84,6 +101,10 @@ def noise_sensitivity(
         int, P("independent draws of the frozen and fresh noise (error bars over them)", ge=1)
     ] = 10,
     noise_std: NoiseStd = 1.0,
+    frozen_from: Annotated[
+        Literal["run", "random"],
+        P("the frozen input: the located run's own noise after each point, or a fresh draw"),
+    ] = "run",
     seed: Seed = 0,
     locate_params: Annotated[
         dict | None, P("parameters of the locate analysis that finds the points")
@@ -98,7 +119,10 @@ def noise_sensitivity(
     """Spread of rollouts from the cluster and kick points for each noise mix gamma.
 
     `points` is a LocateResult already at hand; otherwise the points are located with
-    `locate_params` (through the registry's cache when a `context` is given).
+    `locate_params` (through the registry's cache when a `context` is given). With `frozen_from`
+    "run" the frozen part is the input the located run itself received after each point (the
+    study's protocol: what did the noise the network actually saw do?), the same for every draw;
+    "random" draws it anew per repeat.
     """
     progress = progress or no_progress
     if points is None and context is not None:
@@ -112,6 +136,7 @@ def noise_sensitivity(
     d, n = model.input_size, n_rollouts
     frozen = noise_std * torch.randn((repeats, steps, d), generator=gen, device=dev)
     fresh = noise_std * torch.randn((repeats, n, steps, d), generator=gen, device=dev)
+    frozen = _frozen_inputs(points, frozen, frozen_from, steps, d)
     components, mean = pc_basis(
         model, n_components=2, steps=pca_steps, warmup=warmup, noise_std=noise_std, seed=seed
     )
@@ -120,9 +145,9 @@ def noise_sensitivity(
     distance = np.zeros((repeats, n_p, n_g, steps))
     proj = np.zeros((n_p, n_g, n, steps + 1, components.shape[0]))
     for g, gamma in enumerate(gammas):
-        # every draw in one batch: (repeats x rollouts) rollouts, draw r with its own frozen input
-        noise = mixed_noise(frozen, fresh, float(gamma)).reshape(repeats * n, steps, d)
         for p in range(n_p):
+            # every draw in one batch: (repeats x rollouts) rollouts, each draw its frozen input
+            noise = mixed_noise(frozen[p], fresh, float(gamma)).reshape(repeats * n, steps, d)
             h0 = starts[p].expand(repeats * n, -1)
             states = rollout(model, h0, noise).reshape(repeats, n, steps, -1)
             trace[:, p, g], distance[:, p, g] = spread(states)
@@ -169,7 +194,7 @@ def _summary(r: NoiseSensitivityResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="noise-sensitivity",
-        version=2,  # 2: repeated draws with standard errors
+        version=3,  # 3: the frozen input is the located run's own; 2: repeats with errors
         fn=noise_sensitivity,
         result=NoiseSensitivityResult,
         help="spread of rollouts from the cluster and kick points under frozen/fresh noise mixes",
