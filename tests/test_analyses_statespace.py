@@ -242,6 +242,20 @@ def test_trajectories_shapes_and_collapse():
 # --- determinism, cancellation, cache, registry --------------------------------------------------
 
 
+def test_one_point_per_linear_region():
+    w = torch.eye(2, dtype=torch.float64)
+    u = torch.tensor([[1.0, 0.2], [1.0, 0.8], [-1.0, 1.0], [1.0, -1.0], [-1e-5, 1.0]])
+    u = (u / u.norm(dim=1, keepdim=True)).double()
+    labels = fp.region_labels(w, u, dedup_tol=1e-3).tolist()
+    # rows 0-1 share the region (+, +) however far apart: one point
+    assert labels[0] == labels[1] and len(set(labels)) == 3
+    # row 4 lies in (-, +) with row 2, but astride the boundary of (+, +): all one point
+    edge = torch.cat([u, torch.tensor([[1e-5, 1.0]], dtype=torch.float64)])
+    merged = fp.region_labels(w, edge / edge.norm(dim=1, keepdim=True), 1e-3).tolist()
+    assert merged[0] == merged[2] == merged[4] == merged[5] != merged[3]
+    assert fp.region_labels(w, u[:0], 1e-3).shape == (0,)
+
+
 def test_pair_stretches_keep_only_long_runs_inside_the_pair():
     outputs = np.array([0, 1, 0, 1, 2, 0, 0, 1, 1, 0, 0, 2, 1, 1])
     mask = ss.pair_stretches(outputs, (0, 1), 3)

@@ -140,8 +140,10 @@ def find_fixed_points(
     cancel: CancelToken | None = None,
 ) -> FixedPointsResult:
     """Fixed and slow points of h -> ReLU(W_hh h) by minimising the scale-free speed q(u) from many
-    driven states at once (one Adam batch with a cosine learning-rate decay), then deduplicating the
-    directions (within dedup_tol on the unit sphere) and classifying each by its Jacobian spectrum.
+    driven states at once (one Adam batch with a cosine learning-rate decay), then keeping one point
+    per linear region (activation pattern; regions whose points lie within dedup_tol on the unit
+    sphere merged) and classifying each by its Jacobian spectrum. A point is labelled fixed only
+    when its speed is below `tol`; the others are slow points, reported with their speed.
     """
     if n_starts < 1 or iters < 0 or lr <= 0 or tol <= 0 or slow_tol < tol:
         raise ValueError("need n_starts >= 1, iters >= 0, lr > 0 and 0 < tol <= slow_tol")
@@ -163,7 +165,7 @@ def find_fixed_points(
     norms = norms.cpu()  # the per-cluster loop below then never syncs with the device
     tick(progress, cancel, 0.9, "classifying")
     keep = np.flatnonzero(q_all < slow_tol)
-    labels = dedup_labels(u[keep].cpu().numpy(), dedup_tol)
+    labels = region_labels(w, u[keep], dedup_tol)
     reps, members, scales = [], [], []
     for k in range(int(labels.max()) + 1 if len(labels) else 0):
         idx = keep[labels == k]
@@ -207,6 +209,31 @@ def find_fixed_points(
         slow_tol=float(slow_tol),
         **basis_fields(pca, points.shape[1]),
     )
+
+
+def region_labels(w: torch.Tensor, u: torch.Tensor, dedup_tol: float) -> np.ndarray:
+    """One label per linear region (activation pattern of W u); regions holding directions within
+    dedup_tol of each other are one point. Within a region the map is linear, so its converged
+    directions are one eigen-ray; directions astride a region boundary are one point too."""
+    if not len(u):
+        return np.zeros(0, dtype=np.int64)
+    patterns = (u @ w.T > 0).cpu().numpy()
+    region = np.unique(patterns, axis=0, return_inverse=True)[1].reshape(-1)
+    near = dedup_labels(u.cpu().numpy(), dedup_tol)
+    parent = list(range(len(u)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for groups in (region, near):  # join every point to the first of its region / neighbourhood
+        first: dict[int, int] = {}
+        for i, g in enumerate(groups.tolist()):
+            parent[root(i)] = root(first.setdefault(g, i))
+    roots = np.array([root(i) for i in range(len(u))])
+    return np.unique(roots, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _try_pca(model, steps: int, n_components: int, seed: int) -> PCAResult | None:
@@ -300,10 +327,11 @@ def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
     shown = min(len(r.points), 11)  # the origin and the first ten others
     for p in range(shown):
         name = "origin" if p == 0 else f"point {p}"
+        label = "fixed" if r.is_fixed[p] else "slow"
         rows.append(
             (
                 name,
-                f"{r.kinds[p]}, q={r.q[p]:.2e}, |h|={np.linalg.norm(r.points[p]):.3g}, "
+                f"{label} ({r.kinds[p]}), speed q={r.q[p]:.2e}, |h|={np.linalg.norm(r.points[p]):.3g}, "
                 f"unstable {r.n_unstable[p]}, top |lambda| {_fmt_eigs(eigs[p])}",
             )
         )
@@ -315,7 +343,7 @@ def _fixed_summary(r: FixedPointsResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="fixed-points",
-        version=2,  # the written-out Adam with early-stopped starts
+        version=3,  # 3: one point per linear region; 2: the written-out Adam, early-stopped starts
         bias_free=True,
         fn=find_fixed_points,
         result=FixedPointsResult,
