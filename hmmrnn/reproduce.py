@@ -297,11 +297,17 @@ def _ablation(analyze: Analyze, subject: str) -> list[Check]:
                 study,
                 f"{a:.2f} → {b:.2f}",
                 verdict,
-                f"ablation, {r.n_traj} x {r.steps} steps, γ {r.gamma:g}",
+                _ablation_protocol(r),
                 b - a,
             )
         )
     return out
+
+
+def _ablation_protocol(r) -> str:
+    if getattr(r, "protocol", "rollouts") == "long":
+        return f"ablation, {r.long_runs} x {r.long_steps} full-noise steps per gain"
+    return f"ablation, {r.n_traj} x {r.steps} steps, γ {r.gamma:g}"
 
 
 def _evolution(analyze: Analyze, subject: str) -> list[Check]:

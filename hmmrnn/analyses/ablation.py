@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -56,10 +56,13 @@ class AblationResult(Result):
 
     set_names (S,), drives (S,) "recurrent" or "input"; set_units / set_offsets: the units of set s
     are set_units[set_offsets[s]:set_offsets[s+1]]. mus (M,). rate (S, M): argmax-output switches
-    per step over all trajectories. critical_per_switch, critical_std, unstable_per_switch (S, M):
-    mean (std) over switches of the critical pairs (mean unstable eigenvalues) of the step Jacobians
-    within `switch_window` steps of the switch, on the first `eig_traj` trajectories;
-    n_switches_eig (S, M) how many switches that mean is over. projections (S, M, n_keep, steps+1,
+    per step. critical_per_switch, critical_std, unstable_per_switch (S, M): mean (std) over
+    switches of the critical pairs (mean unstable eigenvalues) of the step Jacobians within
+    `switch_window` steps of the switch; n_switches_eig (S, M) how many switches that mean is over.
+    protocol "long" (the research code's): both from `long_runs` runs of `long_steps` steps with
+    fresh noise, the pairs around their first `eig_switches` switches; "rollouts": from the
+    gamma-mixed rollouts (rate over all, pairs on the first `eig_traj`), whose shared frozen input
+    and 100 steps hid a real -64% rate effect. projections (S, M, n_keep, steps+1,
     2): PC1-PC2 of the first trajectories, from h0; h0 (H,) the start (a cluster point).
     """
 
@@ -80,6 +83,9 @@ class AblationResult(Result):
     eig_traj: int = 12
     gamma: float = 0.5
     switch_window: int = 15
+    protocol: str = "rollouts"
+    long_runs: int = 0
+    long_steps: int = 0
 
     def units(self, name: str) -> np.ndarray:
         s = self.set_names.index(name)
@@ -190,6 +196,51 @@ def _near(switched: np.ndarray, window: int) -> np.ndarray:
     return _window_sums(switched.astype(np.float64), window) > 0
 
 
+class _GainGrid:
+    """Rollouts of many (set, gain) pairs in one batch: each row scales the drive into its set's
+    units, the recurrent drive or the input drive, by its gain; all rows share the noise."""
+
+    def __init__(self, model, start, units: list, by_input: list[bool], mus: np.ndarray):
+        self.model, self.start, self.units, self.by_input, self.mus = (
+            model, start, units, by_input, mus,
+        )  # fmt: skip
+
+    def run(self, noise: torch.Tensor, pairs: list[tuple[int, int]]):
+        """hidden (R, n, T, H) and the recurrent gain rows (R, H) of the pairs."""
+        n, steps, _ = noise.shape
+        hidden_size, device = self.start.shape[-1], self.start.device
+        rec = torch.ones(len(pairs), hidden_size, device=device)
+        inp = torch.ones(len(pairs), hidden_size, device=device)
+        for r, (si, m) in enumerate(pairs):
+            if len(self.units[si]):
+                idx = torch.as_tensor(np.asarray(self.units[si]), dtype=torch.long, device=device)
+                (inp if self.by_input[si] else rec)[r, idx] = float(self.mus[m])
+        h = rollout(
+            self.model,
+            self.start.expand(len(pairs) * n, -1),
+            noise.repeat(len(pairs), 1, 1),
+            rec_gain=rec.repeat_interleave(n, dim=0),
+            input_gain=inp.repeat_interleave(n, dim=0),
+        )
+        return h.reshape(len(pairs), n, steps, hidden_size), rec
+
+
+def _switched(model, start: torch.Tensor, h: torch.Tensor) -> np.ndarray:
+    """(..., T) whether the argmax output changed at each step (the first against the start)."""
+    out = argmax_outputs(model, torch.cat([start.expand(*h.shape[:2], 1, -1), h], dim=2))
+    return (out[..., 1:] != out[..., :-1]).cpu().numpy()
+
+
+def first_switches(switched: np.ndarray, k: int | None) -> np.ndarray:
+    """The mask of the first k switches (row-major: run by run), all of them for k None."""
+    if k is None:
+        return switched
+    out = np.zeros_like(switched)
+    flat = np.flatnonzero(switched)[: max(int(k), 0)]
+    out.reshape(-1)[flat] = True
+    return out
+
+
 def _switch_stats(hidden, switched, w_hh, gain, window, re_tol, im_min):
     """Critical pairs and unstable eigenvalues summed around each switch: mean, std, count.
 
@@ -260,7 +311,21 @@ def ablation_sweep(
     switch_window: Annotated[int, P("steps either side of a switch searched", ge=0)] = 15,
     re_tol: Annotated[float, P("critical pair: |Re w| below this (Mobius w)", gt=0)] = 0.1,
     im_min: Annotated[float, P("critical pair: Im w above this", ge=0)] = 0.06,
-    eig_traj: Annotated[int, P("trajectories whose Jacobian spectra are taken", ge=1)] = 12,
+    eig_traj: Annotated[
+        int, P("rollouts protocol: trajectories whose Jacobian spectra are taken", ge=1)
+    ] = 12,
+    protocol: Annotated[
+        Literal["long", "rollouts"],
+        P(
+            "rate and critical pairs from long full-noise runs (the research code's), or from the "
+            "gamma-mixed rollouts"
+        ),
+    ] = "long",
+    long_runs: Annotated[int, P("long protocol: runs per gain", ge=1)] = 4,
+    long_steps: Annotated[int, P("long protocol: steps per run", ge=2)] = 2000,
+    eig_switches: Annotated[
+        int, P("long protocol: switches per gain whose Jacobians are decomposed", ge=1)
+    ] = 5,
     n_keep: Annotated[int, P("trajectories kept for the figure", ge=0)] = 4,
     h0=None,
     max_batch_elems: int = 1 << 24,
@@ -290,7 +355,7 @@ def ablation_sweep(
             found = (
                 context.run("kick-neurons", {"seed": seed})
                 if context is not None
-                else kick_neurons(model, seed=seed, cancel=cancel)
+                else kick_neurons(model, seed=seed, confirm=False, cancel=cancel)
             )
             kick_units, other = _direction_units(found, direction)
             other_kick_units = other if other_kick_units is None else other_kick_units
@@ -327,6 +392,11 @@ def ablation_sweep(
     frozen = model.sample_noise(1, steps, noise_std, gen)[0]
     fresh = model.sample_noise(n_traj, steps, noise_std, gen)
     x = mixed_noise(frozen, fresh, gamma)
+    if protocol not in ("long", "rollouts"):
+        raise ValueError(f"protocol must be 'long' or 'rollouts', got {protocol!r}")
+    x_long = (
+        model.sample_noise(long_runs, long_steps, noise_std, gen) if protocol == "long" else None
+    )
     comps, mean = pc_basis(model, n_components=2, seed=seed)
     w_hh = model.w_hh.detach().double().cpu().numpy()
 
@@ -336,27 +406,48 @@ def ablation_sweep(
     n_sw = np.zeros(shape, dtype=np.int64)
     keep = min(n_keep, n_traj)
     proj = np.zeros((n_sets, n_mu, keep, steps + 1, comps.shape[0]))
-    per_chunk = max(1, int(max_batch_elems // (n_traj * steps * hidden_size)))
     n_eig = min(max(int(eig_traj), 0), n_traj)
-    total = n_sets * n_mu
-    for s, (name, units) in enumerate(sets.items()):
-        by_input = name in input_sets
-        for lo in range(0, n_mu, per_chunk):
-            chunk = mus_arr[lo : lo + per_chunk]
-            h, gains = modulated_rollout(model, start, x, units, chunk, by_input=by_input)
-            out = argmax_outputs(model, torch.cat([start.expand(*h.shape[:2], 1, -1), h], dim=2))
-            switched = (out[..., 1:] != out[..., :-1]).cpu().numpy()  # (m, n, T) at hidden index
-            for i, mu in enumerate(chunk):
-                m = lo + i
-                check_cancel(cancel)
-                rate[s, m] = switched[i].mean()
-                gain = None if by_input else gains[i].double().cpu().numpy()
-                crit[s, m], crit_sd[s, m], unst[s, m], n_sw[s, m] = _switch_stats(
-                    h[i, :n_eig], switched[i, :n_eig], w_hh, gain, switch_window, re_tol, im_min
+    pairs = [(si, m) for si in range(n_sets) for m in range(n_mu)]
+    grid = _GainGrid(model, start, list(sets.values()), [n in input_sets for n in sets], mus_arr)
+    names = list(sets)
+
+    def stats(si, m, h, sw, rec, limit):
+        gain = None if names[si] in input_sets else rec.double().cpu().numpy()
+        return _switch_stats(
+            h, first_switches(sw, limit), w_hh, gain, switch_window, re_tol, im_min
+        )
+
+    # every set and gain in as few batches as memory allows: the time loop is the cost
+    per_chunk = max(1, int(max_batch_elems // (n_traj * steps * hidden_size)))
+    share = 0.5 if x_long is not None else 1.0
+    for lo in range(0, len(pairs), per_chunk):
+        chunk = pairs[lo : lo + per_chunk]
+        h, rec = grid.run(x, chunk)
+        switched = _switched(model, start, h)  # (R, n, T) at hidden index
+        for r, (si, m) in enumerate(chunk):
+            check_cancel(cancel)
+            if x_long is None:
+                rate[si, m] = switched[r].mean()
+                crit[si, m], crit_sd[si, m], unst[si, m], n_sw[si, m] = stats(
+                    si, m, h[r, :n_eig], switched[r, :n_eig], rec[r], None
                 )
-                traj = torch.cat([start.expand(keep, 1, -1), h[i, :keep]], dim=1)
-                proj[s, m] = project(traj, comps, mean)
-                progress((s * n_mu + m + 1) / total, f"ablation: {name} mu={mu:g}")
+            traj = torch.cat([start.expand(keep, 1, -1), h[r, :keep]], dim=1)
+            proj[si, m] = project(traj, comps, mean)
+            progress(share * (lo + r + 1) / len(pairs), f"ablation: {names[si]} mu={mus_arr[m]:g}")
+    if x_long is not None:
+        per_chunk = max(1, int(max_batch_elems // (long_runs * long_steps * hidden_size)))
+        for lo in range(0, len(pairs), per_chunk):
+            chunk = pairs[lo : lo + per_chunk]
+            h, rec = grid.run(x_long, chunk)
+            switched = _switched(model, start, h)
+            for r, (si, m) in enumerate(chunk):
+                check_cancel(cancel)
+                rate[si, m] = switched[r].mean()
+                crit[si, m], crit_sd[si, m], unst[si, m], n_sw[si, m] = stats(
+                    si, m, h[r], switched[r], rec[r], eig_switches
+                )
+                progress(0.5 + 0.5 * (lo + r + 1) / len(pairs),
+                         f"ablation: long runs, {names[si]} mu={mus_arr[m]:g}")  # fmt: skip
     offsets = np.concatenate([[0], np.cumsum([len(u) for u in sets.values()])]).astype(np.int64)
     flat = [u for u in sets.values()]
     return AblationResult(
@@ -377,6 +468,9 @@ def ablation_sweep(
         eig_traj=int(n_eig),
         gamma=float(gamma),
         switch_window=int(switch_window),
+        protocol=str(protocol),
+        long_runs=int(long_runs),
+        long_steps=int(long_steps),
     )
 
 
@@ -401,7 +495,7 @@ def _summary(r: AblationResult) -> list[tuple[str, str]]:
 register(
     Analysis(
         name="ablation",
-        version=2,  # 2: signed partners per switch direction, the study's whole control set
+        version=3,  # 3: rate and critical pairs on long full-noise runs; 2: signed partners
         fn=ablation_sweep,
         result=AblationResult,
         help="gain sweep on kick, noise-projection and control sets: critical pairs, switch rate",
