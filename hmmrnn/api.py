@@ -310,6 +310,13 @@ def evaluation_for(
     return analyze(loaded, "evaluation", wanted, progress=progress, cancel=cancel)
 
 
+def study_protocol() -> dict:
+    """The study's cross-model evaluation protocol (method, seq_len, num_sequences, seed)."""
+    from hmmrnn.reproduce import STUDY_PROTOCOL
+
+    return dict(STUDY_PROTOCOL)
+
+
 def reproduce(root: str | Path, **kwargs):
     """The study's headline checks on a tree (hmmrnn.reproduce.reproduce): a ReproductionReport."""
     from hmmrnn.reproduce import reproduce as run

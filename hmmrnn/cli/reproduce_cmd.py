@@ -20,8 +20,7 @@ _COLOURS = {"agrees": "green", "near": "yellow", "differs": "red"}
 
 
 def register(sub) -> None:
-    from hmmrnn.reproduce import STUDY_PROTOCOL
-
+    STUDY_PROTOCOL = api.study_protocol()  # noqa: N806
     p = sub.add_parser(
         "reproduce",
         help="the study's headline checks on a tree: study value vs ours, one table",
