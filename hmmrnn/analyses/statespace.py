@@ -613,10 +613,10 @@ def readout_alignment(
 # --- registration ---------------------------------------------------------------------------------
 
 
-_MODE = {
-    "full": "recurrence and input",
-    "recurrence_only": "recurrence only (input off after warm-up)",
-    "input_only": "input only (recurrence cut after warm-up)",
+_MODE = {  # the default needs no word in a narrow summary column
+    "full": "",
+    "recurrence_only": ", recurrence only (input off after warm-up)",
+    "input_only": ", input only (recurrence cut after warm-up)",
 }
 
 
@@ -629,7 +629,7 @@ def _traj_summary(r: TrajectoriesResult) -> list[tuple[str, str]]:
         ("end point norms", ", ".join(f"{n:.3g}" for n in norms[:5])),
         ("end counts", ", ".join(str(int(c)) for c in r.end_counts[:5])),
         ("max end speed", f"{np.nanmax(r.autonomous_end_speed[ok]):.3g}" if ok.any() else "-"),
-        ("driven runs", f"{r.driven.shape[0]} x {r.driven.shape[1]} steps, {_MODE[r.dynamics]}"),
+        ("driven runs", f"{r.driven.shape[0]} x {r.driven.shape[1]} steps{_MODE[r.dynamics]}"),
         ("PC variance", ", ".join(f"{v:.1%}" for v in r.explained_variance_ratio)),
     ]
 
