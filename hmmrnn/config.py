@@ -34,6 +34,7 @@ class ConfigError(UserError):
 
 LOSS_METHODS = ("sinkhorn", "sinkhorn-pot")
 H0_MODES = ("zero", "random")
+COST_PRECISIONS = ("float32", "float16", "bfloat16")
 # `init` values we act on; any other value (the study's configs carry their own) means the default.
 INIT_MODES = ("default", "identity", "orthogonal")
 
@@ -96,6 +97,12 @@ class ExperimentConfig:
     scaling: float = _key(0.5, "epsilon annealing factor per Sinkhorn step")
     aux_blur: float = _key(5.0, "blur of the optional coarse second loss term")
     aux_weight: float = _key(0.0, "weight of the coarse term (0: the study's loss)")
+    cost_precision: str = _key(
+        "float32",
+        "precision of the loss's cost matrix (float16/bfloat16: tensor cores on a GPU; exact on "
+        "one-hot sequences up to 2048/256 steps)",
+        COST_PRECISIONS,
+    )
     noise_std: float = _key(1.0, "std of the input noise")
     h0: str = _key("zero", "initial hidden state", H0_MODES)
     checkpoint_every: int = _key(
@@ -224,6 +231,10 @@ class ExperimentConfig:
             raise ConfigError("grad_clip, weight_decay and checkpoint_every must be >= 0")
         if self.loss not in LOSS_METHODS:
             raise ConfigError(f"loss must be one of {LOSS_METHODS}, got {self.loss!r}")
+        if self.cost_precision not in COST_PRECISIONS:
+            raise ConfigError(
+                f"cost_precision must be one of {COST_PRECISIONS}, got {self.cost_precision!r}"
+            )
         if self.h0 not in H0_MODES:
             raise ConfigError(f"h0 must be one of {H0_MODES}, got {self.h0!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -242,7 +253,7 @@ _FLOAT_KEYS = {
     "stay_prob", "target_prob", "tau", "grad_clip", "weight_decay", "blur", "scaling", "noise_std",
     "aux_blur", "aux_weight", "init_gain",
 }  # fmt: skip
-_STR_KEYS = {"transition_method", "emission_method", "loss", "h0"}
+_STR_KEYS = {"transition_method", "emission_method", "loss", "h0", "cost_precision"}
 _OPTIONAL_STR_KEYS = {"pretrained_model_path", "preset"}
 _MATRIX_KEYS = {"custom_transition_matrix", "custom_emission_matrix"}
 

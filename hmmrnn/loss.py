@@ -139,6 +139,17 @@ def _half_sq_cost(u: Tensor, v: Tensor) -> Tensor:
     return left @ right.T
 
 
+def _cost(u: Tensor, v: Tensor, cost_dtype: torch.dtype | None) -> Tensor:
+    """The half squared cost, its GEMM optionally in a lower precision (tensor cores on a GPU).
+
+    On one-hot clouds every product and partial sum is an integer, so float16 is exact up to
+    2048 mismatches and bfloat16 up to 256; the result comes back in the clouds' dtype.
+    """
+    if cost_dtype is None or cost_dtype == u.dtype:
+        return _half_sq_cost(u, v)
+    return _half_sq_cost(u.to(cost_dtype), v.to(cost_dtype)).to(u.dtype)
+
+
 def _exp_floor(dtype: torch.dtype) -> float:
     """Exponent below which ``exp`` is negligible yet still a normal number.
 
@@ -219,10 +230,14 @@ def _anneal_self(c: Tensor, log_w: float, schedule: list[float], block: int | No
 
 
 def _self_potential(
-    z: Tensor, schedule: list[float], block: int | None, with_bary: bool
+    z: Tensor,
+    schedule: list[float],
+    block: int | None,
+    with_bary: bool,
+    cost_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Final potential of OT(z, z) and, if asked, its barycentric projection."""
-    c = _half_sq_cost(z, z)
+    c = _cost(z, z, cost_dtype)
     log_w = -math.log(z.shape[0])
     f = _anneal_self(c, log_w, schedule, block)
     return _softmin(schedule[-1], c, f / schedule[-1] + log_w, block, z if with_bary else None)
@@ -296,6 +311,7 @@ def _cached_target_potential(
     block: int | None,
     cache: MutableMapping | None,
     key: Hashable | None,
+    cost_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Final (y, y) potential, reusing ``cache[key]`` when it is valid.
 
@@ -304,8 +320,8 @@ def _cached_target_potential(
     content fingerprint guards against a key reused for different targets.
     """
     if cache is None or key is None:
-        return _self_potential(y, schedule, block, with_bary=False)[0]
-    full_key = (key, tuple(schedule), tuple(y.shape), y.dtype, str(y.device))
+        return _self_potential(y, schedule, block, False, cost_dtype)[0]
+    full_key = (key, tuple(schedule), tuple(y.shape), y.dtype, str(y.device), str(cost_dtype))
     signature = _fingerprint(y)
     entry = cache.get(full_key)
     hit = entry is not None and torch.equal(entry[0], signature)
@@ -313,7 +329,7 @@ def _cached_target_potential(
         cache.record(hit)
     if hit:
         return entry[1]
-    potential = _self_potential(y, schedule, block, with_bary=False)[0]
+    potential = _self_potential(y, schedule, block, False, cost_dtype)[0]
     cache[full_key] = (signature, potential)
     return potential
 
@@ -365,6 +381,7 @@ def sinkhorn_divergence(
     target_cache: MutableMapping | None = None,
     target_key: Hashable | None = None,
     diameter: float | None = None,
+    cost_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Debiased Sinkhorn divergence S(x, y), as geomloss's tensorized backend.
 
@@ -381,6 +398,8 @@ def sinkhorn_divergence(
         diameter: fixed starting scale.  None uses the bounding box of x and
             y, like geomloss; fixing it (e.g. ``sqrt(D)`` for one-hot data)
             makes the schedule, hence the cache entry, independent of x.
+        cost_dtype: precision of the cost GEMM (None: the clouds' own); float16
+            or bfloat16 is exact on one-hot clouds (see ``_cost``).
 
     Returns:
         0-dim tensor; differentiable with the envelope-theorem gradient.
@@ -396,7 +415,7 @@ def sinkhorn_divergence(
     need_gy = y.requires_grad and torch.is_grad_enabled()
     with torch.no_grad():
         value, grad_x, grad_y = _divergence_and_grads(
-            x_, y_, schedule, block_size, need_gx, need_gy, target_cache, target_key
+            x_, y_, schedule, block_size, need_gx, need_gy, target_cache, target_key, cost_dtype
         )
     if not (need_gx or need_gy):
         return value
@@ -412,20 +431,21 @@ def _divergence_and_grads(
     need_gy: bool,
     cache: MutableMapping | None,
     key: Hashable | None,
+    cost_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Value ``<a, f_ba - f_aa> + <b, g_ab - g_bb>`` and its envelope gradients."""
     eps = schedule[-1]
     a_log, b_log = -math.log(x.shape[0]), -math.log(y.shape[0])
-    c_xy, c_yx = _half_sq_cost(x, y), _half_sq_cost(y, x)
+    c_xy, c_yx = _cost(x, y, cost_dtype), _cost(y, x, cost_dtype)
     f_xy, g_xy = _anneal_cross(c_xy, c_yx, a_log, b_log, schedule, block)
     f_ba, py = _softmin(eps, c_xy, g_xy / eps + b_log, block, y if need_gx else None)
     g_ab, px = _softmin(eps, c_yx, f_xy / eps + a_log, block, x if need_gy else None)
     del c_xy, c_yx
-    f_aa, qx = _self_potential(x, schedule, block, with_bary=need_gx)
+    f_aa, qx = _self_potential(x, schedule, block, need_gx, cost_dtype)
     if need_gy:
-        g_bb, qy = _self_potential(y, schedule, block, with_bary=True)
+        g_bb, qy = _self_potential(y, schedule, block, True, cost_dtype)
     else:
-        g_bb, qy = _cached_target_potential(y, schedule, block, cache, key), None
+        g_bb, qy = _cached_target_potential(y, schedule, block, cache, key, cost_dtype), None
     a = x.new_full((x.shape[0],), 1.0 / x.shape[0])
     b = y.new_full((y.shape[0],), 1.0 / y.shape[0])
     value = torch.dot(a, f_ba - f_aa) + torch.dot(b, g_ab - g_bb)
@@ -465,6 +485,7 @@ class SinkhornLoss:
         diameter: float | None = None,
         block_size: int | None = None,
         cache_size: int = 128,
+        cost_dtype: torch.dtype | None = None,
     ) -> None:
         if method not in ("annealed", "pot"):
             raise ValueError(f"method must be 'annealed' or 'pot', got {method!r}")
@@ -474,6 +495,7 @@ class SinkhornLoss:
             raise ValueError(f"scaling must lie in (0, 1), got {scaling}")
         self.blur, self.scaling, self.method = blur, scaling, method
         self.diameter, self.block_size = diameter, block_size
+        self.cost_dtype = cost_dtype
         self.cache = TargetCache(cache_size)
 
     def __call__(self, x: Tensor, y: Tensor, target_key: Hashable | None = None) -> Tensor:
@@ -490,6 +512,7 @@ class SinkhornLoss:
             target_cache=self.cache,
             target_key=target_key,
             diameter=self.diameter,
+            cost_dtype=self.cost_dtype,
         )
 
     def clear_cache(self) -> None:

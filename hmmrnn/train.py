@@ -170,10 +170,12 @@ def make_loss(config: ExperimentConfig):
     from hmmrnn.loss import SinkhornLoss
 
     method = "annealed" if config.loss == "sinkhorn" else "pot"
-    main = SinkhornLoss(blur=config.blur, scaling=config.scaling, method=method)
+    cost_dtype = getattr(torch, config.cost_precision)
+    kw = dict(scaling=config.scaling, method=method, cost_dtype=cost_dtype)
+    main = SinkhornLoss(blur=config.blur, **kw)
     if not config.aux_weight:
         return main
-    aux = SinkhornLoss(blur=config.aux_blur, scaling=config.scaling, method=method)
+    aux = SinkhornLoss(blur=config.aux_blur, **kw)
 
     def combined(x, y, target_key=None):
         return main(x, y, target_key=target_key) + config.aux_weight * aux(
@@ -335,32 +337,33 @@ class Trainer:
     def train_epoch(self, model, optimizer, lr_index: int, epoch: int) -> float | None:
         """Mean training loss, or None when cancelled mid-epoch."""
         gen = epoch_generator(self.config, lr_index, epoch, self.device)
-        total, count = 0.0, 0
+        # the losses stay on the device and are read once per epoch: no host sync per batch
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         n_batches = math.ceil(self.data.train.shape[0] / self.config.batch_size)
         for i, target in self.batches(self.data.train):
             x = self.forward_outputs(model, target.shape[0], gen)
             loss = self._loss(x, target, ("train", i), epoch, i)
             if self.config.weight_decay:
                 loss = loss + self.config.weight_decay * sum(p.norm() for p in model.parameters())
-            value = float(loss.detach())  # one device sync per batch serves both uses
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"diverged at epoch {epoch}, batch {i + 1}: the loss became {value} "
-                    "(try a smaller learning rate or grad_clip); the best weights of the good "
-                    "epochs are kept"
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
             optimizer.step()
-            total += value * target.shape[0]
+            total += loss.detach().double() * target.shape[0]
             count += target.shape[0]
             if self.on_batch:
                 self.on_batch(i + 1, n_batches)
             if self.cancel.cancelled:
                 return None
-        return total / count
+        value = float(total) / count
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"diverged at epoch {epoch}: the training loss became {value} (try a smaller "
+                "learning rate or grad_clip); the best weights of the good epochs are kept"
+            )
+        return value
 
     @torch.no_grad()
     def validate(self, model, lr_index: int, epoch: int) -> float:

@@ -60,6 +60,7 @@ def test_missing_keys_take_defaults():
         ("custom_transition_matrix", [1, 2], "2-D"),
         ("biased", "no", "biased must be true, false or"),
         ("seed", -1, "seed must be >= 0"),
+        ("cost_precision", "float8", "cost_precision must be one of"),
     ],
 )
 def test_bad_values_name_the_key(key, value, match):

@@ -100,6 +100,23 @@ def test_matches_geomloss_float32_one_hot():
     assert_close_rel(g, ref_g, 1e-4)
 
 
+@pytest.mark.parametrize("cost_dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_cost_keeps_the_loss_within_1e4(cost_dtype):
+    """One-hot clouds of 30 steps, straight-through outputs as in training."""
+    logits = torch.randn(300, 30, 3, generator=torch.Generator().manual_seed(2))
+    x = _straight_through(logits).reshape(300, 90)
+    y = one_hot_cloud(300, 30, dtype=torch.float32, seed=3)
+    v32, g32 = ours_value_and_grad(x, y)
+    v, g = ours_value_and_grad(x, y, cost_dtype=cost_dtype)
+    assert v.dtype == torch.float32 and g.dtype == torch.float32
+    assert_close_rel(v, v32, 1e-4)
+    assert_close_rel(g, g32, 1e-4)
+    loss = SinkhornLoss(cost_dtype=cost_dtype)
+    loss(x.detach(), y, target_key=0)
+    assert loss(x.detach(), y, target_key=0) == pytest.approx(float(v32), rel=1e-4)
+    assert loss.cache.hits == 1  # the cached target potential is keyed by the precision too
+
+
 def test_gradient_for_y_when_it_requires_grad():
     geomloss = pytest.importorskip("geomloss")
     loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.2, scaling=0.5, backend="tensorized")

@@ -32,6 +32,17 @@ def test_loss_falls_and_files_are_written(tmp_path):
     assert loaded.model.hidden_size == 12 and loaded.model_file == result.model_file
 
 
+def test_a_low_precision_cost_trains_the_same_model(tmp_path):
+    """One-hot outputs make the float16 cost exact: the same losses, epoch by epoch."""
+    train(tiny(epochs=3), tmp_path / "a", device="cpu")
+    train(tiny(epochs=3, cost_precision="float16"), tmp_path / "b", device="cpu")
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    for ra, rb in zip(a, b, strict=True):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-4)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-4)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["cost_precision"] == "float16"
+
+
 def test_best_model_is_a_real_copy(tmp_path):
     """The saved best weights are those of the best epoch, not the final ones."""
     cfg = tiny(epochs=8, checkpoint_every=1, learning_rates=[0.08])
