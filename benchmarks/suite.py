@@ -186,6 +186,29 @@ def loss(size: dict, device: str) -> Row:
                "target cache warm", "ratio >= 1.5")  # fmt: skip
 
 
+def loss_low_precision(size: dict, device: str) -> Row:
+    """The loss with a half-precision cost GEMM against the float32 one (tensor cores on a GPU)."""
+    from hmmrnn.loss import SinkhornLoss
+
+    batch = size["batch"]
+    x, y = _loss_inputs(batch, device)
+    dtype = torch.float16 if device != "cpu" else torch.bfloat16
+    low, full = SinkhornLoss(cost_dtype=dtype), SinkhornLoss()
+
+    def run(fn) -> Callable[[], None]:
+        def once() -> None:
+            xr = x.clone().requires_grad_()
+            fn(xr, y, target_key="bench").backward()
+
+        return once
+
+    run(low)(), run(full)()  # warm both target caches
+    gap = abs(float(low(x, y)) / float(full(x, y)) - 1.0)
+    mine, theirs = alternate(run(low), run(full), size["repeats"])
+    return Row(f"Sinkhorn loss, {str(dtype)[6:]} cost, B {batch}", device, mine, theirs,
+               "float32 cost", f"relative loss gap {gap:.1e}", "gap < 1e-4")  # fmt: skip
+
+
 def training_step(size: dict, device: str) -> Row:
     from hmmrnn.device import torch_generator
     from hmmrnn.loss import SinkhornLoss
@@ -321,6 +344,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "sampling": sampling,
     "generation": generation,
     "loss": loss,
+    "loss-precision": loss_low_precision,
     "step": training_step,
     "matching": matching,
     "evaluation": evaluation,
@@ -329,7 +353,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "ablation": ablation,
     "paint": first_paint,
 }
-GPU_CASES = ("generation", "loss", "step", "evaluation", "residency")
+GPU_CASES = ("generation", "loss", "loss-precision", "step", "evaluation", "residency")
 
 
 def machine() -> dict:
