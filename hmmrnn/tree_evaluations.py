@@ -40,8 +40,8 @@ _SEED = re.compile(r"seed[_ ]?(\d+)", re.IGNORECASE)
 
 
 @dataclass
-class TreeEvaluations:
-    """One row per evaluated model: its group (HMM family), sizes, seed and saved statistics."""
+class TreeRows:
+    """One row per model of a tree: where it is, its group (HMM family), sizes and seed."""
 
     root: str
     rel: list[str]
@@ -50,6 +50,15 @@ class TreeEvaluations:
     hidden: np.ndarray
     input: np.ndarray
     seed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+
+@dataclass
+class TreeEvaluations(TreeRows):
+    """Per evaluated model, beside its TreeRows columns: the saved statistics."""
+
     baseline_mean: np.ndarray
     baseline_std: np.ndarray
     rnn_mean: np.ndarray
@@ -61,9 +70,6 @@ class TreeEvaluations:
     num_sequences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     model_files: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.rel)
 
     @property
     def protocol(self) -> str:
@@ -197,24 +203,14 @@ def tree_pca_params(
 
 
 @dataclass
-class TreePCA:
+class TreePCA(TreeRows):
     """Per model (one per family, hidden and input size: the lowest seed), its driven run on its own
     PC1-PC2 plane. points (N, T, 2), outputs (N, T), evr (N, 2); skipped: models left out."""
 
-    root: str
-    rel: list[str]
-    group: list[str]
-    states: np.ndarray
-    hidden: np.ndarray
-    input: np.ndarray
-    seed: np.ndarray
     points: np.ndarray
     outputs: np.ndarray
     evr: np.ndarray
     skipped: list[dict] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.rel)
 
 
 def tree_pca(
