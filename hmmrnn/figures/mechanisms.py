@@ -498,6 +498,11 @@ def render_ablation(result, *, width: str = "double"):
     ax_c.set_ylabel("critical pairs / switch")
     ax_r.set_ylabel("switches / step")
     ax_c.legend(loc="best")
+    if getattr(result, "protocol", "rollouts") == "long":  # where b and c were counted
+        where = f"{result.long_runs} runs x {result.long_steps} steps of fresh noise per μ"
+    else:
+        where = f"the rollouts shown ({result.n_traj} x {result.steps} steps, γ {result.gamma:g})"
+    ax_c.set_title(f"counted on {where}", fontsize="small", loc="left")
     panel_label(ax_c, "b")
     panel_label(ax_r, "c")
     return fig
