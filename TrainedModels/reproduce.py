@@ -289,8 +289,6 @@ GRID_COMMAND = (
     "OMP_NUM_THREADS=1 hmmrnn sweep --spec TrainedModels/grid.json --out TrainedModels "
     "--jobs 1 --device cpu"
 )
-# a grid model's long_run_growth (the recipes' models keep theirs in shipped.json)
-GROWTH_NAME = "long_run.json"
 
 
 def grid_jobs() -> list:
@@ -309,8 +307,8 @@ def sweep_grid(root: Path) -> int:
 
 def build_grid(root: Path) -> None:
     """Train the grid with the sweep, then tidy and evaluate each model the way the shipped ones
-    are (evaluate_folder, long_run_growth). A model the sweep could not finish is reported and
-    left out; README.md lists it as not trained."""
+    are (evaluate_folder; write_readme adds long_run_growth). A model the sweep could not finish
+    is reported and left out; README.md lists it as not trained."""
     code = sweep_grid(root)
     if code != 0:
         print(f"[grid] the sweep exited with {code}; models it did not finish are not listed")
@@ -323,14 +321,8 @@ def build_grid(root: Path) -> None:
         api.discard_resume_state(folder)
         (folder / "train.log").unlink(missing_ok=True)  # metrics.jsonl holds the same epochs
         shutil.rmtree(folder / "models" / "evolution", ignore_errors=True)
-        loaded = None
         if not _current_evaluation(folder):
-            loaded = api.load(folder)
-            evaluate_folder(loaded)
-        if _grid_growth(folder) is None:
-            loaded = loaded or api.load(folder)
-            growth = long_run_growth(loaded)
-            api.save_json(folder / GROWTH_NAME, {"long_run_growth": round(growth, 3)})
+            evaluate_folder(api.load(folder))
         ev = api.saved_evaluation(folder).result
         print(f"[grid] {job.rel}: bar {_verdict(ev.passes_bar())}, "
               f"dynamics bar {_verdict(ev.passes_dynamics_bar())}")  # fmt: skip
@@ -351,14 +343,10 @@ def _current_evaluation(folder: Path) -> bool:
     )
 
 
-def _grid_growth(folder: Path) -> float | None:
-    for name in (GROWTH_NAME, MANIFEST_NAME):
-        path = folder / name
-        if path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8")).get("long_run_growth")
-            if value is not None:
-                return float(value)
-    return None
+def _grid_growth(folder: Path) -> float:
+    """long_run_growth of a grid model: the long-run analysis is seeded, so the README recomputes
+    it (a fraction of a second per model, cached) rather than keeping a file of its own."""
+    return long_run_growth(api.load(folder, device="cpu"))
 
 
 # short names of passes_bar() / passes_dynamics_bar() reasons, for the table
@@ -408,7 +396,7 @@ def grid_lines(root: Path) -> list[str]:
             f"| {ev.hmm_volatility_mean:.2f} / {ev.rnn_volatility_mean:.2f} "
             f"| {ev.hmm_switch_back:.3f} / {ev.rnn_switch_back:.3f} "
             f"| {ev.hmm_one_step_share:.3f} / {ev.rnn_one_step_share:.3f} "
-            f"| {ev.long_share_error:.3f} | {'-' if growth is None else f'{growth:.2f}'} "
+            f"| {ev.long_share_error:.3f} | {growth:.2f} "
             f"| {_verdict(ev.passes_bar())} | {_verdict(ev.passes_dynamics_bar())} |"
         )
     head = GRID_HEAD.format(
@@ -559,9 +547,9 @@ default initialisation, e.g.
 
 GRID_HEAD = """## Study grid
 
-Two, Three, Four, Five x hidden {{50, 150}} x input {{1, 10, 100}}, seed 0 ({trained} of {count} models
-trained), in the study's layout (`<Preset>/hidden_<H>/input_<D>/seed_0`), trained by `hmmrnn sweep` from
-`grid.json` by `python TrainedModels/reproduce.py --grid`, which runs
+Two, Three, Four, Five x hidden {{50, 150}} x input {{1, 10, 100}}, seed 0 ({trained} of {count}
+models trained), in the study's layout (`<Preset>/hidden_<H>/input_<D>/seed_0`), trained by
+`hmmrnn sweep` from `grid.json` by `python TrainedModels/reproduce.py --grid`, which runs
 
     {command}
 
@@ -574,7 +562,18 @@ the bar and the dynamics bar (and which check a model misses); norm growth is th
 norm of a 2,000-step driven run over its value at the training length (the recipes ship at most
 1.5). Training took {minutes:.0f} min in all, one job at a time on one (shared) core."""
 
-GRID_TAIL = """"""
+GRID_TAIL = """22 of the 24 meet the bar. Five h50 d100 misses it on volatility alone (14.19 against 12.22,
++16% against the 15% allowed; the shipped h50 d10 sits at +14.6%), and Two h150 d1 switches too
+rarely (5.09 against 6.83, -25%) while its distance ratio (0.983) and transitions are fine. The
+dynamics bar is met by 17: every 2-state model misses it, chattering as the shipped Two does (at
+every size about twice the HMM's one-step runs, 0.47-0.50 against 0.225, and 2.3-2.6 times its
+switches undone at the next step), and Five h150 d10 misses only the long-run shares, by a hair
+(error 0.053 against 0.05). These are single seeds: the marginal misses are within what another
+seed, or another evaluation seed (distance ratio about +-0.01), can move. The study had input-1
+models that did not emulate; with this recipe the input-1 Three, Four and Five models meet both
+bars, and only Two h150 d1 misses the first one, on volatility. Two h150 d100 is the reference
+model's recipe without its checkpoints, and training on the CPU is deterministic: its weights are
+byte-for-byte those of `ReverseEngineeredModel/` (wall times differ with the load on the cores)."""
 
 
 def main(argv: list[str] | None = None) -> int:
