@@ -377,6 +377,7 @@ def reproduce(
     root = Path(root).expanduser()
     params = {"num_sequences": num_sequences, "seq_len": seq_len, "method": method, "seed": seed}
     protocol = f"{method}, N {num_sequences}, L {seq_len}"
+    target = _reference(root, reference) if mechanisms else None  # a bad path fails first
     found = discover(root)
     entries = [e for e in found if e.status == "ok" and e.sizes is not None and e.config]
     if not entries:
@@ -401,7 +402,6 @@ def reproduce(
     report = ReproductionReport(str(root), dict(params), family_checks(tree, protocol))
     report.models = _model_rows(tree)
     report.skipped = skipped
-    target = _reference(root, reference) if mechanisms else None
     if target is not None:
         progress(len(entries) / (len(entries) + 1), f"mechanisms on {target.name}")
         loaded = load_model(target, device=device)
