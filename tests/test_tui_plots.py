@@ -60,3 +60,28 @@ def test_series_labels_become_a_legend_line_not_canvas_text():
     assert all(len(t) <= 8 for t in legend_lines(fig.entries, 8))
     fig.clear_figure()
     assert fig.entries == []
+
+
+def test_kick_views_show_only_the_directions_that_switched():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from hmmrnn.figures import terminal
+
+    r = SimpleNamespace(
+        directions=np.array([[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]),
+        n_events=np.array([0, 50, 0, 0, 40, 0]),
+        rate_nominal=np.array([0, 0.02, 0, 0, 0.02, 0]),
+        rate_silenced=np.array([0, 0.01, 0, 0, 0.02, 0]),
+        rate_random=np.full((6, 4), np.nan),
+        mask=np.zeros((6, 5), dtype=bool),
+    )
+    r.rate_random[1] = [0.02, 0.019, 0.021, 0.02]
+    for view in (terminal.kick_rates, terminal.kick_groups):
+        plt = plotext
+        plt.clear_figure()
+        plt.plotsize(70, 18)
+        view(plt, r)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", plt.build())
+        assert "0→2" in text and "2→0" in text and "0→1" not in text and "1→2" not in text

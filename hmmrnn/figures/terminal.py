@@ -119,14 +119,21 @@ def _point_gamma_lines(plt, r, values) -> None:
     plt.xlabel("step")
 
 
+def _switching(r) -> np.ndarray:
+    """The directions that switched at all (a 3-output model without 0<->1 switches shows two)."""
+    seen = np.flatnonzero(np.asarray(r.n_events) > 0)
+    return seen if seen.size else np.arange(len(r.directions))
+
+
 def kick_rates(plt, r) -> None:
     begin(plt, "switch rate per direction: nominal, kick group and random lesions silenced")
-    labels = [f"{int(a)}→{int(b)}" for a, b in r.directions]
-    series = [np.asarray(r.rate_nominal).tolist(), np.asarray(r.rate_silenced).tolist()]
+    keep = _switching(r)
+    labels = [f"{int(a)}→{int(b)}" for a, b in np.asarray(r.directions)[keep]]
+    series = [np.asarray(r.rate_nominal)[keep].tolist(), np.asarray(r.rate_silenced)[keep].tolist()]
     names = ["nominal", "group silenced"]
     random = np.asarray(getattr(r, "rate_random", np.zeros((0, 0))), dtype=float)
-    if random.ndim == 2 and random.size and np.isfinite(random).any():
-        finite = [row[np.isfinite(row)] for row in random]
+    if random.ndim == 2 and random.size and np.isfinite(random[keep]).any():
+        finite = [row[np.isfinite(row)] for row in random[keep]]
         series.append([float(np.median(f)) if f.size else 0.0 for f in finite])
         names.append("random lesions (median)")
     plt.multiple_bar(labels, series, labels=names, color=list(OUTPUT_COLORS[: len(series)]))
@@ -134,8 +141,9 @@ def kick_rates(plt, r) -> None:
 
 def kick_groups(plt, r) -> None:
     begin(plt, "kick-group size per switch direction")
-    labels = [f"{int(a)}→{int(b)}" for a, b in r.directions]
-    plt.bar(labels, np.asarray(r.mask).sum(axis=1).tolist(), color=OUTPUT_COLORS[2])
+    keep = _switching(r)
+    labels = [f"{int(a)}→{int(b)}" for a, b in np.asarray(r.directions)[keep]]
+    plt.bar(labels, np.asarray(r.mask)[keep].sum(axis=1).tolist(), color=OUTPUT_COLORS[2])
 
 
 def population_weights(plt, r) -> None:
