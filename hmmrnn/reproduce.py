@@ -22,7 +22,7 @@ import numpy as np
 from hmmrnn.analyses.base import ProgressFn, check_cancel, jsonable, no_progress
 from hmmrnn.cancel import CancelToken
 from hmmrnn.errors import UserError
-from hmmrnn.tree_evaluations import STUDY_EVALUATION_NAME, TreeEvaluations
+from hmmrnn.tree_evaluations import STUDY_EVALUATION_NAME, TreeEvaluations, usable
 
 STUDY_PROTOCOL = {"method": "study", "seq_len": 100, "num_sequences": 5000, "seed": 0}
 TOLERANCE = 0.1  # how far a distance may sit from a published one and still agree
@@ -378,11 +378,14 @@ def reproduce(
     params = {"num_sequences": num_sequences, "seq_len": seq_len, "method": method, "seed": seed}
     protocol = f"{method}, N {num_sequences}, L {seq_len}"
     target = _reference(root, reference) if mechanisms else None  # a bad path fails first
-    found = discover(root)
-    entries = [e for e in found if e.status == "ok" and e.sizes is not None and e.config]
+    entries, skipped = [], []
+    for e in discover(root):
+        if usable(e):
+            entries.append(e)
+        else:
+            skipped.append({"model": e.rel, "reason": e.reason or e.status})
     if not entries:
         raise UserError(f"{root}: no model to reproduce")
-    skipped = [{"model": e.rel, "reason": e.reason or e.status} for e in found if e not in entries]
     pairs = []
     for i, entry in enumerate(entries):
         check_cancel(cancel)

@@ -106,7 +106,7 @@ class TreeEvaluations(TreeRows):
         root = Path(root).expanduser()
         pairs, skipped = [], []
         for entry in discover(root):
-            if entry.status != "ok" or entry.sizes is None or entry.config is None:
+            if not usable(entry):
                 skipped.append({"model": entry.rel, "reason": entry.reason or entry.status})
                 continue
             path = entry.path / file_name
@@ -232,7 +232,7 @@ def tree_pca(
     chosen: dict[tuple, tuple] = {}
     skipped = []
     for entry in discover(root):
-        if entry.status != "ok" or entry.sizes is None or entry.config is None:
+        if not usable(entry):
             skipped.append({"model": entry.rel, "reason": entry.reason or entry.status})
             continue
         seed_of = _seed_of(entry)
@@ -276,6 +276,11 @@ def tree_pca(
         evr=np.stack([r[5] for r in rows]),
         skipped=skipped,
     )
+
+
+def usable(entry) -> bool:
+    """Whether a discovered model can be compared: it loads, with known sizes and a config."""
+    return entry.status == "ok" and entry.sizes is not None and entry.config is not None
 
 
 def _seed_of(entry) -> int:

@@ -165,21 +165,9 @@ def modulated_rollout(
     h0 (H,), noise (n, T, d) shared by every mu. Returns hidden (M, n, T, H) and the gain rows
     (M, H): the input gain when `by_input`, else the recurrent gain.
     """
-    n, steps, _ = noise.shape
-    hidden_size = h0.shape[-1]
-    gains = torch.ones(len(mus), hidden_size, device=h0.device)
-    if len(units):
-        idx = torch.as_tensor(np.asarray(units), dtype=torch.long, device=h0.device)
-        gains[:, idx] = torch.as_tensor(list(mus), dtype=torch.float32, device=h0.device)[:, None]
-    rows = gains.repeat_interleave(n, dim=0)
-    h = rollout(
-        model,
-        h0.expand(rows.shape[0], -1),
-        noise.repeat(len(mus), 1, 1),
-        rec_gain=None if by_input else rows,
-        input_gain=rows if by_input else None,
-    )
-    return h.reshape(len(mus), n, steps, hidden_size), gains
+    grid = _GainGrid(model, h0, [units], [by_input], np.asarray(list(mus), dtype=np.float64))
+    h, rec, inp = grid.run(noise, [(0, m) for m in range(len(mus))])
+    return h, (inp if by_input else rec)
 
 
 def _window_sums(per_step: np.ndarray, window: int) -> np.ndarray:
@@ -206,7 +194,7 @@ class _GainGrid:
         )  # fmt: skip
 
     def run(self, noise: torch.Tensor, pairs: list[tuple[int, int]]):
-        """hidden (R, n, T, H) and the recurrent gain rows (R, H) of the pairs."""
+        """hidden (R, n, T, H) and the recurrent and input gain rows (R, H) of the pairs."""
         n, steps, _ = noise.shape
         hidden_size, device = self.start.shape[-1], self.start.device
         rec = torch.ones(len(pairs), hidden_size, device=device)
@@ -222,7 +210,7 @@ class _GainGrid:
             rec_gain=rec.repeat_interleave(n, dim=0),
             input_gain=inp.repeat_interleave(n, dim=0),
         )
-        return h.reshape(len(pairs), n, steps, hidden_size), rec
+        return h.reshape(len(pairs), n, steps, hidden_size), rec, inp
 
 
 def _switched(model, start: torch.Tensor, h: torch.Tensor) -> np.ndarray:
@@ -411,25 +399,27 @@ def ablation_sweep(
     grid = _GainGrid(model, start, list(sets.values()), [n in input_sets for n in sets], mus_arr)
     names = list(sets)
 
-    def stats(si, m, h, sw, rec, limit):
+    def stats(si, h, sw, rec, limit):
         gain = None if names[si] in input_sets else rec.double().cpu().numpy()
         return _switch_stats(
             h, first_switches(sw, limit), w_hh, gain, switch_window, re_tol, im_min
         )
 
-    # every set and gain in as few batches as memory allows: the time loop is the cost
-    per_chunk = max(1, int(max_batch_elems // (n_traj * steps * hidden_size)))
+    # every set and gain in as few batches as memory allows: the time loop is the cost. With the
+    # long runs counting, the rollouts are only drawn: the first `keep` of them suffice
+    shown = x if x_long is None else x[: max(keep, 1)]
+    per_chunk = max(1, int(max_batch_elems // (shown.shape[0] * steps * hidden_size)))
     share = 0.5 if x_long is not None else 1.0
     for lo in range(0, len(pairs), per_chunk):
         chunk = pairs[lo : lo + per_chunk]
-        h, rec = grid.run(x, chunk)
+        h, rec, _ = grid.run(shown, chunk)
         switched = _switched(model, start, h)  # (R, n, T) at hidden index
         for r, (si, m) in enumerate(chunk):
             check_cancel(cancel)
             if x_long is None:
                 rate[si, m] = switched[r].mean()
                 crit[si, m], crit_sd[si, m], unst[si, m], n_sw[si, m] = stats(
-                    si, m, h[r, :n_eig], switched[r, :n_eig], rec[r], None
+                    si, h[r, :n_eig], switched[r, :n_eig], rec[r], None
                 )
             traj = torch.cat([start.expand(keep, 1, -1), h[r, :keep]], dim=1)
             proj[si, m] = project(traj, comps, mean)
@@ -438,13 +428,13 @@ def ablation_sweep(
         per_chunk = max(1, int(max_batch_elems // (long_runs * long_steps * hidden_size)))
         for lo in range(0, len(pairs), per_chunk):
             chunk = pairs[lo : lo + per_chunk]
-            h, rec = grid.run(x_long, chunk)
+            h, rec, _ = grid.run(x_long, chunk)
             switched = _switched(model, start, h)
             for r, (si, m) in enumerate(chunk):
                 check_cancel(cancel)
                 rate[si, m] = switched[r].mean()
                 crit[si, m], crit_sd[si, m], unst[si, m], n_sw[si, m] = stats(
-                    si, m, h[r], switched[r], rec[r], eig_switches
+                    si, h[r], switched[r], rec[r], eig_switches
                 )
                 progress(0.5 + 0.5 * (lo + r + 1) / len(pairs),
                          f"ablation: long runs, {names[si]} mu={mus_arr[m]:g}")  # fmt: skip

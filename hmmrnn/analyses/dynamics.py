@@ -224,6 +224,23 @@ def dwells(symbols: np.ndarray) -> Dwells:
     return Dwells(start, end, symbols[start])
 
 
+def pair_runs(
+    symbols: np.ndarray, pair: tuple[int, int], min_run: int, both: bool = True
+) -> list[tuple[int, int]]:
+    """Maximal runs (start, end exclusive) of at least min_run steps whose outputs stay in `pair`;
+    with `both`, only runs that visit both outputs (one sitting on one output says nothing about
+    the switch between them)."""
+    inside = np.isin(symbols, pair)
+    edges = np.diff(np.concatenate([[0], inside.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    keep = []
+    for s, e in zip(starts, ends, strict=True):  # loop over runs (few), not steps
+        seg = symbols[s:e]
+        if e - s >= min_run and (not both or ((seg == pair[0]).any() and (seg == pair[1]).any())):
+            keep.append((int(s), int(e)))
+    return keep
+
+
 # --- Jacobian spectra -----------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import (
     driven_run,
     gating_masks,
+    pair_runs,
     pc_basis,
     project,
     spectrum_counts,
@@ -241,20 +242,6 @@ class SubspaceResidencyResult(Result):
     outputs: np.ndarray
     group_names: list
     group_sizes: list  # (P, groups)
-
-
-def pair_runs(symbols: np.ndarray, pair: tuple[int, int], min_run: int) -> list[tuple[int, int]]:
-    """Maximal runs (start, end exclusive) of at least min_run steps whose outputs stay in `pair`
-    and that visit both outputs (a run sitting on one output says nothing about the pair)."""
-    inside = np.isin(symbols, pair)
-    edges = np.diff(np.concatenate([[0], inside.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    keep = []
-    for s, e in zip(starts, ends, strict=True):  # loop over runs (few), not steps
-        seg = symbols[s:e]
-        if e - s >= min_run and (seg == pair[0]).any() and (seg == pair[1]).any():
-            keep.append((int(s), int(e)))
-    return keep
 
 
 def _all_pairs(k: int) -> list[tuple[int, int]]:

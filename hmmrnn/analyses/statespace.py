@@ -25,6 +25,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
+from hmmrnn.analyses.dynamics import pair_runs
 from hmmrnn.analyses.pca import (
     PCAResult,
     driven_pca,
@@ -423,12 +424,9 @@ def _check_pair(pair, k: int) -> tuple[int, int] | None:
 
 def pair_stretches(outputs: np.ndarray, pair: tuple[int, int], min_steps: int) -> np.ndarray:
     """Mask (T,) of the steps inside maximal stretches of >= min_steps outputs all in `pair`."""
-    inside = np.isin(outputs, pair).astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside, [0]])))
     mask = np.zeros(len(outputs), dtype=bool)
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
-        if stop - start >= min_steps:
-            mask[start:stop] = True
+    for start, stop in pair_runs(np.asarray(outputs), pair, min_steps, both=False):
+        mask[start:stop] = True
     return mask
 
 
