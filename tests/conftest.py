@@ -59,3 +59,40 @@ def study_tree(tmp_path) -> Path:
 def _private_tui_settings(tmp_path, monkeypatch):
     """The workbench never reads or writes the user's own settings file in tests."""
     monkeypatch.setenv("HMMRNN_TUI_SETTINGS", str(tmp_path / "tui-settings.json"))
+
+
+class HostReads:
+    """Counts the places in hmmrnn's own code that read a tensor back to the host.
+
+    On CUDA each of these (bool(), float(), .item(), .cpu(), torch.equal ...) waits for the device;
+    on the CPU they cost nothing, so the count is what a test on this machine can check. Calls
+    made inside torch itself (the optimizer's step counter) are not ours and are not counted.
+    """
+
+    _METHODS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy", "cpu")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import sys
+
+        import hmmrnn
+
+        self.calls: list[str] = []
+        root = str(Path(hmmrnn.__file__).resolve().parent)
+
+        def counted(name, original):
+            def wrapper(*args, **kwargs):
+                frame = sys._getframe(1)
+                if str(Path(frame.f_code.co_filename).resolve()).startswith(root):
+                    self.calls.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+                return original(*args, **kwargs)
+
+            return wrapper
+
+        for name in self._METHODS:
+            monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+        monkeypatch.setattr(torch, "equal", counted("torch.equal", torch.equal))
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> HostReads:
+    return HostReads(monkeypatch)

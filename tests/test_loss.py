@@ -258,3 +258,50 @@ def test_cuda_matches_cpu():
     assert g_gpu.device.type == "cuda"
     assert_close_rel(v_gpu.cpu(), v_cpu, 1e-10)
     assert_close_rel(g_gpu.cpu(), g_cpu, 1e-10)
+
+
+def test_unit_box_loss_makes_no_host_read_once_its_targets_are_known(host_reads):
+    """Training's loss (unit box, no finiteness check) syncs only on a key's first call."""
+    y = one_hot_cloud(48, 6, dtype=torch.float32, seed=21)
+    logits = gaussian(48, 18, 22, dtype=torch.float32).reshape(48, 6, 3)
+    x = torch.softmax(logits, -1).reshape(48, 18).requires_grad_()
+    loss = SinkhornLoss(unit_box=True, check_finite=False)
+    loss(x, y, target_key=("train", 0))
+    first = len(host_reads.calls)
+    value = loss(x, y, target_key=("train", 0))
+    value.backward()
+    assert first > 0 and host_reads.calls[first:] == []
+    assert loss.cache.hits == 1
+    # The unit box is the measured bounding box here, so the value is geomloss's.
+    reference = sinkhorn_divergence(x.detach(), y)
+    assert float(value.detach()) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_unit_box_measures_when_the_targets_miss_a_corner():
+    """A coordinate the targets never set to 1: the box is measured, the value unchanged."""
+    y = one_hot_cloud(40, 5, dtype=torch.float32, seed=23)
+    y[:, 0] = 0.0
+    x = torch.softmax(gaussian(40, 15, 24, dtype=torch.float32) * 0.1, -1)
+    unit = SinkhornLoss(unit_box=True)(x, y, target_key=0)
+    assert torch.equal(unit, sinkhorn_divergence(x, y))
+    assert not torch.equal(unit, sinkhorn_divergence(x, y, diameter=math.sqrt(15)))
+
+
+def test_target_record_sees_an_in_place_change():
+    """The same tensor object edited in place is new content: the cached potential is dropped."""
+    x, y = one_hot_cloud(32, 6, seed=25), one_hot_cloud(32, 6, seed=26)
+    loss = SinkhornLoss(diameter=math.sqrt(18))
+    loss(x, y, target_key=1)
+    y[0] = y[1]
+    again = loss(x, y, target_key=1)
+    assert loss.cache.hits == 0 and torch.equal(
+        again, sinkhorn_divergence(x, y, diameter=math.sqrt(18))
+    )
+
+
+def test_check_finite_off_gives_nan_instead_of_an_error():
+    x, y = gaussian(16, 3, 27), gaussian(16, 3, 28)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        sinkhorn_divergence(x, y)
+    assert math.isnan(float(sinkhorn_divergence(x, y, diameter=3.0, check_finite=False)))

@@ -187,3 +187,34 @@ def test_relative_pretrained_path_and_staged_training(tmp_path):
 
     with pytest.raises(ModelFileError, match="not found"):
         train(bad, tmp_path / "stage3", device="cpu")
+
+
+def test_an_epoch_reads_the_device_once(tmp_path, host_reads):
+    """After the first epoch (which checks each batch's targets once) a training epoch and a
+    validation pass each read one number back from the device: their summed loss. (Three: every
+    symbol, even the 1% one, occurs at every step of a batch: the targets span the unit box.)"""
+    from hmmrnn.train import Trainer, init_model
+
+    cfg = ExperimentConfig.from_preset(
+        "Three",
+        **{
+            **tiny().to_dict(),
+            "states": 3,
+            "epochs": 2,
+            "aux_weight": 1.0,
+            "num_seq": 3000,
+            "batch_size": 1000,
+        },
+    )
+    trainer = Trainer(cfg, tmp_path, torch.device("cpu"), None, None, None)
+    model = init_model(cfg, trainer.device, tmp_path)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    trainer.train_epoch(model, optimizer, 0, 1)
+    trainer.validate(model, 0, 1)
+    before = len(host_reads.calls)
+    assert before > 0
+    loss = trainer.train_epoch(model, optimizer, 0, 2)
+    trainer.validate(model, 0, 2)
+    reads = host_reads.calls[before:]
+    assert len(reads) == 2 and all("train.py" in r for r in reads), reads
+    assert math.isfinite(loss)
