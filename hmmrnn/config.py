@@ -103,6 +103,11 @@ class ExperimentConfig:
         "one-hot sequences up to 2048/256 steps)",
         COST_PRECISIONS,
     )
+    compile: bool = _key(
+        False,
+        "run the loss's log-sum-exps through torch.compile (fused kernels for a GPU; the first "
+        "batch waits 10-60 s for the compiler, which needs a C++ compiler on the CPU)",
+    )
     noise_std: float = _key(1.0, "std of the input noise")
     h0: str = _key("zero", "initial hidden state", H0_MODES)
     checkpoint_every: int = _key(
@@ -255,6 +260,7 @@ _FLOAT_KEYS = {
 }  # fmt: skip
 _STR_KEYS = {"transition_method", "emission_method", "loss", "h0", "cost_precision"}
 _OPTIONAL_STR_KEYS = {"pretrained_model_path", "preset"}
+_BOOL_KEYS = {"compile"}
 _MATRIX_KEYS = {"custom_transition_matrix", "custom_emission_matrix"}
 
 
@@ -275,6 +281,10 @@ def _coerce(key: str, value: Any) -> Any:
     if key in _STR_KEYS:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if key in _BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
     if key in _OPTIONAL_STR_KEYS:
         if value is not None and not isinstance(value, str):

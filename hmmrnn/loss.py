@@ -39,6 +39,7 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -166,6 +167,35 @@ def _exp_floor(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny) + 8.0
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How the log-sum-exps run: rows (or columns) per block (None: cache-sized), the cost GEMM's
+    precision (None: the clouds' own), and whether a compiled kernel replaces the eager passes."""
+
+    block: int | None = None
+    cost_dtype: torch.dtype | None = None
+    compiled: bool = False
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_lse():
+    """The soft C-transform without its barycentre, through torch.compile (Inductor).
+
+    Eager, each block takes six passes (add, max, subtract, clamp, exp, sum); compiled, the whole
+    matrix is two fused reductions that write nothing but the result, one kernel launch each on a
+    GPU. Compiling costs 10-60 s on the first call, and Inductor needs a C++ compiler on the CPU.
+    Measured on this project's 2-core CPU: 0.50 s against 0.67 s per loss on two busy threads,
+    the same speed on one.
+    """
+
+    def lse(h_b: Tensor, cost: Tensor, scale: Tensor, floor: float, axis: int) -> Tensor:
+        s = h_b + cost * scale
+        top = s.amax(dim=axis, keepdim=True)
+        return (s - top).clamp(min=floor).exp().sum(dim=axis).log() + top.view(-1)
+
+    return torch.compile(lse, dynamic=True)
+
+
 def _default_block(cost: Tensor, reduced: int) -> int:
     """Rows (or columns) per block so that one block of the cost matrix stays cache-sized."""
     budget = _GPU_BLOCK_ELEMENTS if cost.is_cuda else _CPU_BLOCK_ELEMENTS
@@ -176,7 +206,7 @@ def _softmin(
     eps: float,
     cost: Tensor,
     h: Tensor,
-    block: int | None,
+    plan: _Plan,
     points: Tensor | None = None,
     axis: int = 1,
 ) -> tuple[Tensor, Tensor | None]:
@@ -190,12 +220,15 @@ def _softmin(
     ``sum P points`` with P the softmax weights: the derivative of each potential w.r.t. its own
     point is ``point - projection``, which is all the envelope gradient needs.
     """
+    h_b = h if axis == 1 else h.unsqueeze(1)
+    if plan.compiled and points is None:
+        scale = torch.full((), -1.0 / eps, dtype=cost.dtype, device=cost.device)
+        return _compiled_lse()(h_b, cost, scale, _exp_floor(cost.dtype), axis).mul_(-eps), None
     n_out, n_in = cost.shape[1 - axis], cost.shape[axis]
-    step = block or _default_block(cost, n_in)
+    step = plan.block or _default_block(cost, n_in)
     floor = _exp_floor(cost.dtype)
     f = cost.new_empty(n_out)
     bary = None if points is None else cost.new_empty(n_out, points.shape[1])
-    h_b = h if axis == 1 else h.unsqueeze(1)
     # One reused work buffer: a fresh large allocation per block would be
     # page-faulted in every time, which costs more than the arithmetic.
     work = cost.new_empty(min(step, n_out) * n_in)
@@ -219,41 +252,37 @@ def _softmin(
 
 
 def _anneal_cross(
-    c_xy: Tensor, a_log: float, b_log: float, schedule: list[float], block: int | None
+    c_xy: Tensor, a_log: float, b_log: float, schedule: list[float], plan: _Plan
 ) -> tuple[Tensor, Tensor]:
     """Symmetric annealed Sinkhorn for OT(x, y); returns (f on x, g on y)."""
     eps = schedule[0]
-    f, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[1],), b_log), block)
-    g, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[0],), a_log), block, axis=0)
+    f, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[1],), b_log), plan)
+    g, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[0],), a_log), plan, axis=0)
     for eps in schedule:
-        f_new, _ = _softmin(eps, c_xy, g / eps + b_log, block)
-        g_new, _ = _softmin(eps, c_xy, f / eps + a_log, block, axis=0)
+        f_new, _ = _softmin(eps, c_xy, g / eps + b_log, plan)
+        g_new, _ = _softmin(eps, c_xy, f / eps + a_log, plan, axis=0)
         f, g = 0.5 * (f + f_new), 0.5 * (g + g_new)
     return f, g
 
 
-def _anneal_self(c: Tensor, log_w: float, schedule: list[float], block: int | None) -> Tensor:
+def _anneal_self(c: Tensor, log_w: float, schedule: list[float], plan: _Plan) -> Tensor:
     """Symmetric annealed Sinkhorn for the autocorrelation OT(z, z)."""
     eps = schedule[0]
-    f, _ = _softmin(eps, c, c.new_full((c.shape[1],), log_w), block)
+    f, _ = _softmin(eps, c, c.new_full((c.shape[1],), log_w), plan)
     for eps in schedule:
-        f_new, _ = _softmin(eps, c, f / eps + log_w, block)
+        f_new, _ = _softmin(eps, c, f / eps + log_w, plan)
         f = 0.5 * (f + f_new)
     return f
 
 
 def _self_potential(
-    z: Tensor,
-    schedule: list[float],
-    block: int | None,
-    with_bary: bool,
-    cost_dtype: torch.dtype | None = None,
+    z: Tensor, schedule: list[float], plan: _Plan, with_bary: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Final potential of OT(z, z) and, if asked, its barycentric projection."""
-    c = _cost(z, z, cost_dtype)
+    c = _cost(z, z, plan.cost_dtype)
     log_w = -math.log(z.shape[0])
-    f = _anneal_self(c, log_w, schedule, block)
-    return _softmin(schedule[-1], c, f / schedule[-1] + log_w, block, z if with_bary else None)
+    f = _anneal_self(c, log_w, schedule, plan)
+    return _softmin(schedule[-1], c, f / schedule[-1] + log_w, plan, z if with_bary else None)
 
 
 # ----------------------------------------------------------------------------
@@ -346,10 +375,9 @@ class _TargetRecord:
 def _cached_target_potential(
     y: Tensor,
     schedule: list[float],
-    block: int | None,
+    plan: _Plan,
     cache: MutableMapping | None,
     key: Hashable | None,
-    cost_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Final (y, y) potential, reusing ``cache[key]`` when it is valid.
 
@@ -358,15 +386,15 @@ def _cached_target_potential(
     target record guards against a key reused for different targets.
     """
     if cache is None or key is None:
-        return _self_potential(y, schedule, block, False, cost_dtype)[0]
-    full_key = (key, tuple(schedule), tuple(y.shape), y.dtype, str(y.device), str(cost_dtype))
+        return _self_potential(y, schedule, plan, False)[0]
+    full_key = (key, tuple(schedule), tuple(y.shape), y.dtype, str(y.device), str(plan.cost_dtype))
     entry = cache.get(full_key)
     hit = entry is not None and entry[0].matches(y)
     if isinstance(cache, TargetCache):
         cache.record(hit)
     if hit:
         return entry[1]
-    potential = _self_potential(y, schedule, block, False, cost_dtype)[0]
+    potential = _self_potential(y, schedule, plan, False)[0]
     cache[full_key] = (_TargetRecord(y), potential)
     return potential
 
@@ -420,6 +448,7 @@ def sinkhorn_divergence(
     diameter: float | None = None,
     cost_dtype: torch.dtype | None = None,
     check_finite: bool = True,
+    compiled: bool = False,
 ) -> Tensor:
     """Debiased Sinkhorn divergence S(x, y), as geomloss's tensorized backend.
 
@@ -440,6 +469,7 @@ def sinkhorn_divergence(
             or bfloat16 is exact on one-hot clouds (see ``_cost``).
         check_finite: reject NaN or infinite points (a host sync on CUDA); off,
             such points give a NaN value instead.
+        compiled: run the log-sum-exps through torch.compile (see ``_compiled_lse``).
 
     Returns:
         0-dim tensor; differentiable with the envelope-theorem gradient.
@@ -452,11 +482,12 @@ def sinkhorn_divergence(
     if diameter is None:
         diameter = _bounding_box_diameter(x_, y_)
     schedule = epsilon_schedule(diameter, blur, scaling)
+    plan = _Plan(block_size, cost_dtype, compiled)
     need_gx = x.requires_grad and torch.is_grad_enabled()
     need_gy = y.requires_grad and torch.is_grad_enabled()
     with torch.no_grad():
         value, grad_x, grad_y = _divergence_and_grads(
-            x_, y_, schedule, block_size, need_gx, need_gy, target_cache, target_key, cost_dtype
+            x_, y_, schedule, plan, need_gx, need_gy, target_cache, target_key
         )
     if not (need_gx or need_gy):
         return value
@@ -467,26 +498,25 @@ def _divergence_and_grads(
     x: Tensor,
     y: Tensor,
     schedule: list[float],
-    block: int | None,
+    plan: _Plan,
     need_gx: bool,
     need_gy: bool,
     cache: MutableMapping | None,
     key: Hashable | None,
-    cost_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Value ``<a, f_ba - f_aa> + <b, g_ab - g_bb>`` and its envelope gradients."""
     eps = schedule[-1]
     a_log, b_log = -math.log(x.shape[0]), -math.log(y.shape[0])
-    c_xy = _cost(x, y, cost_dtype)
-    f_xy, g_xy = _anneal_cross(c_xy, a_log, b_log, schedule, block)
-    f_ba, py = _softmin(eps, c_xy, g_xy / eps + b_log, block, y if need_gx else None)
-    g_ab, px = _softmin(eps, c_xy, f_xy / eps + a_log, block, x if need_gy else None, axis=0)
+    c_xy = _cost(x, y, plan.cost_dtype)
+    f_xy, g_xy = _anneal_cross(c_xy, a_log, b_log, schedule, plan)
+    f_ba, py = _softmin(eps, c_xy, g_xy / eps + b_log, plan, y if need_gx else None)
+    g_ab, px = _softmin(eps, c_xy, f_xy / eps + a_log, plan, x if need_gy else None, axis=0)
     del c_xy
-    f_aa, qx = _self_potential(x, schedule, block, need_gx, cost_dtype)
+    f_aa, qx = _self_potential(x, schedule, plan, need_gx)
     if need_gy:
-        g_bb, qy = _self_potential(y, schedule, block, True, cost_dtype)
+        g_bb, qy = _self_potential(y, schedule, plan, True)
     else:
-        g_bb, qy = _cached_target_potential(y, schedule, block, cache, key, cost_dtype), None
+        g_bb, qy = _cached_target_potential(y, schedule, plan, cache, key), None
     a = x.new_full((x.shape[0],), 1.0 / x.shape[0])
     b = y.new_full((y.shape[0],), 1.0 / y.shape[0])
     value = torch.dot(a, f_ba - f_aa) + torch.dot(b, g_ab - g_bb)
@@ -536,6 +566,7 @@ class SinkhornLoss:
         cost_dtype: torch.dtype | None = None,
         unit_box: bool = False,
         check_finite: bool = True,
+        compiled: bool = False,
     ) -> None:
         if method not in ("annealed", "pot"):
             raise ValueError(f"method must be 'annealed' or 'pot', got {method!r}")
@@ -546,7 +577,7 @@ class SinkhornLoss:
         self.blur, self.scaling, self.method = blur, scaling, method
         self.diameter, self.block_size = diameter, block_size
         self.cost_dtype = cost_dtype
-        self.unit_box, self.check_finite = unit_box, check_finite
+        self.unit_box, self.check_finite, self.compiled = unit_box, check_finite, compiled
         self.cache = TargetCache(cache_size)
         self._spans = TargetCache(cache_size)
 
@@ -569,6 +600,7 @@ class SinkhornLoss:
             diameter=diameter,
             cost_dtype=self.cost_dtype,
             check_finite=self.check_finite,
+            compiled=self.compiled,
         )
 
     def _unit_diameter(self, y: Tensor, key: Hashable) -> float | None:

@@ -37,31 +37,52 @@ def human(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def require(needed: float, what: str, limit: int | None = None) -> None:
-    """UserError when `needed` bytes exceed what is available (with headroom)."""
-    limit = available_memory() if limit is None else limit
+def device_memory(device) -> int | None:
+    """Free bytes on a CUDA device, None for the CPU (whose memory is `available_memory`)."""
+    if getattr(device, "type", str(device).split(":")[0]) != "cuda":
+        return None
+    import torch
+
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
+def require(needed: float, what: str, limit: int | None = None, device=None) -> None:
+    """UserError when `needed` bytes exceed what is available (with headroom): the free memory
+    of `device` when it is a GPU, the system's otherwise."""
+    gpu = device_memory(device)
+    where = "free on the GPU" if gpu is not None else "available"
+    if limit is None:
+        limit = gpu if gpu is not None else available_memory()
     if limit is not None and needed > HEADROOM * limit:
         raise UserError(
-            f"{what} needs about {human(needed)} of memory, but {human(limit)} is available; "
-            "use smaller sizes"
+            f"{what} needs about {human(needed)} of memory, but {human(limit)} is {where}; "
+            "use smaller sizes (batch_size bounds the loss, batch_size x seq_len x hidden_size "
+            "the activations)"
         )
 
 
 def training_bytes(config) -> float:
-    """Peak memory of a training run, roughly: the one-hot data, the weights with their gradients
-    and Adam moments, one batch's activations through time, and the loss's cost blocks."""
+    """Peak memory of a training run: the data (sampled, then one-hot), the weights with their
+    gradients and Adam moments, one batch's activations through time and their gradients (the
+    input noise, the input drive, the states, their gradients: BPTT keeps every step), and the
+    loss's one B x B cost matrix with its work block. Measured by benchmarks/bench_memory.py
+    (B 512..16384, L 30..300): 5-40% above the real peak."""
     k, length, hidden, inputs = (
         config.outputs,
         config.seq_len,
         config.hidden_size,
         config.input_size,
     )
-    data = config.num_seq * length * k * FLOAT
+    data = config.num_seq * length * (k * FLOAT * 2 + 16)
     weights = (hidden * inputs + hidden * hidden + k * hidden) * FLOAT * 4
     batch = min(config.batch_size, config.num_seq)
-    activations = batch * length * (hidden * 3 + inputs + k * 4) * FLOAT
-    cost = batch * min(batch, 4096) * FLOAT * 4
-    return float(data + weights + activations + cost)
+    activations = batch * length * (hidden * 5 + inputs + k * 8) * FLOAT
+    cost = (batch * batch + min(batch * batch, _LOSS_BLOCK)) * FLOAT
+    return float(_RUNTIME + data + weights + activations + cost)
+
+
+_LOSS_BLOCK = 1 << 25  # the loss's largest work block, in entries (hmmrnn.loss)
+_RUNTIME = 128 * 2**20  # what a run adds before its first batch (allocator arenas, lazy modules)
 
 
 def generation_bytes(model, n: int, length: int) -> float:

@@ -179,6 +179,7 @@ def make_loss(config: ExperimentConfig):
         cost_dtype=cost_dtype,
         unit_box=True,
         check_finite=False,
+        compiled=config.compile,
     )
     main = SinkhornLoss(blur=config.blur, **kw)
     if not config.aux_weight:
@@ -191,6 +192,20 @@ def make_loss(config: ExperimentConfig):
         )
 
     return combined
+
+
+def check_compile(config: ExperimentConfig, device: torch.device) -> None:
+    """compile=True on the CPU needs a C++ compiler for Inductor: say so before the run starts,
+    rather than fail inside the first batch."""
+    import shutil
+
+    if not config.compile or device.type != "cpu":
+        return
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise ConfigError(
+            "compile is true, but torch.compile needs a C++ compiler (g++ or clang++) to run on "
+            "the CPU and none is on PATH; install one or set compile false"
+        )
 
 
 def loss_floor(config: ExperimentConfig, data: SplitData, loss_fn) -> float:
@@ -489,7 +504,8 @@ def train(
     """
     folder = Path(folder)
     dev = resolve_device(device)
-    resources.require(resources.training_bytes(config), "this training run")
+    resources.require(resources.training_bytes(config), "this training run", device=dev)
+    check_compile(config, dev)
     try:
         with run_lock(folder):
             if not overwrite and any((folder / n).exists() for n in (RUN_NAME, METRICS_NAME)):
@@ -531,6 +547,8 @@ def resume(
     folder = Path(folder)
     config = check_resumable(folder)
     dev = resolve_device(device)
+    resources.require(resources.training_bytes(config), "resuming this run", device=dev)
+    check_compile(config, dev)
     try:
         with run_lock(folder):
             return _resume(folder, config, dev, cancel, on_epoch, on_batch)

@@ -218,3 +218,29 @@ def test_an_epoch_reads_the_device_once(tmp_path, host_reads):
     reads = host_reads.calls[before:]
     assert len(reads) == 2 and all("train.py" in r for r in reads), reads
     assert math.isfinite(loss)
+
+
+def test_a_batch_whose_cost_matrix_cannot_fit_is_refused_first(tmp_path, monkeypatch):
+    """B 40,000 needs a 6.4 GB cost matrix: with 4 GB free, train says so before any work."""
+    from hmmrnn import resources
+    from hmmrnn.errors import UserError
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 4 * 2**30)
+    cfg = tiny(num_seq=120_000, batch_size=40_000)
+    assert resources.training_bytes(cfg) > 40_000**2 * 4
+    with pytest.raises(UserError, match="needs about .* GB of memory, but 4.0 GB is available"):
+        train(cfg, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+    assert resources.training_bytes(tiny(batch_size=100)) < 200 * 2**20
+
+
+def test_compile_reaches_the_loss_and_needs_a_compiler_on_the_cpu(tmp_path, monkeypatch):
+    import shutil
+
+    from hmmrnn.train import make_loss
+
+    assert make_loss(tiny(compile=True)).compiled and not make_loss(tiny()).compiled
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+        train(tiny(compile=True), tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
