@@ -30,14 +30,15 @@ SHIPPED = ROOT / "TrainedModels"
 
 SIZES = {
     "full": dict(sample_n=30000, sample_ref=1000, gen_n=1000, gen_ref=50, batch=4096, eval_n=5000,
-                 eval_len=100, res_states=5000, res_ref=20, repeats=3, paint=5, fp={}, ablation={}),
+                 eval_len=100, res_states=5000, res_ref=20, repeats=3, paint=5, fp={}, ablation={},
+                 epoch_n=30000),
     "quick": dict(sample_n=30000, sample_ref=300, gen_n=1000, gen_ref=20, batch=1024, eval_n=2000,
                   eval_len=100, res_states=1000, res_ref=10, repeats=3, paint=3, fp={},
-                  ablation={}),
+                  ablation={}, epoch_n=6000),
     "tiny": dict(sample_n=500, sample_ref=20, gen_n=50, gen_ref=5, batch=64, eval_n=60,
                  eval_len=12, res_states=40, res_ref=4, repeats=2, paint=1,
                  fp={"n_starts": 16, "iters": 200, "pca_steps": 200},
-                 ablation={"n_traj": 8, "steps": 20, "mus": [0.0, 1.0]}),
+                 ablation={"n_traj": 8, "steps": 20, "mus": [0.0, 1.0]}, epoch_n=300),
 }  # fmt: skip
 
 
@@ -162,6 +163,16 @@ def _geomloss():
     return SamplesLoss("sinkhorn", p=2, blur=0.2, scaling=0.5, backend="tensorized")
 
 
+def _keyed_round(loss_fn, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One timed round: the loss on a fresh leaf of x against the keyed targets, and backward."""
+
+    def once() -> None:
+        xr = x.clone().requires_grad_()
+        loss_fn(xr, y, target_key="bench").backward()
+
+    return once
+
+
 def loss(size: dict, device: str) -> Row:
     from hmmrnn.loss import SinkhornLoss
 
@@ -194,17 +205,9 @@ def loss_low_precision(size: dict, device: str) -> Row:
     x, y = _loss_inputs(batch, device)
     dtype = torch.float16 if device != "cpu" else torch.bfloat16
     low, full = SinkhornLoss(cost_dtype=dtype), SinkhornLoss()
-
-    def run(fn) -> Callable[[], None]:
-        def once() -> None:
-            xr = x.clone().requires_grad_()
-            fn(xr, y, target_key="bench").backward()
-
-        return once
-
-    run(low)(), run(full)()  # warm both target caches
+    _keyed_round(low, x, y)(), _keyed_round(full, x, y)()  # warm both target caches
     gap = abs(float(low(x, y)) / float(full(x, y)) - 1.0)
-    mine, theirs = alternate(run(low), run(full), size["repeats"])
+    mine, theirs = alternate(_keyed_round(low, x, y), _keyed_round(full, x, y), size["repeats"])
     return Row(f"Sinkhorn loss, {str(dtype)[6:]} cost, B {batch}", device, mine, theirs,
                "float32 cost", f"relative loss gap {gap:.1e}", "gap < 1e-4")  # fmt: skip
 
@@ -239,6 +242,53 @@ def training_step(size: dict, device: str) -> Row:
     )
     return Row(f"training step, B {batch}, L 30, h150, d100", device, mine, theirs,
                "the same step with geomloss", "forward, loss, backward, clip, Adam")  # fmt: skip
+
+
+def loss_compiled(size: dict, device: str) -> Row:
+    """The loss with its log-sum-exps through torch.compile against the eager blocks (the
+    compilation itself, 10-60 s, happens before the timed rounds)."""
+    from hmmrnn.loss import SinkhornLoss
+
+    batch = size["batch"]
+    x, y = _loss_inputs(batch, device)
+    fused, eager = SinkhornLoss(compiled=True), SinkhornLoss()
+    start = time.perf_counter()
+    _keyed_round(fused, x, y)()
+    warm = time.perf_counter() - start
+    _keyed_round(eager, x, y)()
+    gap = abs(float(fused(x, y)) / float(eager(x, y)) - 1.0)
+    mine, theirs = alternate(_keyed_round(fused, x, y), _keyed_round(eager, x, y), size["repeats"])
+    return Row(f"Sinkhorn loss, compiled, B {batch}", device, mine, theirs, "eager blocks",
+               f"first call {warm:.1f} s (compiling); relative loss gap {gap:.1e}")  # fmt: skip
+
+
+def epoch(size: dict, device: str) -> Row:
+    """One training epoch and its validation on Three at the study's sizes (10k + 10k sequences,
+    B 4096, L 30, hidden 150, input 100), target caches warm as from the second epoch on."""
+    import tempfile
+
+    from hmmrnn.config import ExperimentConfig
+    from hmmrnn.train import Trainer, init_model
+
+    n = size["epoch_n"]
+    cfg = ExperimentConfig.from_preset(
+        "Three", hidden_size=150, input_size=100, num_seq=n, batch_size=min(4096, n // 3)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp), torch.device(device), None, None, None)
+        model = init_model(cfg, trainer.device, Path(tmp))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        rounds = iter(range(1, 100))
+
+        def once() -> None:
+            e = next(rounds)
+            trainer.train_epoch(model, optimizer, 0, e)
+            trainer.validate(model, 0, e)
+
+        once()  # the first epoch fills the target caches
+        mine, _ = alternate(once, None, size["repeats"])
+    return Row(f"training epoch + validation, Three, {n // 3} + {n // 3} sequences, "
+               f"B {cfg.batch_size}", device, mine, goal="< 8 s on 2 threads")  # fmt: skip
 
 
 def matching(size: dict, device: str) -> Row:
@@ -345,7 +395,9 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "generation": generation,
     "loss": loss,
     "loss-precision": loss_low_precision,
+    "loss-compiled": loss_compiled,
     "step": training_step,
+    "epoch": epoch,
     "matching": matching,
     "evaluation": evaluation,
     "residency": residency,
@@ -353,7 +405,10 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "ablation": ablation,
     "paint": first_paint,
 }
-GPU_CASES = ("generation", "loss", "loss-precision", "step", "evaluation", "residency")
+GPU_CASES = (
+    "generation", "loss", "loss-precision", "loss-compiled", "step", "epoch", "evaluation",
+    "residency",
+)  # fmt: skip
 
 
 def machine() -> dict:

@@ -148,8 +148,6 @@ def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.n
 
 def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) -> np.ndarray:
     """Partners (indices into b) of an optimal one-to-one assignment minimising summed distance."""
-    import ot
-
     n, length = a.shape
     ua, _, inv_a, ca = _dedup(a)
     ub, _, inv_b, cb = _dedup(b)
@@ -162,6 +160,8 @@ def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) 
     transpose = ua.shape[0] < ub.shape[0]
     if not use_dedup:
         return _full_assignment(a, b, num_outputs, table, transpose)
+    import ot  # deferred: importing POT takes about a second, and most matchings never need it
+
     _check_pairs(ua.shape[0], ub.shape[0])
     dist = table[mismatch_matrix(ua, ub, num_outputs)]
     flow, log = ot.emd(

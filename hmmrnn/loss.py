@@ -20,16 +20,21 @@ dense implementation wastes most of its time:
   the Gibbs kernel at small epsilon) takes a slow path on CPU.  Clamping the
   exponent at a value whose exponential is already negligible makes every
   log-sum-exp an order of magnitude faster without changing the result.
-* The log-sum-exp runs on blocks of rows so the temporaries stay in cache
-  instead of materialising several (B, B) matrices per update.
+* The log-sum-exp runs on blocks of rows (or of columns, for the potential on
+  y) so the temporaries stay in cache instead of materialising several (B, B)
+  matrices per update; the transposed cost is never stored.
 * The target-vs-target problem does not depend on the RNN, so its potential is
   cached across epochs (``target_cache`` keyed by ``target_key``).
 * The gradient is assembled in closed form during the last update
   (a barycentric projection, one small GEMM) instead of backpropagating
   through (B, B) matrices.
 
-Memory stays O(B^2): at most four cost matrices, never a graph through the
-iterations.
+* Training needs no host sync per call (``SinkhornLoss(unit_box=True,
+  check_finite=False)``): the annealing starts at the unit cube's diagonal when
+  the targets span it, and cached targets are recognised by identity.
+
+Memory: one (B, B) cost matrix at a time plus one work block, never a graph
+through the iterations.
 """
 
 from __future__ import annotations
@@ -184,8 +189,8 @@ def _compiled_lse():
     Eager, each block takes six passes (add, max, subtract, clamp, exp, sum); compiled, the whole
     matrix is two fused reductions that write nothing but the result, one kernel launch each on a
     GPU. Compiling costs 10-60 s on the first call, and Inductor needs a C++ compiler on the CPU.
-    Measured on this project's 2-core CPU: 0.50 s against 0.67 s per loss on two busy threads,
-    the same speed on one.
+    Measured on this project's 2-core CPU (B 4096, L 30, cache warm): 0.43 s against 0.51 s per
+    loss and backward on 2 threads, the same speed on 1; on a GPU it is still unmeasured.
     """
 
     def lse(h_b: Tensor, cost: Tensor, scale: Tensor, floor: float, axis: int) -> Tensor:

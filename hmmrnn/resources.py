@@ -50,12 +50,13 @@ def require(needed: float, what: str, limit: int | None = None, device=None) -> 
     """UserError when `needed` bytes exceed what is available (with headroom): the free memory
     of `device` when it is a GPU, the system's otherwise."""
     gpu = device_memory(device)
-    where = "free on the GPU" if gpu is not None else "available"
+    where = "free on the GPU" if gpu is not None else "available now"
     if limit is None:
         limit = gpu if gpu is not None else available_memory()
     if limit is not None and needed > HEADROOM * limit:
         raise UserError(
-            f"{what} needs about {human(needed)} of memory, but {human(limit)} is {where}; "
+            f"{what} needs about {human(needed)} of memory, more than {HEADROOM:.0%} of the "
+            f"{human(limit)} {where}; "
             "use smaller sizes (batch_size bounds the loss, batch_size x seq_len x hidden_size "
             "the activations)"
         )

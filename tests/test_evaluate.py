@@ -421,3 +421,19 @@ def test_a_cancel_is_answered_while_a_matching_is_still_solving(monkeypatch):
         ev._both_matchings(x, x, x, 3, "assignment", 0.1, lambda *a: None, token)
     assert not finished  # answered while both solvers were still busy
     release.set()
+
+
+def test_an_evaluation_imports_neither_pot_nor_scipy_cluster_unless_it_needs_them():
+    """POT and scipy.cluster take seconds to import; a plain exact matching needs neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from hmmrnn.analyses import registry; registry.all_specs(); "
+        "from hmmrnn.evaluate import matched_distances; "
+        "a = np.random.default_rng(0).integers(0, 3, (40, 12)); "
+        "b = np.random.default_rng(1).integers(0, 3, (40, 12)); "
+        "matched_distances(a, b, 3); print('ot' in sys.modules, 'scipy.cluster' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -22,7 +22,6 @@ from typing import Annotated, Literal
 import contourpy
 import numpy as np
 import torch
-from scipy.cluster.hierarchy import fcluster, linkage
 
 from hmmrnn.analyses.base import ProgressFn, Result, check_cancel, no_progress
 from hmmrnn.analyses.dynamics import pair_runs
@@ -61,6 +60,10 @@ def dedup_labels(points: np.ndarray, tol: float) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
+    # deferred: scipy.cluster takes about a second to import, and every analysis run loads this
+    # module through the registry
+    from scipy.cluster.hierarchy import fcluster, linkage
+
     raw = fcluster(linkage(points, method="single"), t=tol, criterion="distance")
     _, first = np.unique(raw, return_index=True)
     order = {raw[i]: k for k, i in enumerate(sorted(first))}
