@@ -42,7 +42,7 @@ def one(batch: int, length: int, device_name: str) -> dict:
         batch_size=batch, epochs=1, learning_rates=[0.001],
     )  # fmt: skip
     device = resolve_device(device_name)
-    resources.require(resources.training_bytes(cfg), f"B {batch}, L {length}")
+    resources.require(resources.training_bytes(cfg), f"B {batch}, L {length}", device=device)
     before = peak_rss()  # torch and hmmrnn imported, nothing of the run made yet
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), device, None, None, None)

@@ -610,7 +610,7 @@ class SinkhornLoss:
 
     def _unit_diameter(self, y: Tensor, key: Hashable) -> float | None:
         """sqrt(D) when the keyed targets span [0, 1] in every coordinate, else None (measure)."""
-        if not isinstance(y, Tensor) or y.dim() != 2:
+        if not isinstance(y, Tensor) or y.dim() != 2 or 0 in y.shape:
             return None  # sinkhorn_divergence names the problem
         entry = self._spans.get((key, tuple(y.shape)))
         if entry is None or not entry[0].matches(y):

@@ -246,3 +246,12 @@ def test_compile_reaches_the_loss_and_needs_a_compiler_on_the_cpu(tmp_path, monk
     with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
         train(tiny(compile=True), tmp_path / "run", device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+def test_device_auto_trains_on_the_gpu_when_there_is_one(tmp_path):
+    """device="auto": CUDA when present (this test then exercises the GPU path), else the CPU."""
+    result = train(tiny(epochs=2), tmp_path / "run", device="auto")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert result.status == "finished" and info["device"].startswith(expected)
+    assert math.isfinite(result.best_val)
