@@ -321,3 +321,32 @@ def test_compiled_log_sum_exps_give_the_eager_loss():
     value, grad = ours_value_and_grad(x, y, compiled=True)
     assert float(value) == pytest.approx(float(eager_value), rel=1e-5)
     assert_close_rel(grad, eager_grad, 1e-4)
+
+
+def test_blocks_on_worker_threads_give_the_single_thread_loss(monkeypatch):
+    """Several intra-op threads: whole blocks go to single-threaded workers (robust on a shared
+    machine); the value and gradient are those of one thread doing every block."""
+    import threading
+
+    import hmmrnn.loss as loss_module
+
+    chosen: list[int] = []
+    original = loss_module._block_threads
+    monkeypatch.setattr(
+        loss_module, "_block_threads", lambda *a: chosen.append(original(*a)) or chosen[-1]
+    )
+    x = torch.softmax(gaussian(120, 30, 31, dtype=torch.float32).reshape(120, 10, 3), -1)
+    x = x.reshape(120, 30)
+    y = one_hot_cloud(100, 10, dtype=torch.float32, seed=32)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ours_value_and_grad(x, y, block_size=7)
+        torch.set_num_threads(2)
+        two = ours_value_and_grad(x, y, block_size=7)
+        workers = [t for t in threading.enumerate() if t.name.startswith("hmmrnn-loss")]
+    finally:
+        torch.set_num_threads(previous)
+    assert len(workers) >= 2 and set(chosen) == {1, 2}
+    assert float(two[0]) == pytest.approx(float(one[0]), rel=1e-6)
+    assert_close_rel(two[1], one[1], 1e-6)
