@@ -253,7 +253,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.on_batch = on_batch
         self.data = make_data(config, device)
-        self._batches: dict[tuple, tuple[torch.Tensor, list]] = {}
+        self._batches: dict[int, tuple[torch.Tensor, list]] = {}
         self.loss_fn = make_loss(config)
         self.floor = loss_floor(config, self.data, self.loss_fn)
         self.best_val = math.inf
@@ -350,12 +350,11 @@ class Trainer:
     def batches(self, data: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """The batches of a split, the same tensor objects every epoch: the loss recognises its
         cached targets by identity, without reading them back from the device."""
-        key = (data.data_ptr(), tuple(data.shape))
-        cached = self._batches.get(key)
-        if cached is None or cached[0] is not data:
+        cached = self._batches.get(id(data))  # the entry holds data, so its id stays its own
+        if cached is None:
             bs = self.config.batch_size
             views = [(i, data[s : s + bs]) for i, s in enumerate(range(0, data.shape[0], bs))]
-            cached = self._batches[key] = (data, views)
+            cached = self._batches[id(data)] = (data, views)
         return cached[1]
 
     def forward_outputs(self, model: HMMRNN, n: int, gen: torch.Generator) -> torch.Tensor:

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +33,18 @@ def _console(stderr: bool) -> Console:
 
 console = _console(stderr=False)
 console_err = _console(stderr=True)
+
+
+def tree_or_default(tree: Path | None) -> Path:
+    """The TREE argument, or the default tree (as `hmmrnn ls` picks it) with its note on stderr."""
+    if tree is not None:
+        return tree
+    from hmmrnn import api
+
+    tree, note = api.default_tree()
+    if note:
+        console_err.print(f"[dim]{note}[/]")
+    return tree
 
 
 @contextlib.contextmanager

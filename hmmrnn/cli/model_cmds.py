@@ -17,8 +17,8 @@ from hmmrnn.cli.common import (
     UserError,
     add_schema_flags,
     console,
-    console_err,
     schema_values,
+    tree_or_default,
 )
 
 
@@ -64,10 +64,7 @@ def register(sub) -> None:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    if args.tree is None:
-        args.tree, note = api.default_tree()
-        if note:
-            console_err.print(f"[dim]{note}[/]")
+    args.tree = tree_or_default(args.tree)
     entries = api.discover(args.tree)
     rows = [api.entry_row(e) for e in entries]
     if args.json:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from hmmrnn import api
-from hmmrnn.cli.common import EXIT_CANCELLED, EXIT_OK, console, console_err
+from hmmrnn.cli.common import EXIT_CANCELLED, EXIT_OK, console, console_err, tree_or_default
 
 _COLOURS = {"agrees": "green", "near": "yellow", "differs": "red"}
 
@@ -51,10 +51,7 @@ def register(sub) -> None:
 def run_reproduce(args: argparse.Namespace) -> int:
     from hmmrnn.cli.progress import run_cancellable
 
-    if args.tree is None:
-        args.tree, note = api.default_tree()
-        if note:
-            console_err.print(f"[dim]{note}[/]")
+    args.tree = tree_or_default(args.tree)
 
     def job(progress, cancel):
         return api.reproduce(
