@@ -50,6 +50,7 @@ STUDY_MAX_ITER = 20_000
 MAX_PAIRS = 250_000_000  # 2 GB of float64 distances
 DEFAULT_SEQ_LEN = 30  # the config's default sequence length, used when seq_len is None
 FREQUENT_ROW_SHARE = 0.05  # transition rows checked by transition_error: symbols emitted >= 5%
+_PROGRESS_TICK = 0.5  # seconds between progress reports while the matchings run
 _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <= half the full one
 LEGACY_FORMAT = (
     "hmmrnn.evaluation/1"  # flat evaluation.json written before results had a run header
@@ -620,8 +621,11 @@ def compare_outputs(
     size = f"{ref.shape[0]} x {ref.shape[0]} sequences" + (
         " (exact)" if method == "assignment" else ""
     )
-    progress(0.0, f"matching the HMM baseline and the RNN: 2 x {size}")
-    base, test = _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel)
+    label = f"matching the HMM baseline and the RNN: 2 x {size}"
+    progress(0.0, label)
+    base, test = _both_matchings(
+        other, gen, ref, num_outputs, method, reg, lambda f, m: progress(0.95 * f, m), cancel, label
+    )
     check_cancel(cancel)
     progress(0.95, "sequence statistics")
 
@@ -674,11 +678,22 @@ def compare_outputs(
     )
 
 
-def _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel=None):
+def _expected_matching_seconds(n: int, method: str) -> float:
+    """Rough time of one matching of n x n sequences, for the progress bar only. On this
+    project's 2-core CPU at n 5,000, L 100: 4-5 s for the exact assignment, 10-20 s for the
+    study's Sinkhorn; both grow about as n^2 (each row's search scans a row)."""
+    return max(0.05, (1.6e-7 if method == "assignment" else 5e-7) * n * n)
+
+
+def _both_matchings(
+    other, gen, ref, num_outputs, method, reg, progress, cancel=None, label="matching"
+):
     """The baseline's and the RNN's matchings to the reference, side by side where there are two
     cores: each is one solver call that releases the GIL (scipy's assignment, POT's emd), and
     they dominate an evaluation (2 x 3.3 s at n 5,000, L 100 on this project's CPU).
 
+    A solver call reports nothing inside, so the bar moves by the time spent against an expected
+    time (never past 95% of a matching until it is done) and the message counts the seconds.
     A solver call cannot be interrupted, so the matchings run in daemon threads and a cancel is
     answered at once: the threads finish on their own and their results are dropped (daemon, so
     quitting never waits for them).
@@ -689,6 +704,7 @@ def _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel=
     from hmmrnn.analyses.base import check_cancel
 
     results: dict[int, Any] = {}
+    began: dict[int, float] = {}
 
     def solve(i: int, x) -> None:
         try:
@@ -697,15 +713,21 @@ def _both_matchings(other, gen, ref, num_outputs, method, reg, progress, cancel=
             results[i] = exc
 
     parallel = (os.cpu_count() or 1) > 1
-    sets, started, told = (other, gen), 0, False
+    expected = _expected_matching_seconds(len(ref), method)
+    sets, started, start, told = (other, gen), 0, time.monotonic(), 0.0
     while len(results) < 2:
         if started < 2 and (parallel or len(results) == started):  # one core: one at a time
+            began[started] = time.monotonic()
             threading.Thread(target=solve, args=(started, sets[started]), daemon=True).start()
             started += 1
         check_cancel(cancel)
-        if 0 in results and not told:
-            progress(0.5, "matching: the HMM baseline is done")
-            told = True
+        now = time.monotonic()
+        if now - told >= _PROGRESS_TICK:
+            shares = [1.0 if i in results else min(0.95, (now - began[i]) / expected)
+                      for i in began]  # fmt: skip
+            done = "; the HMM baseline is done" if 0 in results else ""
+            progress(sum(shares) / 2, f"{label}: {now - start:.0f} s{done}")
+            told = now
         time.sleep(0.02)
     for value in results.values():
         if isinstance(value, BaseException):

@@ -423,6 +423,31 @@ def test_a_cancel_is_answered_while_a_matching_is_still_solving(monkeypatch):
     release.set()
 
 
+def test_the_bar_moves_while_the_solvers_run(monkeypatch):
+    """A solver reports nothing inside: the bar advances by elapsed time against the expected
+    time, never to the end before the matchings are done, and the message counts seconds."""
+    import time
+
+    from hmmrnn import evaluate as ev
+
+    def slow(x, *args, **kwargs):
+        time.sleep(0.6 if x is first else 0.9)
+        return "matched"
+
+    monkeypatch.setattr(ev, "matched_distances", slow)
+    monkeypatch.setattr(ev, "_PROGRESS_TICK", 0.1)
+    monkeypatch.setattr(ev, "_expected_matching_seconds", lambda n, method: 1.0)
+    first, second = np.zeros((4, 3), dtype=int), np.ones((4, 3), dtype=int)
+    reports = []
+    ev._both_matchings(first, second, first, 3, "assignment", 0.1,
+                       lambda f, m: reports.append((f, m)), None, "matching 2 x 4")  # fmt: skip
+    fractions = [f for f, _ in reports]
+    assert len(reports) >= 5 and fractions == sorted(fractions)
+    assert len(set(fractions)) >= 5 and 0 < fractions[-1] < 1
+    assert all(m.startswith("matching 2 x 4: ") and " s" in m for _, m in reports)
+    assert any("baseline is done" in m for _, m in reports[-2:])
+
+
 def test_an_evaluation_imports_neither_pot_nor_scipy_cluster_unless_it_needs_them():
     """POT and scipy.cluster take seconds to import; a plain exact matching needs neither."""
     import subprocess

@@ -283,9 +283,15 @@ def test_unit_box_measures_when_the_targets_miss_a_corner():
     y = one_hot_cloud(40, 5, dtype=torch.float32, seed=23)
     y[:, 0] = 0.0
     x = torch.softmax(gaussian(40, 15, 24, dtype=torch.float32) * 0.1, -1)
-    unit = SinkhornLoss(unit_box=True)(x, y, target_key=0)
+    loss = SinkhornLoss(unit_box=True)
+    unit = loss(x, y, target_key=0)
     assert torch.equal(unit, sinkhorn_divergence(x, y))
-    assert not torch.equal(unit, sinkhorn_divergence(x, y, diameter=math.sqrt(15)))
+    # the schedule (part of the cache key) starts at the measured box, not at sqrt(15)
+    (cache_key,) = list(loss.cache)
+    measured = float(
+        (torch.maximum(x.amax(0), y.amax(0)) - torch.minimum(x.amin(0), y.amin(0))).norm()
+    )
+    assert cache_key[1][0] == pytest.approx(measured**2) and measured**2 < 14.5
 
 
 def test_target_record_sees_an_in_place_change():
