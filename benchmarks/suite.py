@@ -330,6 +330,19 @@ def evaluation(size: dict, device: str) -> Row:
                goal="< 5 s idle, < 8 s with one busy core")  # fmt: skip
 
 
+def evaluation_study(size: dict, device: str) -> Row:
+    """The same evaluation with the study's matching (its entropic plan and argmax pairing)."""
+    from hmmrnn import api
+
+    loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
+    params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"], "method": "study"}
+    mine, _ = alternate(
+        lambda: api.evaluate(loaded, params, save=False, use_cache=False), None, size["repeats"]
+    )
+    return Row(f"evaluation, study matching, n {size['eval_n']}, L {size['eval_len']} "
+               "(shipped Two)", device, mine, goal="< 5 s")  # fmt: skip
+
+
 def residency(size: dict, device: str) -> Row:
     import sys
 
@@ -400,6 +413,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "epoch": epoch,
     "matching": matching,
     "evaluation": evaluation,
+    "evaluation-study": evaluation_study,
     "residency": residency,
     "fixed-points": fixed_points,
     "ablation": ablation,

@@ -129,8 +129,15 @@ def plain_study_partners(a, b, eps=0.1, tol=0.1):
     return plan.argmax(axis=1), cost
 
 
+@pytest.mark.parametrize("sweep_bytes", [None, 300])
 @pytest.mark.parametrize("eps", [0.1, 0.5])
-def test_study_matching_equals_the_plain_log_domain_iteration(eps):
+def test_study_matching_equals_the_plain_log_domain_iteration(eps, sweep_bytes, monkeypatch):
+    """Also with blocks of a row or two (sweep_bytes 300): the blocked sweeps and log-sum-exps
+    give the single block's iterates."""
+    from hmmrnn import evaluate as ev
+
+    if sweep_bytes:
+        monkeypatch.setattr(ev, "_SWEEP_BYTES", sweep_bytes)
     rng = np.random.default_rng(5)
     a = rng.integers(0, 3, (60, 12))
     b = rng.integers(0, 3, (50, 12))
@@ -142,6 +149,43 @@ def test_study_matching_equals_the_plain_log_domain_iteration(eps):
     np.testing.assert_allclose(r.distances, cost[np.arange(60), partners])
     assert r.method == "study" and 0 < r.unique_fraction < 1
     assert r.unique_fraction == np.unique(r.partners).size / 60
+
+
+def test_the_float32_study_kernel_keeps_the_float64_partners(monkeypatch):
+    """The kernel's storage precision: on HMM samples the same pairing, at most a near-tie apart."""
+    from hmmrnn import evaluate as ev
+
+    hmm = ExperimentConfig.from_preset("Two").build_hmm()
+    rng = np.random.default_rng(6)
+    ref, other = (hmm.sample(1200, 40, rng).outputs for _ in range(2))
+    single = matched_distances(other, ref, 3, method="study")
+    monkeypatch.setattr(ev, "_KERNEL_DTYPE", np.float64)
+    double = matched_distances(other, ref, 3, method="study")
+    assert (single.partners != double.partners).sum() <= 2
+    assert single.mean == pytest.approx(double.mean, rel=1e-5)
+
+
+def test_study_matchings_run_one_after_the_other(monkeypatch):
+    """Memory-bound sweeps: two at once were slower than in turn. Assignments overlap."""
+    import time
+
+    from hmmrnn import evaluate as ev
+
+    spans = []
+
+    def solve(*args, **kwargs):
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(ev, "matched_distances", solve)
+    monkeypatch.setattr(ev.os, "cpu_count", lambda: 2)
+    x = np.zeros((4, 3), dtype=int)
+    for method in ("study", "assignment"):
+        spans.clear()
+        ev._both_matchings(x, x, x, 3, method, 0.1, lambda *a: None)
+        (s0, e0), (s1, e1) = sorted(spans)
+        assert (s1 >= e0) == (method == "study")
 
 
 @pytest.mark.slow
