@@ -721,10 +721,9 @@ def compare_outputs(
         return gen
 
     # Each matching is one solver call that reports nothing inside: say what it is and its size.
-    size = f"{ref.shape[0]} x {ref.shape[0]} sequences" + (
-        " (exact)" if method == "assignment" else ""
-    )
-    label = f"matching the HMM baseline and the RNN: 2 x {size}"
+    kind = "exact" if method == "assignment" else "study"
+    # short: a status line also names the model, and the seconds come at the end
+    label = f"matching 2 x {ref.shape[0]} x {ref.shape[0]} ({kind})"
     progress(0.0, label)
     base, test, gen = _both_matchings(
         other,
@@ -844,7 +843,7 @@ def _both_matchings(
         if now - told >= _PROGRESS_TICK:
             shares = [1.0 if i in results else min(0.95, (now - began[i]) / expected)
                       for i in began]  # fmt: skip
-            done = "; the HMM baseline is done" if 0 in results else ""
+            done = ", baseline done" if 0 in results else ""
             progress(sum(shares) / 2, f"{label}: {now - start:.0f} s{done}")
             told = now
         time.sleep(0.02)
