@@ -172,7 +172,7 @@ def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.n
 
 def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) -> np.ndarray:
     """Partners (indices into b) of an optimal one-to-one assignment minimising summed distance."""
-    n, length = a.shape
+    n = a.shape[0]
     ua, _, inv_a, ca = _dedup(a)
     ub, _, inv_b, cb = _dedup(b)
     small = ua.shape[0] * ub.shape[0] <= _DEDUP_RATIO * n * n

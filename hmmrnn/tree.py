@@ -17,14 +17,18 @@ from pathlib import Path
 from hmmrnn.config import ConfigError, ExperimentConfig
 from hmmrnn.errors import UserError
 from hmmrnn.io import ModelFileError, atomic_torch_save, parse_records, safe_torch_load
-from hmmrnn.runstate import is_running, pid_alive, run_state  # noqa: F401 - re-exported
+from hmmrnn.runstate import (  # noqa: F401 - re-exported
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    RUN_NAME,
+    is_running,
+    pid_alive,
+    run_state,
+)
 
 CONFIG_NAME = "config.json"
 MODELS_DIR = "models"
 EVOLUTION_DIR = "evolution"
-METRICS_NAME = "metrics.jsonl"
-RUN_NAME = "run.json"
-CHECKPOINT_NAME = "checkpoint.pt"
 EVALUATION_NAME = "evaluation.json"
 RESULTS_NAME = "training_results.json"  # the research code's loss curves
 
