@@ -221,7 +221,9 @@ def _full_assignment(
     return partners
 
 
-def _study_match(a: np.ndarray, b: np.ndarray, num_outputs: int, eps: float) -> np.ndarray:
+def _study_match(
+    a: np.ndarray, b: np.ndarray, num_outputs: int, eps: float, on_progress: Any = None
+) -> np.ndarray:
     """Partners (indices into b) by the study's entropic plan, computed on unique points.
 
     Copies of a sequence share their dual potentials, so the problem on unique points with counts
@@ -232,7 +234,7 @@ def _study_match(a: np.ndarray, b: np.ndarray, num_outputs: int, eps: float) -> 
     ub, first_b, _, cb = _dedup(b)
     _check_pairs(ua.shape[0], ub.shape[0])
     cost = distance_matrix(ua, ub, num_outputs)
-    g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps)
+    g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress)
     best = np.empty(cost.shape[0], dtype=np.intp)
     starts = _row_blocks(*cost.shape)
     for start in starts:  # the argmax of each row of the plan, g_j - C_ij, by blocks
@@ -241,7 +243,9 @@ def _study_match(a: np.ndarray, b: np.ndarray, num_outputs: int, eps: float) -> 
     return first_b[best][inv_a]
 
 
-def _sinkhorn_potentials(cost: np.ndarray, ca: np.ndarray, cb: np.ndarray, eps: float):
+def _sinkhorn_potentials(
+    cost: np.ndarray, ca: np.ndarray, cb: np.ndarray, eps: float, on_progress: Any = None
+):
     """The second set's dual potential g after the study's Sinkhorn iterations.
 
     The iterates are those of the log-domain updates f = -eps LSE_j((g_j - C_ij)/eps + log b_j),
@@ -253,12 +257,17 @@ def _sinkhorn_potentials(cost: np.ndarray, ca: np.ndarray, cb: np.ndarray, eps: 
     The iterations are bound by memory traffic: both products of an iteration are taken on each
     block of kernel rows while it is in cache (``_kernel_sweep``), one pass over the kernel instead
     of two, and the log-domain steps and the kernel are computed block by block in place.
+
+    The summed move falls about geometrically to the stopping threshold, so log(first move /
+    move) against log(first move / threshold) is the share of the way done, told to
+    `on_progress` after each iteration (never backwards).
     """
     la, lb = np.log(ca / ca.sum()), np.log(cb / cb.sum())
     a, b = ca / ca.sum(), cb / cb.sum()
     f, g = np.zeros(len(ca)), np.zeros(len(cb))
     f0, g0, beta = f, g, np.ones(len(cb))
     kernel, buffer = None, np.empty(cost.shape, dtype=_KERNEL_DTYPE)
+    first, done = None, 0.0  # the first summed move, and the share told so far
     for _ in range(STUDY_MAX_ITER):
         step = None
         if kernel is not None:
@@ -277,6 +286,11 @@ def _sinkhorn_potentials(cost: np.ndarray, ca: np.ndarray, cb: np.ndarray, eps: 
         f, g = step
         if moved < STUDY_TOL:
             return g
+        if on_progress is not None:
+            first = first if first is not None else moved
+            share = math.log(first / moved) / math.log(first / STUDY_TOL) if first > moved else 0
+            done = max(done, min(0.99, share))
+            on_progress(done)
         if kernel is None:
             f0, g0, beta = f, g, np.ones(len(cb))
             kernel = _gibbs_kernel(cost, f0, g0, eps, buffer)
@@ -369,12 +383,15 @@ def matched_distances(
     reg: float = 0.1,
     *,
     dedup: bool | None = None,
+    on_progress: Any = None,
 ) -> MatchResult:
     """Pair each sequence of `a` with one of `b` and return the Euclidean distances of the pairs.
 
     method "assignment" (one-to-one, needs len(a) == len(b)) or "study" (the study's Sinkhorn plan
     with absolute epsilon = reg on the Euclidean cost, argmax pairing). `dedup` forces (True) or forbids
     (False) solving the assignment on merged repeated sequences; None chooses by problem size.
+    `on_progress(fraction)` is told how far the study's iterations have converged (the exact
+    assignment is one solver call and tells nothing).
     """
     if method not in MATCH_METHODS:
         raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
@@ -391,7 +408,7 @@ def matched_distances(
     else:
         if not (reg > 0 and math.isfinite(reg)):
             raise ValueError(f"reg must be a positive number, got {reg!r}")
-        partners = _study_match(a, b, num_outputs, float(reg))
+        partners = _study_match(a, b, num_outputs, float(reg), on_progress)
     mismatches = (a != b[partners]).sum(axis=1)
     distances = np.sqrt(2.0 * mismatches)
     return MatchResult(
@@ -805,8 +822,9 @@ def _both_matchings(
     `gen` may be a function returning the RNN's outputs: it runs once the baseline's matching has
     started, so generating them overlaps with it. Returns both matchings and the outputs.
 
-    A solver call reports nothing inside, so the bar moves by the time spent against an expected
-    time (never past 95% of a matching until it is done) and the message counts the seconds.
+    The study's iterations say how far they have converged; an exact assignment is one solver
+    call that reports nothing inside, so there the bar moves by the time spent against an expected
+    time (never past 95% of a matching until it is done). The message counts the seconds.
     A solver call cannot be interrupted, so the matchings run in daemon threads and a cancel is
     answered at once: the threads finish on their own and their results are dropped (daemon, so
     quitting never waits for them).
@@ -818,10 +836,14 @@ def _both_matchings(
 
     results: dict[int, Any] = {}
     began: dict[int, float] = {}
+    converged: dict[int, float] = {}  # the study's own measure of how far each matching is
 
     def solve(i: int, x) -> None:
+        def report(fraction: float) -> None:
+            converged[i] = fraction
+
         try:
-            results[i] = matched_distances(x, ref, num_outputs, method, reg)
+            results[i] = matched_distances(x, ref, num_outputs, method, reg, on_progress=report)
         except BaseException as exc:  # handed to the waiting caller
             results[i] = exc
 
@@ -841,8 +863,10 @@ def _both_matchings(
         check_cancel(cancel)
         now = time.monotonic()
         if now - told >= _PROGRESS_TICK:
-            shares = [1.0 if i in results else min(0.95, (now - began[i]) / expected)
-                      for i in began]  # fmt: skip
+            shares = [
+                1.0 if i in results else converged.get(i, min(0.95, (now - began[i]) / expected))
+                for i in began
+            ]
             done = ", baseline done" if 0 in results else ""
             progress(sum(shares) / 2, f"{label}: {now - start:.0f} s{done}")
             told = now

@@ -165,6 +165,18 @@ def test_the_float32_study_kernel_keeps_the_float64_partners(monkeypatch):
     assert single.mean == pytest.approx(double.mean, rel=1e-5)
 
 
+def test_the_study_matching_says_how_far_it_has_converged():
+    """log(first move / move) against log(first move / threshold): rising, short of 1."""
+    hmm = ExperimentConfig.from_preset("Two").build_hmm()
+    rng = np.random.default_rng(7)
+    a, b = (hmm.sample(400, 40, rng).outputs for _ in range(2))
+    seen = []
+    matched_distances(a, b, 3, method="study", on_progress=seen.append)
+    assert len(seen) > 10 and seen == sorted(seen)
+    assert seen[0] == 0 and 0.9 < seen[-1] < 1
+    assert matched_distances(a, b, 3, on_progress=seen.append).method == "assignment"
+
+
 def test_study_matchings_run_one_after_the_other(monkeypatch):
     """Memory-bound sweeps: two at once were slower than in turn. Assignments overlap."""
     import time
