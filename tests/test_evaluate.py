@@ -177,6 +177,98 @@ def test_the_study_matching_says_how_far_it_has_converged():
     assert matched_distances(a, b, 3, on_progress=seen.append).method == "assignment"
 
 
+def test_small_epsilons_keep_the_float64_pairing():
+    """At reg 0.03 the plan's argmax margins are about 1e-15: the returned potential is taken in
+    float64, so the float32 kernel's noise does not decide them (it paired 919 of these 3,000
+    sequences, each with an identical partner available, with another)."""
+    from hmmrnn import evaluate as ev
+
+    hmm = ExperimentConfig.from_preset("Three").build_hmm()
+    rng = np.random.default_rng(101)
+    hmm.sample(2000, 10, rng), hmm.sample(2000, 10, rng)
+    a, b = hmm.sample(3000, 3, rng).outputs, hmm.sample(3000, 3, rng).outputs
+    single = matched_distances(a, b, 3, method="study", reg=0.03)
+    try:
+        ev._KERNEL_DTYPE = np.float64
+        double = matched_distances(a, b, 3, method="study", reg=0.03)
+    finally:
+        ev._KERNEL_DTYPE = np.float32
+    assert single.mean == double.mean == 0.0
+    np.testing.assert_array_equal(single.partners, double.partners)
+
+
+def _fake_study(monkeypatch, behaviour):
+    """matched_distances replaced by `behaviour(call_index, on_progress)`; returns the calls."""
+    from hmmrnn import evaluate as ev
+
+    calls = []
+
+    def fake(x, *args, on_progress=None, **kwargs):
+        calls.append(x)
+        return behaviour(len(calls) - 1, on_progress)
+
+    monkeypatch.setattr(ev, "matched_distances", fake)
+    return calls
+
+
+def test_a_failed_matching_is_raised_at_once_and_stops_the_rest(monkeypatch):
+    import time
+
+    from hmmrnn import evaluate as ev
+
+    def behaviour(i, on_progress):
+        if i == 0:
+            raise ValueError("did not settle")
+        time.sleep(2)
+
+    calls = _fake_study(monkeypatch, behaviour)
+    x = np.zeros((4, 3), dtype=int)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="did not settle"):
+        ev._both_matchings(x, x, x, 3, "study", 0.1, lambda *a: None)
+    assert time.monotonic() - start < 1.0 and len(calls) == 1  # the RNN's was never started
+
+    stopped = []
+
+    def iterating(i, on_progress):  # a study matching still running when the evaluation fails
+        try:
+            for _ in range(300):
+                on_progress(0.1)
+                time.sleep(0.01)
+        except ev._Abandoned:
+            stopped.append(True)
+
+    def failing_generation():
+        raise RuntimeError("generation failed")
+
+    _fake_study(monkeypatch, iterating)
+    with pytest.raises(RuntimeError, match="generation failed"):
+        ev._both_matchings(x, failing_generation, x, 3, "study", 0.1, lambda *a: None)
+    time.sleep(0.2)
+    assert stopped == [True]
+
+
+def test_the_bar_never_goes_back_when_convergence_reports_start(monkeypatch):
+    """Time-based at first, then the study's own measure (which starts low): the larger holds."""
+    import time
+
+    from hmmrnn import evaluate as ev
+
+    def behaviour(i, on_progress):
+        time.sleep(0.35)
+        for share in (0.01, 0.2, 0.9):
+            on_progress(share)
+            time.sleep(0.25)
+
+    _fake_study(monkeypatch, behaviour)
+    monkeypatch.setattr(ev, "_PROGRESS_TICK", 0.05)
+    monkeypatch.setattr(ev, "_expected_matching_seconds", lambda n, method: 0.5)
+    x = np.zeros((4, 3), dtype=int)
+    fractions = []
+    ev._both_matchings(x, x, x, 3, "study", 0.1, lambda f, m: fractions.append(f))
+    assert fractions == sorted(fractions) and len(set(fractions)) > 5
+
+
 def test_study_matchings_run_one_after_the_other(monkeypatch):
     """Memory-bound sweeps: two at once were slower than in turn. Assignments overlap."""
     import time
