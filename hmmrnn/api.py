@@ -761,11 +761,21 @@ def evaluation_flags(result) -> list[str]:
     return flags
 
 
+def figure(name: str):
+    """Figure `name`'s entry (FigureEntry); a UserError naming the choices if there is none."""
+    from hmmrnn.figures.catalog import get_figure
+
+    return get_figure(name)
+
+
 def figure_takes_params(name: str) -> bool:
     """Whether a figure takes parameters (an analysis's, or the tree figures' protocol)."""
     from hmmrnn.figures.catalog import LOSS_CURVES
 
-    return figures()[name].analysis != LOSS_CURVES if name in figures() else False
+    try:
+        return figure(name).analysis != LOSS_CURVES
+    except UserError:
+        return False
 
 
 def figure_schema(name: str):
@@ -773,7 +783,7 @@ def figure_schema(name: str):
     from hmmrnn.figures.catalog import LOSS_CURVES, TREE, TREE_PCA
     from hmmrnn.params import Schema
 
-    entry = figures()[name]
+    entry = figure(name)
     if entry.analysis == TREE:
         from hmmrnn.tree_evaluations import tree_figure_params
 

@@ -77,9 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.model is None or args.figure is None:
         raise UserError("usage: hmmrnn export MODEL FIGURE [--format pdf,svg,png] [--out DIR]")
-    entry = api.figures().get(args.figure)
-    if entry is None:
-        raise UserError(f"unknown figure {args.figure!r}; choose one of {', '.join(api.figures())}")
+    entry = api.figure(args.figure)
     plain = not api.figure_takes_params(entry.name)
     if "-h" in tokens or "--help" in tokens:
         text = f"{entry.name}: {entry.help}"
