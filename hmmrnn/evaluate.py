@@ -144,10 +144,9 @@ def distance_matrix(a: np.ndarray, b: np.ndarray, num_outputs: int) -> np.ndarra
     b = _as_outputs(b, num_outputs, "b")
     matches = _match_counts(a, b, num_outputs)
     out = np.empty(matches.shape)
-    starts = _row_blocks(*matches.shape)
-    for start in starts:
-        part = out[start : start + starts.step]
-        np.subtract(a.shape[1], matches[start : start + starts.step], out=part)
+    for rows in _row_blocks(*matches.shape):
+        part = out[rows]
+        np.subtract(a.shape[1], matches[rows], out=part)
         part *= 2.0
         np.sqrt(part, out=part)
     return out
@@ -236,10 +235,11 @@ def _study_match(
     cost = distance_matrix(ua, ub, num_outputs)
     g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress)
     best = np.empty(cost.shape[0], dtype=np.intp)
-    starts = _row_blocks(*cost.shape)
-    for start in starts:  # the argmax of each row of the plan, g_j - C_ij, by blocks
-        part = np.subtract(g, cost[start : start + starts.step])
-        best[start : start + starts.step] = part.argmax(axis=1)
+    for rows in _row_blocks(
+        *cost.shape
+    ):  # the argmax of each row of the plan, g_j - C_ij, by blocks
+        part = np.subtract(g, cost[rows])
+        best[rows] = part.argmax(axis=1)
     return first_b[best][inv_a]
 
 
@@ -302,9 +302,10 @@ def _sinkhorn_potentials(
     )
 
 
-def _row_blocks(n_rows: int, n_cols: int, itemsize: int = 8) -> range:
-    """Starts of row blocks of about _SWEEP_BYTES each (at least one row)."""
-    return range(0, n_rows, max(1, _SWEEP_BYTES // (itemsize * max(1, n_cols))))
+def _row_blocks(n_rows: int, n_cols: int, itemsize: int = 8) -> list[slice]:
+    """Row blocks of about _SWEEP_BYTES each (at least one row)."""
+    step = max(1, _SWEEP_BYTES // (itemsize * max(1, n_cols)))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
 
 
 def _kernel_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
@@ -313,12 +314,11 @@ def _kernel_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
     alpha = np.empty(kernel.shape[0])
     acc = np.zeros(kernel.shape[1])
     v = v.astype(kernel.dtype)
-    starts = _row_blocks(*kernel.shape, kernel.itemsize)
-    for start in starts:
-        block = kernel[start : start + starts.step]
-        part = alpha[start : start + starts.step]
+    for rows in _row_blocks(*kernel.shape, kernel.itemsize):
+        block = kernel[rows]
+        part = alpha[rows]
         np.divide(1.0, block @ v, out=part)
-        acc += (part * a[start : start + starts.step]).astype(kernel.dtype) @ block
+        acc += (part * a[rows]).astype(kernel.dtype) @ block
     return alpha, 1.0 / acc
 
 
@@ -326,14 +326,13 @@ def _soft_min_rows(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: floa
     """LSE_j((h_j - C_ij)/eps + log_w_j) for every row i, block by block."""
     out = np.empty(cost.shape[0])
     shift = h / eps + log_w
-    starts = _row_blocks(*cost.shape)
-    for start in starts:
-        z = cost[start : start + starts.step] * (-1.0 / eps)
+    for rows in _row_blocks(*cost.shape):
+        z = cost[rows] * (-1.0 / eps)
         z += shift
         top = z.max(axis=1, keepdims=True)
         z -= top
         np.exp(z, out=z)
-        out[start : start + starts.step] = np.log(z.sum(axis=1)) + top[:, 0]
+        out[rows] = np.log(z.sum(axis=1)) + top[:, 0]
     return out
 
 
@@ -341,16 +340,16 @@ def _soft_min_cols(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: floa
     """LSE_i((h_i - C_ij)/eps + log_w_i) for every column j: two passes over row blocks (the
     column maxima, then the shifted sums), so no transposed copy is made."""
     shift = h / eps + log_w
-    starts = _row_blocks(*cost.shape)
+    blocks = _row_blocks(*cost.shape)
     top = np.full(cost.shape[1], -np.inf)
-    for start in starts:
-        z = cost[start : start + starts.step] * (-1.0 / eps)
-        z += shift[start : start + starts.step, None]
+    for rows in blocks:
+        z = cost[rows] * (-1.0 / eps)
+        z += shift[rows, None]
         np.maximum(top, z.max(axis=0), out=top)
     total = np.zeros(cost.shape[1])
-    for start in starts:
-        z = cost[start : start + starts.step] * (-1.0 / eps)
-        z += shift[start : start + starts.step, None]
+    for rows in blocks:
+        z = cost[rows] * (-1.0 / eps)
+        z += shift[rows, None]
         z -= top
         np.exp(z, out=z)
         total += z.sum(axis=0)
@@ -360,12 +359,11 @@ def _soft_min_cols(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: floa
 def _gibbs_kernel(cost, f0, g0, eps, out: np.ndarray) -> np.ndarray:
     """exp((f0_i + g0_j - C_ij) / eps) into `out`: the exponent in float64 block by block (its
     terms are hundreds and cancel), stored in the kernel's precision."""
-    starts = _row_blocks(*cost.shape)
-    for start in starts:
-        z = cost[start : start + starts.step] * (-1.0 / eps)
-        z += (f0[start : start + starts.step] / eps)[:, None]
+    for rows in _row_blocks(*cost.shape):
+        z = cost[rows] * (-1.0 / eps)
+        z += (f0[rows] / eps)[:, None]
         z += g0 / eps
-        out[start : start + starts.step] = np.exp(z, out=z)
+        out[rows] = np.exp(z, out=z)
     return out
 
 

@@ -78,11 +78,12 @@ def training_bytes(config) -> float:
     weights = (hidden * inputs + hidden * hidden + k * hidden) * FLOAT * 4
     batch = min(config.batch_size, config.num_seq)
     activations = batch * length * (hidden * 5 + inputs + k * 8) * FLOAT
-    cost = (batch * batch + min(batch * batch, _LOSS_BLOCK)) * FLOAT
+    from hmmrnn.loss import _GPU_BLOCK_ELEMENTS  # the loss's largest work block, in entries
+
+    cost = (batch * batch + min(batch * batch, _GPU_BLOCK_ELEMENTS)) * FLOAT
     return float(_RUNTIME + data + weights + activations + cost)
 
 
-_LOSS_BLOCK = 1 << 25  # the loss's largest work block, in entries (hmmrnn.loss)
 _RUNTIME = 128 * 2**20  # what a run adds before its first batch (allocator arenas, lazy modules)
 
 
