@@ -235,9 +235,8 @@ def _study_match(
     cost = distance_matrix(ua, ub, num_outputs)
     g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress)
     best = np.empty(cost.shape[0], dtype=np.intp)
-    for rows in _row_blocks(
-        *cost.shape
-    ):  # the argmax of each row of the plan, g_j - C_ij, by blocks
+    # the argmax of each row of the plan, g_j - C_ij, by blocks
+    for rows in _row_blocks(*cost.shape):
         part = np.subtract(g, cost[rows])
         best[rows] = part.argmax(axis=1)
     return first_b[best][inv_a]
