@@ -13,10 +13,13 @@ per-sequence distances reported are nevertheless exact, one per input sequence.
 Two matchings are offered, and every result says which one it used:
 
 * ``"assignment"`` (default): a one-to-one pairing of the two sets that minimises the sum of
-  Euclidean distances (an exact optimal assignment). Without repeated sequences it is solved by
-  ``scipy.optimize.linear_sum_assignment`` on the N x N distance matrix; when merging repeats makes
-  the problem at most half as large, by POT's exact network simplex ``ot.emd`` on the weighted points,
-  whose integer flow is then expanded back into a permutation. Both give the same optimal total.
+  Euclidean distances (an exact optimal assignment). Without many repeated sequences it is solved
+  on the N x N distance matrix by ``hmmrnn.assignment``: a sparse solve over the pairs that a rough
+  entropic solve's dual potentials single out, certified optimal against every pair by its duals
+  (scipy's dense ``linear_sum_assignment`` took two to five times as long); when merging repeats
+  makes the problem at most half as large, by POT's exact network simplex ``ot.emd`` on the
+  weighted points, whose integer flow is then expanded back into a permutation. Both give the
+  same optimal total.
 * ``"study"``: the study's matching, exactly as it computed it (ANALYSES.md section 4). Entropic
   optimal transport between the two uniformly weighted sets with the plain Euclidean cost and an
   absolute epsilon ``reg`` (0.1), by Sinkhorn iterations on the dual potentials, stopped once the
@@ -58,6 +61,11 @@ _KERNEL_DTYPE = np.float32  # the study's kernel: half the memory traffic of flo
 _SWEEP_BYTES = 1 << 20  # rows of the study's kernel taken per block: both products while cached
 _PROGRESS_TICK = 0.5  # seconds between progress reports while the matchings run
 _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <= half the full one
+# The exact assignment's guess of its duals: an entropic solve at a twentieth of the mean distance,
+# stopped at a summed move of 1e-4 per potential (the study stops at 0.1 in all). Speed only.
+_GUESS_EPS_SHARE = 0.05
+_GUESS_TOL = 1e-4
+_GUESS_MAX_ITER = 500
 LEGACY_FORMAT = (
     "hmmrnn.evaluation/1"  # flat evaluation.json written before results had a run header
 )
@@ -169,19 +177,16 @@ def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.n
     return partners
 
 
-def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) -> np.ndarray:
+def _assign(
+    a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None, on_progress: Any = None
+) -> np.ndarray:
     """Partners (indices into b) of an optimal one-to-one assignment minimising summed distance."""
     n = a.shape[0]
     ua, _, inv_a, ca = _dedup(a)
     ub, _, inv_b, cb = _dedup(b)
     small = ua.shape[0] * ub.shape[0] <= _DEDUP_RATIO * n * n
-    use_dedup = small if dedup is None else dedup
-    # The solver augments one row at a time; rows with many exact copies tie, and ties make its
-    # augmenting paths long: an RNN's 5,000 outputs (4,638 distinct) as rows took 11.6 s, the
-    # HMM's (4,986 distinct) as rows 5.8 s, for the same optimum. Rows: the more varied side.
-    transpose = ua.shape[0] < ub.shape[0]
-    if not use_dedup:
-        return _full_assignment(a, b, num_outputs, transpose)
+    if not (small if dedup is None else dedup):
+        return _full_assignment(a, b, num_outputs, on_progress)
     import ot  # deferred: importing POT takes about a second, and most matchings never need it
 
     _check_pairs(ua.shape[0], ub.shape[0])
@@ -198,26 +203,38 @@ def _assign(a: np.ndarray, b: np.ndarray, num_outputs: int, dedup: bool | None) 
         and np.array_equal(flow_int.sum(axis=1), ca)
         and np.array_equal(flow_int.sum(axis=0), cb)
     ):
-        return _full_assignment(a, b, num_outputs, transpose)
+        return _full_assignment(a, b, num_outputs, on_progress)
     return _expand_flow(flow_int, inv_a, inv_b)
 
 
 def _full_assignment(
-    a: np.ndarray, b: np.ndarray, num_outputs: int, transpose: bool = False
+    a: np.ndarray, b: np.ndarray, num_outputs: int, on_progress: Any = None
 ) -> np.ndarray:
-    """Partners from scipy's assignment on the full N x N distance matrix (solved with b as the
-    rows when `transpose`: the same optimum, often found faster)."""
-    from scipy.optimize import linear_sum_assignment
+    """Partners from the certified sparse solver (hmmrnn.assignment) on the full N x N distance
+    matrix, its candidate pairs chosen by the dual potentials of a loose entropic solve at an
+    epsilon of a twentieth of the mean distance: cheap (a few dozen Sinkhorn iterations) and close
+    enough that one to four certification rounds find the optimum. `on_progress(fraction)` is
+    told the entropic solve's convergence (up to 60%) and then each round."""
+    from hmmrnn.assignment import exact_assignment
 
     _check_pairs(len(a), len(b))
-    partners = np.empty(len(a), dtype=np.int64)
-    if transpose:
-        rows, cols = linear_sum_assignment(distance_matrix(b, a, num_outputs))
-        partners[cols] = rows
-    else:
-        rows, cols = linear_sum_assignment(distance_matrix(a, b, num_outputs))
-        partners[rows] = cols
-    return partners
+    cost = distance_matrix(a, b, num_outputs)
+    n = cost.shape[0]
+    eps = _GUESS_EPS_SHARE * float(cost.mean())
+    guess = np.zeros(n)
+    if eps > 0:
+        told = (lambda f: on_progress(0.6 * f)) if on_progress is not None else None
+        try:
+            guess = _sinkhorn_potentials(cost, np.ones(n), np.ones(n), eps, told,
+                                         tol=_GUESS_TOL * 2 * n, max_iter=_GUESS_MAX_ITER)  # fmt: skip
+        except ValueError:  # unsettled: the plain reductions are a worse guess, not a wrong one
+            pass
+
+    def on_round(k: int) -> None:
+        if on_progress is not None:
+            on_progress(0.6 + 0.4 * (1.0 - 0.5**k))
+
+    return exact_assignment(cost, guess, 2.0 * eps, _row_blocks(n, n), on_round)
 
 
 def _study_match(
@@ -243,7 +260,13 @@ def _study_match(
 
 
 def _sinkhorn_potentials(
-    cost: np.ndarray, ca: np.ndarray, cb: np.ndarray, eps: float, on_progress: Any = None
+    cost: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    eps: float,
+    on_progress: Any = None,
+    tol: float = STUDY_TOL,
+    max_iter: int = STUDY_MAX_ITER,
 ):
     """The second set's dual potential g after the study's Sinkhorn iterations.
 
@@ -259,7 +282,8 @@ def _sinkhorn_potentials(
 
     The summed move falls about geometrically to the stopping threshold, so log(first move /
     move) against log(first move / threshold) is the share of the way done, told to
-    `on_progress` after each iteration (never backwards).
+    `on_progress` after each iteration (never backwards). `tol` and `max_iter` are the study's
+    unless a rougher solve will do (the exact assignment's guess of its duals).
     """
     la, lb = np.log(ca / ca.sum()), np.log(cb / cb.sum())
     a, b = ca / ca.sum(), cb / cb.sum()
@@ -267,7 +291,7 @@ def _sinkhorn_potentials(
     f0, g0, beta = f, g, np.ones(len(cb))
     kernel, buffer = None, np.empty(cost.shape, dtype=_KERNEL_DTYPE)
     first, done = None, 0.0  # the first summed move, and the share told so far
-    for _ in range(STUDY_MAX_ITER):
+    for _ in range(max_iter):
         step, by_kernel = None, kernel is not None
         if kernel is not None:
             with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -283,20 +307,20 @@ def _sinkhorn_potentials(
             step, kernel, by_kernel = (f_new, g_new), None, False
         moved = (ca * np.abs(step[0] - f)).sum() + (cb * np.abs(step[1] - g)).sum()
         f, g = step
-        if moved < STUDY_TOL:
+        if moved < tol:
             # The same g in exact arithmetic, taken in float64 from f: the float32 kernel's noise
             # (about eps 1e-7) would decide argmax margins that small epsilons make that thin.
             return -eps * _soft_min_cols(cost, f, la, eps) if by_kernel else g
         if on_progress is not None:
             first = first if first is not None else moved
-            share = math.log(first / moved) / math.log(first / STUDY_TOL) if first > moved else 0
+            share = math.log(first / moved) / math.log(first / tol) if first > moved else 0
             done = max(done, min(0.99, share))
             on_progress(done)
         if kernel is None:
             f0, g0, beta = f, g, np.ones(len(cb))
             kernel = _gibbs_kernel(cost, f0, g0, eps, buffer)
     raise ValueError(
-        f"the study's Sinkhorn matching did not settle in {STUDY_MAX_ITER} iterations "
+        f"the study's Sinkhorn matching did not settle in {max_iter} iterations "
         f"(epsilon {eps}); use a larger reg"
     )
 
@@ -389,8 +413,8 @@ def matched_distances(
     method "assignment" (one-to-one, needs len(a) == len(b)) or "study" (the study's Sinkhorn plan
     with absolute epsilon = reg on the Euclidean cost, argmax pairing). `dedup` forces (True) or forbids
     (False) solving the assignment on merged repeated sequences; None chooses by problem size.
-    `on_progress(fraction)` is told how far the study's iterations have converged (the exact
-    assignment is one solver call and tells nothing).
+    `on_progress(fraction)` is told how far the iterations have converged (the study's, or the
+    exact assignment's guess and rounds; POT's emd on merged repeats tells nothing).
     """
     if method not in MATCH_METHODS:
         raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
@@ -403,7 +427,7 @@ def matched_distances(
             raise ValueError(
                 f"a one-to-one assignment needs equal set sizes, got {a.shape[0]} and {b.shape[0]}"
             )
-        partners = _assign(a, b, num_outputs, dedup)
+        partners = _assign(a, b, num_outputs, dedup, on_progress)
     else:
         if not (reg > 0 and math.isfinite(reg)):
             raise ValueError(f"reg must be a positive number, got {reg!r}")
@@ -805,30 +829,32 @@ def compare_outputs(
 
 
 def _expected_matching_seconds(n: int, method: str) -> float:
-    """Rough time of one matching of n x n sequences, for the progress bar only. On this
-    project's 2-core CPU at n 5,000, L 100: 4-5 s for the exact assignment, 1-3 s for the
-    study's Sinkhorn; both grow about as n^2 (a row's search, a sweep, scan the matrix)."""
-    return max(0.05, (1.6e-7 if method == "assignment" else 1e-7) * n * n)
+    """Rough time of one matching of n x n sequences, for the progress bar until the matching
+    reports its own progress. On this project's 2-core CPU at n 5,000, L 100: about 2 s for the
+    exact assignment, 1-3 s for the study's Sinkhorn; both grow about as n^2 (passes over the
+    distance matrix)."""
+    return max(0.05, (8e-8 if method == "assignment" else 1e-7) * n * n)
 
 
 def _both_matchings(
     other, gen, ref, num_outputs, method, reg, progress, cancel=None, label="matching"
 ):
     """The baseline's and the RNN's matchings to the reference, which dominate an evaluation.
-    Exact assignments run side by side where there are two cores (each is one solver call that
-    releases the GIL: scipy's assignment, POT's emd); the study's matchings one after the other.
+    Exact assignments run side by side where there are two cores; the study's matchings one after
+    the other.
 
     `gen` may be a function returning the RNN's outputs: it runs once the baseline's matching has
     started, so generating them overlaps with it. Returns both matchings and the outputs.
 
-    The study's iterations say how far they have converged; an exact assignment is one solver
-    call that reports nothing inside, so there the bar moves by the time spent against an expected
-    time (never past 95% of a matching until it is done). The message counts the seconds.
+    Each matching says how far it is (the Sinkhorn iterations' convergence, then the exact
+    assignment's certification rounds; POT's emd reports nothing inside), and until it first does,
+    the bar moves by the time spent against an expected time (never past 95% of a matching until
+    it is done). The message counts the seconds.
 
     The matchings run in daemon threads, so a cancel, or a failure of either matching or of the
-    generation, is answered at once (daemon: quitting never waits for them). A study matching
-    left behind stops at its next iteration; an assignment is one uninterruptible call that
-    finishes on its own, and its result is dropped.
+    generation, is answered at once (daemon: quitting never waits for them). A matching left
+    behind stops at its next report; POT's emd is one uninterruptible call that finishes on its
+    own, and its result is dropped.
     """
     import threading
     import time
@@ -852,9 +878,8 @@ def _both_matchings(
         except BaseException as exc:  # handed to the waiting caller
             results[i] = exc
 
-    # The assignments wait on their own searches and gain from two cores; the study's Sinkhorn
-    # sweeps are bound by memory bandwidth, and two at once took longer than one after the other
-    # (Two h50, n 5,000, L 100: 6.1-6.8 s against 4.8-5.8 s).
+    # The study's Sinkhorn sweeps are bound by memory bandwidth, and two at once took longer than
+    # one after the other (Two h50, n 5,000, L 100: 6.1-6.8 s against 4.8-5.8 s).
     parallel = (os.cpu_count() or 1) > 1 and method == "assignment"
     expected = _expected_matching_seconds(len(ref), method)
     sets, started, start, told = [other, gen], 0, time.monotonic(), 0.0

@@ -85,9 +85,9 @@ def test_assignment_with_many_repeats(dedup):
 
 
 @pytest.mark.parametrize("copies_in", ["a", "b"])
-def test_solving_with_either_set_as_rows_reaches_the_optimum(copies_in):
-    """The more varied set becomes the solver's rows: the partners stay a permutation of b and
-    the total is the brute-force optimum, whichever side holds the copies."""
+def test_copies_on_either_side_reach_the_optimum(copies_in):
+    """Exact copies make ties on one side (rows or columns of the solver): the partners stay a
+    permutation of b and the total is the brute-force optimum, whichever side holds them."""
     from hmmrnn.evaluate import _assign
 
     rng = np.random.default_rng(5)

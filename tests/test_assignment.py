@@ -1,0 +1,104 @@
+"""The certified sparse assignment against scipy's dense solver (its slow reference)."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from hmmrnn import assignment
+from hmmrnn.assignment import exact_assignment
+from hmmrnn.evaluate import _row_blocks, distance_matrix, matched_distances
+
+
+def dense_optimum(cost: np.ndarray) -> float:
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].sum())
+
+
+def solve(cost, guess=None, slack=0.5, on_round=None):
+    n = cost.shape[0]
+    guess = np.zeros(n) if guess is None else guess
+    return exact_assignment(cost, guess, slack, _row_blocks(n, n), on_round)
+
+
+def check_optimal(cost: np.ndarray, partners: np.ndarray) -> None:
+    n = cost.shape[0]
+    assert np.array_equal(np.sort(partners), np.arange(n))  # one-to-one
+    # optimal for costs rounded to 2^-30: within n 2^-30 of the true optimum
+    total = cost[np.arange(n), partners].sum()
+    assert total == pytest.approx(dense_optimum(cost), abs=n * 2.0**-30 + 1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60, 250])
+@pytest.mark.parametrize("kind", ["uniform", "few values", "one-hot sequences"])
+def test_equals_the_dense_optimum(n, kind):
+    rng = np.random.default_rng(n)
+    if kind == "uniform":
+        cost = rng.random((n, n)) * 10
+    elif kind == "few values":  # heavy ties, as the distances of one-hot sequences have
+        cost = np.sqrt(2.0 * rng.integers(0, 4, (n, n)))
+    else:
+        a, b = rng.integers(0, 3, (n, 12)), rng.integers(0, 3, (n, 12))
+        b[: n // 2] = b[0]  # exact copies too
+        cost = distance_matrix(a, b, 3)
+    check_optimal(cost, solve(cost))
+
+
+def test_a_poor_guess_needs_rounds_and_still_finds_the_optimum():
+    """A wrong guess of the duals and no slack leave the optimum outside the first candidates:
+    the certificate fails, violating pairs join, and the rounds end at the dense optimum."""
+    rng = np.random.default_rng(7)
+    cost = rng.random((120, 120))
+    rounds = []
+    partners = solve(cost, guess=rng.random(120) * 5, slack=0.0, on_round=rounds.append)
+    assert len(rounds) > 1 and rounds == list(range(len(rounds)))
+    check_optimal(cost, partners)
+
+
+def test_rounds_left_unsettled_go_to_the_dense_solver(monkeypatch):
+    rng = np.random.default_rng(8)
+    cost = rng.random((80, 80))
+    monkeypatch.setattr(assignment, "_MAX_ROUNDS", 1)
+    rounds = []
+    partners = solve(cost, guess=rng.random(80) * 5, slack=0.0, on_round=rounds.append)
+    assert rounds == [0]
+    check_optimal(cost, partners)
+    # and a sparse solver that finds nothing is answered the same way
+    monkeypatch.setattr(assignment, "_MAX_ROUNDS", 12)
+    monkeypatch.setattr(assignment, "_sparse_solve", lambda *args: None)
+    check_optimal(cost, solve(cost))
+
+
+@pytest.mark.filterwarnings("error")  # scipy warns when it drops a stored zero weight
+def test_negative_and_zero_costs():
+    """Stored zeros must survive the sparse matrix, and a constant shift changes nothing."""
+    rng = np.random.default_rng(9)
+    cost = rng.integers(-3, 3, (40, 40)).astype(float)
+    check_optimal(cost, solve(cost))
+    check_optimal(np.zeros((5, 5)), solve(np.zeros((5, 5))))
+
+
+def test_the_scale_keeps_sums_exact():
+    assert assignment._integer_scale(5_000, 14.2) == 2.0**30
+    big = assignment._integer_scale(10**7, 1e4)
+    assert big < 2.0**30 and (10**7 + 1) * (2e4 + 1) * big < 2.0**50
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        exact_assignment(np.zeros((2, 3)), np.zeros(3), 0.1, [slice(0, 2)])
+    assert exact_assignment(np.zeros((0, 0)), np.zeros(0), 0.1, []).shape == (0,)
+
+
+def test_matching_of_sampled_hmm_sets_equals_the_dense_optimum():
+    """The evaluation's path (its entropic guess, candidates, certificate) on HMM samples whose
+    unique share keeps the full problem (no merging of repeats)."""
+    from hmmrnn.config import ExperimentConfig
+
+    hmm = ExperimentConfig.from_preset("Three").build_hmm()
+    rng = np.random.default_rng(0)
+    a, b = (hmm.sample(300, 40, rng).outputs for _ in range(2))
+    progress = []
+    result = matched_distances(a, b, 3, dedup=False, on_progress=progress.append)
+    cost = distance_matrix(a, b, 3)
+    assert result.distances.sum() == pytest.approx(dense_optimum(cost), abs=1e-6)
+    assert progress and progress == sorted(progress) and 0 < progress[-1] < 1
