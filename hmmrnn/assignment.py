@@ -37,6 +37,7 @@ import numpy as np
 
 _SCALE_BITS = 30  # costs are rounded to multiples of 2^-30
 _MAX_ROUNDS = 12  # certification rounds before the dense solver takes over
+_NEW_PER_ROW = 64  # violating pairs added per row and round, at most
 
 
 def exact_assignment(
@@ -148,7 +149,9 @@ def _column_duals(cost, keys, partners, start, scale) -> np.ndarray | None:
 
 
 def _violations(cost, u, v, blocks, scale) -> np.ndarray:
-    """Keys of the pairs whose rounded reduced cost is negative."""
+    """Keys of the pairs whose rounded reduced cost is negative: at most _NEW_PER_ROW times the
+    rows of a block from each block, the most negative, so that a poor guess cannot flood the
+    candidates (any one violating pair is enough to make progress)."""
     n = cost.shape[0]
     found = []
     for rows in blocks:
@@ -157,6 +160,10 @@ def _violations(cost, u, v, blocks, scale) -> np.ndarray:
         reduced -= u[rows, None]
         reduced -= v
         i, j = np.nonzero(reduced < 0)
+        limit = _NEW_PER_ROW * reduced.shape[0]
+        if i.size > limit:
+            worst = np.argpartition(reduced[i, j], limit - 1)[:limit]
+            i, j = i[worst], j[worst]
         found.append((i + rows.start).astype(np.int64) * n + j)
     return np.concatenate(found)
 

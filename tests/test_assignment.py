@@ -54,6 +54,17 @@ def test_a_poor_guess_needs_rounds_and_still_finds_the_optimum():
     check_optimal(cost, partners)
 
 
+def test_a_capped_number_of_new_pairs_per_round_still_ends_at_the_optimum(monkeypatch):
+    rng = np.random.default_rng(10)
+    cost = rng.random((90, 90))
+    monkeypatch.setattr(assignment, "_NEW_PER_ROW", 1)
+    monkeypatch.setattr(assignment, "_MAX_ROUNDS", 10_000)  # no fallback: the rounds must end
+    rounds = []
+    partners = solve(cost, guess=rng.random(90) * 5, slack=0.0, on_round=rounds.append)
+    assert len(rounds) > 1
+    check_optimal(cost, partners)
+
+
 def test_rounds_left_unsettled_go_to_the_dense_solver(monkeypatch):
     rng = np.random.default_rng(8)
     cost = rng.random((80, 80))
