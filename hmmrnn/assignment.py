@@ -56,7 +56,10 @@ def exact_assignment(
         raise ValueError(f"the cost matrix must be square, got {cost.shape}")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    scale = _integer_scale(n, float(np.abs(cost).max()))
+    largest = float(np.abs(cost).max())
+    if not math.isfinite(largest):
+        raise ValueError("the cost matrix holds a non-finite entry")
+    scale = _integer_scale(n, largest)
     keys, v = _candidates(cost, col_guess, slack, blocks, scale)
     for round_ in range(_MAX_ROUNDS):
         if on_round is not None:

@@ -98,6 +98,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="square"):
         exact_assignment(np.zeros((2, 3)), np.zeros(3), 0.1, [slice(0, 2)])
     assert exact_assignment(np.zeros((0, 0)), np.zeros(0), 0.1, []).shape == (0,)
+    with pytest.raises(ValueError, match="non-finite"):
+        exact_assignment(np.array([[0.0, np.inf], [1.0, 0.0]]), np.zeros(2), 0.1, [slice(0, 2)])
 
 
 def test_matching_of_sampled_hmm_sets_equals_the_dense_optimum():
