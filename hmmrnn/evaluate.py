@@ -853,8 +853,8 @@ def _both_matchings(
 
     The matchings run in daemon threads, so a cancel, or a failure of either matching or of the
     generation, is answered at once (daemon: quitting never waits for them). A matching left
-    behind stops at its next report; POT's emd is one uninterruptible call that finishes on its
-    own, and its result is dropped.
+    behind stops at its next report; what runs between reports (POT's emd whole, a round of the
+    exact assignment, its dense fallback) finishes on its own, and its result is dropped.
     """
     import threading
     import time

@@ -65,38 +65,109 @@ def test_a_capped_number_of_new_pairs_per_round_still_ends_at_the_optimum(monkey
     check_optimal(cost, partners)
 
 
+def no_dense_solver(monkeypatch):
+    """Make the safety net fail loudly: the sparse rounds must settle on their own."""
+
+    def refuse(cost):
+        raise AssertionError("the dense solver was called")
+
+    monkeypatch.setattr(assignment, "_dense_solve", refuse)
+
+
 def test_rounds_left_unsettled_go_to_the_dense_solver(monkeypatch):
     rng = np.random.default_rng(8)
     cost = rng.random((80, 80))
+    calls = []
+    dense = assignment._dense_solve
+    monkeypatch.setattr(assignment, "_dense_solve", lambda c: calls.append(1) or dense(c))
     monkeypatch.setattr(assignment, "_MAX_ROUNDS", 1)
     rounds = []
     partners = solve(cost, guess=rng.random(80) * 5, slack=0.0, on_round=rounds.append)
-    assert rounds == [0]
+    assert rounds == [0] and calls == [1]
     check_optimal(cost, partners)
     # and a sparse solver that finds nothing is answered the same way
     monkeypatch.setattr(assignment, "_MAX_ROUNDS", 12)
     monkeypatch.setattr(assignment, "_sparse_solve", lambda *args: None)
     check_optimal(cost, solve(cost))
+    assert calls == [1, 1]
 
 
 @pytest.mark.filterwarnings("error")  # scipy warns when it drops a stored zero weight
-def test_negative_and_zero_costs():
+def test_negative_and_zero_costs(monkeypatch):
     """Stored zeros must survive the sparse matrix, and a constant shift changes nothing."""
+    no_dense_solver(monkeypatch)
     rng = np.random.default_rng(9)
     cost = rng.integers(-3, 3, (40, 40)).astype(float)
     check_optimal(cost, solve(cost))
     check_optimal(np.zeros((5, 5)), solve(np.zeros((5, 5))))
 
 
-def test_the_scale_keeps_sums_exact():
-    assert assignment._integer_scale(5_000, 14.2) == 2.0**30
-    big = assignment._integer_scale(10**7, 1e4)
-    assert big < 2.0**30 and (10**7 + 1) * (2e4 + 1) * big < 2.0**50
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("size", [1e-10, 1e6, 1e17, 1e300])
+def test_costs_of_any_size_are_solved_exactly(size, monkeypatch):
+    """The rounding scale follows the largest cost: tiny costs keep their precision, huge ones
+    neither overflow the scale nor round a weight to zero."""
+    no_dense_solver(monkeypatch)
+    rng = np.random.default_rng(11)
+    for n in (2, 5, 50):
+        cost = rng.random((n, n)) * size
+        partners = solve(cost, slack=0.1 * size)
+        total = cost[np.arange(n), partners].sum()
+        assert total == pytest.approx(dense_optimum(cost), rel=1e-9)
+
+
+@pytest.mark.parametrize("guess", ["nan", "inf", "huge"])
+def test_any_guess_only_changes_the_speed(guess, monkeypatch):
+    no_dense_solver(monkeypatch)
+    rng = np.random.default_rng(12)
+    cost = rng.random((60, 60))
+    values = {
+        "nan": np.where(rng.random(60) < 0.5, np.nan, 0.0),
+        "inf": np.where(rng.random(60) < 0.5, np.inf, -np.inf),
+        "huge": rng.normal(0, 1e16, 60),
+    }[guess]
+    check_optimal(cost, solve(cost, guess=values, slack=0.0))
+    if guess == "huge":  # duals far past 2^53 units: every sum the solver forms must stay exact
+        cost = np.array([[0.15, 0.46, 0.47], [0.62, 0.67, 0.39], [0.2, 0.94, 0.37]])
+        check_optimal(cost, solve(cost, guess=np.array([-3.8e16, 4e15, -2.9e16]), slack=0.0))
+        for n in rng.integers(2, 30, 100):
+            cost = rng.random((n, n))
+            check_optimal(cost, solve(cost, guess=rng.normal(0, 1e16, n), slack=0.0))
+
+
+def test_float32_and_integer_costs_settle_without_the_dense_solver(monkeypatch):
+    no_dense_solver(monkeypatch)
+    rng = np.random.default_rng(13)
+    for cost in (rng.random((70, 70)).astype(np.float32), rng.integers(0, 9, (70, 70))):
+        check_optimal(np.asarray(cost, dtype=np.float64), solve(cost))
+
+
+def test_many_row_blocks_and_capped_first_candidates(monkeypatch):
+    """Blocks of 7 rows (offsets, per-block caps), and equal costs everywhere: every pair is a
+    candidate until the cap keeps 2 per row."""
+    no_dense_solver(monkeypatch)
+    monkeypatch.setattr(assignment, "_FIRST_PER_ROW", 2)
+    seen = []
+    sparse = assignment._sparse_solve
+    monkeypatch.setattr(
+        assignment, "_sparse_solve", lambda c, k, s: seen.append(k.size) or sparse(c, k, s)
+    )
+    blocks = [slice(i, i + 7) for i in range(0, 90, 7)]
+    partners = exact_assignment(np.ones((90, 90)), np.zeros(90), 0.5, blocks)
+    assert np.array_equal(np.sort(partners), np.arange(90)) and seen[0] <= 90 + 2 * 90
+    rng = np.random.default_rng(14)
+    a, b = rng.integers(0, 3, (90, 10)), rng.integers(0, 3, (90, 10))
+    cost = distance_matrix(a, b, 3)
+    check_optimal(cost, exact_assignment(cost, np.zeros(90), 0.5, blocks))
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="square"):
         exact_assignment(np.zeros((2, 3)), np.zeros(3), 0.1, [slice(0, 2)])
+    with pytest.raises(ValueError, match="square"):
+        exact_assignment(np.zeros(4), np.zeros(4), 0.1, [slice(0, 4)])
+    with pytest.raises(ValueError):  # a guess of the wrong length
+        exact_assignment(np.zeros((3, 3)), np.zeros(4), 0.1, [slice(0, 3)])
     assert exact_assignment(np.zeros((0, 0)), np.zeros(0), 0.1, []).shape == (0,)
     with pytest.raises(ValueError, match="non-finite"):
         exact_assignment(np.array([[0.0, np.inf], [1.0, 0.0]]), np.zeros(2), 0.1, [slice(0, 2)])
