@@ -19,6 +19,12 @@ few pairs of small reduced cost. Given such a guess:
 4. Certify. If C_ij - u_i - v_j >= 0 for every pair of the dense matrix, (u, v) is feasible for
    the whole problem's dual with the matching tight on it, and by LP duality the matching is
    optimal. Otherwise the violating pairs join the candidates and step 2 runs again.
+5. Choose. Many assignments are often optimal (ties), and which one steps 2-4 reach follows the
+   candidates, which follow a guess computed in float32 by BLAS: it could differ between
+   machines. The optimal assignments are exactly the full matchings of the tight pairs (reduced
+   cost 0) under any optimal duals, so one more sparse solve among them, by a fixed
+   pseudo-random weight of each pair, returns the same assignment everywhere (and so the same
+   per-sequence distances, not only their total).
 
 Costs are rounded to integers at a scale of 2^-k first, k as large as keeps every sum the solver
 forms exact in float64 (about 2^49 / (n * largest cost)): the sparse solver could cycle on float
@@ -40,6 +46,7 @@ import numpy as np
 _MAX_ROUNDS = 12  # certification rounds before the dense solver takes over
 _FIRST_PER_ROW = 256  # first candidates per row (on average over a block), at most
 _NEW_PER_ROW = 64  # violating pairs added per row and round, at most
+_TIGHT_PER_ROW = 64  # tight pairs per row above which the found optimum is kept as it is
 _START_FLOOR = -(2.0**51)  # dual starts lie in [-2^51, 0]: sums with costs < 2^49 stay exact
 
 
@@ -77,7 +84,7 @@ def exact_assignment(
         u = np.rint(cost[np.arange(n), partners] * scale) - v[partners]
         bad = _violations(cost, u, v, blocks, scale)
         if bad.size == 0:
-            return partners
+            return _canonical(cost, u, v, blocks, scale, partners)
         keys = _distinct(np.concatenate([keys, bad]))
     return _dense_solve(cost)
 
@@ -140,15 +147,21 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
 def _sparse_solve(cost: np.ndarray, keys: np.ndarray, scale: float) -> np.ndarray | None:
     """The optimal matching among the candidate pairs (rounded costs), or None if the solver
     finds none."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-
     n = cost.shape[0]
-    rows, cols = np.divmod(keys, n)  # sorted by row, then column: already CSR order
+    rows, cols = np.divmod(keys, n)
     # every weight shifted to at least 1 (integers already): the solver drops stored zeros, and a
     # full matching's total only shifts by n times the shift
     weights = np.rint(cost[rows, cols] * scale)
     weights += 1.0 - weights.min()
+    return _match(keys, weights, n)
+
+
+def _match(keys: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray | None:
+    """scipy's sparse solver on the pairs `keys` (sorted) with positive integer `weights`."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    rows, cols = np.divmod(keys, n)  # sorted by row, then column: already CSR order
     indptr = np.searchsorted(rows, np.arange(n + 1))
     try:
         r, c = min_weight_full_bipartite_matching(csr_matrix((weights, cols, indptr), (n, n)))
@@ -196,6 +209,43 @@ def _violations(cost, u, v, blocks, scale) -> np.ndarray:
         i, j = _smallest(reduced, i, j, _NEW_PER_ROW * reduced.shape[0])
         found.append((i + rows.start).astype(np.int64) * n + j)
     return np.concatenate(found)
+
+
+def _canonical(cost, u, v, blocks, scale, partners: np.ndarray) -> np.ndarray:
+    """The same optimum, chosen independently of the guess: among the optimal assignments, the
+    one of least tie-break weight.
+
+    Under optimal duals the optimal assignments are exactly the full matchings of the tight pairs
+    (reduced cost 0), whichever optimal duals were found; so a matching of those pairs by a fixed
+    pseudo-random weight of each pair picks the same assignment on every machine, where the
+    candidates (which follow the float32 guess) may differ. If the tight pairs are very many (a
+    matrix of ties), the found optimum is kept.
+    """
+    n = cost.shape[0]
+    found = []
+    for rows in blocks:
+        reduced = cost[rows] * scale
+        np.rint(reduced, out=reduced)
+        reduced -= u[rows, None]
+        reduced -= v
+        i, j = np.nonzero(reduced == 0)
+        found.append((i + rows.start).astype(np.int64) * n + j)
+        if sum(part.size for part in found) > _TIGHT_PER_ROW * n:
+            return partners
+    keys = np.concatenate(found)  # row-major already
+    chosen = _match(keys, _tie_weights(keys), n)
+    return partners if chosen is None else chosen
+
+
+def _tie_weights(keys: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random weight in 1..2^20 for each pair: splitmix64's finaliser of its key.
+    Non-linear on purpose: a multiplicative hash is nearly linear in the key, and the keys of
+    any two assignments over the same rows and columns have the same sum, so it tied them."""
+    z = keys.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)  # uint64 arithmetic wraps
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(44)).astype(np.float64) + 1.0
 
 
 def _dense_solve(cost: np.ndarray) -> np.ndarray:
