@@ -39,7 +39,7 @@ exactness. Should the rounds not settle (never seen), scipy's dense solver answe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -194,17 +194,23 @@ def _column_duals(cost, keys, partners, start, scale) -> np.ndarray | None:
     return None
 
 
+def _reduced_blocks(cost, u, v, blocks, scale) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each row block with its rounded reduced costs C_ij - u_i - v_j (scaled, exact integers)."""
+    for rows in blocks:
+        reduced = cost[rows] * scale
+        np.rint(reduced, out=reduced)
+        reduced -= u[rows, None]
+        reduced -= v
+        yield rows, reduced
+
+
 def _violations(cost, u, v, blocks, scale) -> np.ndarray:
     """Keys of the pairs whose rounded reduced cost is negative: at most _NEW_PER_ROW times the
     rows of a block from each block, the most negative, so that a poor guess cannot flood the
     candidates (any one violating pair is enough to make progress)."""
     n = cost.shape[0]
     found = []
-    for rows in blocks:
-        reduced = cost[rows] * scale
-        np.rint(reduced, out=reduced)
-        reduced -= u[rows, None]
-        reduced -= v
+    for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
         i, j = np.nonzero(~(reduced >= 0))  # a NaN fails the certificate, never passes it
         i, j = _smallest(reduced, i, j, _NEW_PER_ROW * reduced.shape[0])
         found.append((i + rows.start).astype(np.int64) * n + j)
@@ -223,11 +229,7 @@ def _canonical(cost, u, v, blocks, scale, partners: np.ndarray) -> np.ndarray:
     """
     n = cost.shape[0]
     found = []
-    for rows in blocks:
-        reduced = cost[rows] * scale
-        np.rint(reduced, out=reduced)
-        reduced -= u[rows, None]
-        reduced -= v
+    for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
         i, j = np.nonzero(reduced == 0)
         found.append((i + rows.start).astype(np.int64) * n + j)
         if sum(part.size for part in found) > _TIGHT_PER_ROW * n:
