@@ -828,6 +828,14 @@ def compare_outputs(
     )
 
 
+def _matching_bytes(n: int, method: str) -> float:
+    """Host memory of the evaluation's two matchings at most (before repeats are merged): each
+    holds an n x n float64 distance matrix and the float32 kernel of its entropic solve (the
+    study's, or the exact assignment's guess), and the exact assignments run side by side."""
+    side_by_side = 2 if method == "assignment" and (os.cpu_count() or 1) > 1 else 1
+    return side_by_side * n * n * (8 + np.dtype(_KERNEL_DTYPE).itemsize)
+
+
 def _expected_matching_seconds(n: int, method: str) -> float:
     """Rough time of one matching of n x n sequences, for the progress bar until the matching
     reports its own progress. On this project's 2-core CPU at n 5,000, L 100: about 2 s for the
@@ -971,6 +979,11 @@ def evaluate_model(
     resources.require(
         resources.generation_bytes(model, n, steps) + n * steps * (3 * 8 + 2 * k * 4),
         f"evaluating {n} sequences of {steps} steps",
+    )
+    resources.require(
+        _matching_bytes(n, method),
+        f"matching {n} x {n} sequences ({method})",
+        hint="use fewer sequences (the matchings grow as their square)",
     )
     progress(0.0, "sampling the HMM")
     rng = np.random.default_rng(seed)

@@ -46,9 +46,17 @@ def device_memory(device) -> int | None:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
-def require(needed: float, what: str, limit: int | None = None, device=None) -> None:
+_SIZES_HINT = (
+    "use smaller sizes (batch_size bounds the loss, batch_size x seq_len x hidden_size the "
+    "activations)"
+)
+
+
+def require(
+    needed: float, what: str, limit: int | None = None, device=None, hint: str = _SIZES_HINT
+) -> None:
     """UserError when `needed` bytes exceed what is available (with headroom): the free memory
-    of `device` when it is a GPU, the system's otherwise."""
+    of `device` when it is a GPU, the system's otherwise. `hint` says what to shrink."""
     gpu = device_memory(device)
     where = "free on the GPU" if gpu is not None else "available now"
     if limit is None:
@@ -56,9 +64,7 @@ def require(needed: float, what: str, limit: int | None = None, device=None) -> 
     if limit is not None and needed > HEADROOM * limit:
         raise UserError(
             f"{what} needs about {human(needed)} of memory, more than {HEADROOM:.0%} of the "
-            f"{human(limit)} {where}; "
-            "use smaller sizes (batch_size bounds the loss, batch_size x seq_len x hidden_size "
-            "the activations)"
+            f"{human(limit)} {where}; {hint}"
         )
 
 

@@ -610,3 +610,19 @@ def test_an_evaluation_imports_neither_pot_nor_scipy_cluster_unless_it_needs_the
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("method, n", [("assignment", 3000), ("study", 4000)])
+def test_matchings_that_cannot_fit_are_refused_before_they_start(method, n, monkeypatch):
+    """A matching holds n^2 float64 distances and a float32 kernel, and two exact assignments run
+    side by side: 216 MB at 3,000 (two assignments), 192 MB at 4,000 (the study's, one at a
+    time). With 150 MB available, the refusal names the matching instead of exhausting memory."""
+    from hmmrnn import evaluate as ev
+    from hmmrnn import resources
+    from hmmrnn.errors import UserError
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 150 * 2**20)
+    monkeypatch.setattr(ev.os, "cpu_count", lambda: 2)
+    with pytest.raises(UserError, match=rf"matching {n} x {n} sequences \({method}\) needs"):
+        evaluate_model(HMMRNN(3, 8, 3), three_hmm(), num_sequences=n, seq_len=5, method=method)
+    assert ev._matching_bytes(3000, "study") < 0.8 * 150 * 2**20  # one study matching fits
