@@ -137,13 +137,14 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def parse_records(lines: Iterable[str | bytes]) -> list[dict]:
-    """JSON-lines records: lines that do not parse (a partial line being written) or that hold
-    something other than an object are skipped, so a live log can be read at any moment."""
+    """JSON-lines records: lines that do not parse (a partial line being written, one nested
+    past the decoder's recursion limit) or that hold something other than an object are skipped,
+    so a live log can be read at any moment."""
     records = []
     for line in lines:
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(rec, dict):
             records.append(rec)

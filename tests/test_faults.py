@@ -335,6 +335,8 @@ def test_a_damaged_metrics_log_never_hides_a_tree(study_tree, capsys):
     (folder / "metrics.jsonl").write_bytes(
         b'{"epoch": 1, "val_loss": null}\n{"epoch": 2, "val_loss": [1]}\n'
         b'{"epoch": 3, "val_loss": "low"}\n\xff\xfe garbage\n{"epoch": 4, "val_loss": 2.5}\n'
+        + b"[" * 100_000  # nested past the decoder's recursion limit
+        + b"\n"
     )
     assert main(["ls", str(study_tree), "--json"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
