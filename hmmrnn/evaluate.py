@@ -828,12 +828,18 @@ def compare_outputs(
     )
 
 
+def _side_by_side(method: str) -> bool:
+    """Whether the two matchings run at once: exact assignments where there are two cores. The
+    study's Sinkhorn sweeps are bound by memory bandwidth, and two at once took longer than one
+    after the other (Two h50, n 5,000, L 100: 6.1-6.8 s against 4.8-5.8 s)."""
+    return method == "assignment" and (os.cpu_count() or 1) > 1
+
+
 def _matching_bytes(n: int, method: str) -> float:
     """Host memory of the evaluation's two matchings at most (before repeats are merged): each
     holds an n x n float64 distance matrix and the float32 kernel of its entropic solve (the
     study's, or the exact assignment's guess), and the exact assignments run side by side."""
-    side_by_side = 2 if method == "assignment" and (os.cpu_count() or 1) > 1 else 1
-    return side_by_side * n * n * (8 + np.dtype(_KERNEL_DTYPE).itemsize)
+    return (2 if _side_by_side(method) else 1) * n * n * (8 + np.dtype(_KERNEL_DTYPE).itemsize)
 
 
 def _expected_matching_seconds(n: int, method: str) -> float:
@@ -886,9 +892,7 @@ def _both_matchings(
         except BaseException as exc:  # handed to the waiting caller
             results[i] = exc
 
-    # The study's Sinkhorn sweeps are bound by memory bandwidth, and two at once took longer than
-    # one after the other (Two h50, n 5,000, L 100: 6.1-6.8 s against 4.8-5.8 s).
-    parallel = (os.cpu_count() or 1) > 1 and method == "assignment"
+    parallel = _side_by_side(method)
     expected = _expected_matching_seconds(len(ref), method)
     sets, started, start, told = [other, gen], 0, time.monotonic(), 0.0
     try:
