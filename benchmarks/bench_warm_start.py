@@ -104,9 +104,9 @@ def warm(p: Problem, g0: torch.Tensor, gb: torch.Tensor, temps: list[float]) -> 
 
 def converged(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> float:
     p = Problem(x.double(), y.double(), args.blur, args.scaling)
-    f, g = L._anneal_cross(p.c, p.log_w, p.log_w, p.schedule, p.plan)
-    fa = L._anneal_self(p.cxx, p.log_w, p.schedule, p.plan)
-    gb = L._anneal_self(p.cyy, p.log_w, p.schedule, p.plan)
+    f, g = L._anneal_cross(p.c, p.schedule, p.plan)
+    fa = L._anneal_self(p.cxx, p.schedule, p.plan)
+    gb = L._anneal_self(p.cyy, p.schedule, p.plan)
     for _ in range(args.iterations):
         f, g, fa = p.symmetric(f, g, fa)
         gb = 0.5 * (gb + p.rows(p.cyy, gb))
@@ -126,9 +126,9 @@ def main() -> None:
     y, x1, x2 = clouds(args.model, args.batch, args.length, args.untrained)
     ref = converged(x2, y, args)
     prev = Problem(x1, y, args.blur, args.scaling)
-    _, g0 = L._anneal_cross(prev.c, prev.log_w, prev.log_w, prev.schedule, prev.plan)
+    _, g0 = L._anneal_cross(prev.c, prev.schedule, prev.plan)
     p = Problem(x2, y, args.blur, args.scaling)
-    gb = L._anneal_self(p.cyy, p.log_w, p.schedule, p.plan)
+    gb = L._anneal_self(p.cyy, p.schedule, p.plan)
     # training's loss, its target potential cached (as from the second epoch on)
     kw = {"diameter": math.sqrt(y.shape[1]), "target_cache": L.TargetCache(), "target_key": 0}
     L.sinkhorn_divergence(x1, y, args.blur, args.scaling, **kw)

@@ -28,8 +28,12 @@ dense implementation wastes most of its time:
 * The gradient is assembled in closed form during the last update
   (a barycentric projection, one small GEMM) instead of backpropagating
   through (B, B) matrices.
+* On the CPU, each symmetric update takes one exponential per cost entry for
+  both potentials, and a cloud against itself only the upper triangle
+  (:mod:`hmmrnn.sinkhorn_blocks`): about half the exponentials of the
+  log-domain transforms, which remain the fallback and the GPU's form.
 
-* Training needs no host sync per call (``SinkhornLoss(unit_box=True,
+* Training on a GPU needs no host sync per call (``SinkhornLoss(unit_box=True,
   check_finite=False)``): the annealing starts at the unit cube's diagonal when
   the targets span it, and cached targets are recognised by identity.
 
@@ -39,22 +43,33 @@ through the iterations.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from hmmrnn.sinkhorn_blocks import (
+    LN2,
+    LOG2E,
+    absorbed_update,
+    default_block,
+    exp2_clamp,
+    exp_floor,
+    run_blocks,
+    work_buffer,
+)
+
 __all__ = [
+    "CostWorkspace",
     "SinkhornLoss",
     "TargetCache",
     "epsilon_schedule",
@@ -63,10 +78,6 @@ __all__ = [
 ]
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-# Entries per log-sum-exp block on CPU: the block and its exponential fit in L2.
-_CPU_BLOCK_ELEMENTS = 1 << 19
-# On accelerators, launches dominate: use large blocks, only bounding memory.
-_GPU_BLOCK_ELEMENTS = 1 << 25
 
 
 # ----------------------------------------------------------------------------
@@ -140,7 +151,34 @@ def epsilon_schedule(diameter: float, blur: float, scaling: float) -> list[float
 # ----------------------------------------------------------------------------
 
 
-def _half_sq_cost(u: Tensor, v: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class _Plan:
+    """How the updates run: rows (or columns) per block (None: cache-sized), the cost GEMM's
+    precision (None: the clouds' own), whether a compiled kernel replaces the eager log-sum-exps,
+    and whether the updates take one exponential per entry for both potentials (``absorbed``, see
+    :mod:`hmmrnn.sinkhorn_blocks`) before the log-domain transforms."""
+
+    block: int | None = None
+    cost_dtype: torch.dtype | None = None
+    compiled: bool = False
+    absorbed: bool = False
+    workspace: CostWorkspace | None = field(default=None, compare=False)
+
+
+def _absorbed(choice: bool | None, device: torch.device, compiled: bool) -> bool:
+    """The absorbed updates unless told otherwise on the CPU, where checking their range costs
+    nothing.
+
+    Measured on 2 cores (B 4096, L 30, loss and backward): see benchmarks/README.md. On a GPU the
+    check would read back to the host once per temperature, and the compiled log-sum-exps are the
+    form meant for it, so both keep the log-domain transforms.
+    """
+    if choice is not None:
+        return choice
+    return device.type == "cpu" and not compiled
+
+
+def _half_sq_cost(u: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
     """``|u_i - v_j|^2 / 2`` as a single GEMM on augmented coordinates.
 
     ``[u, |u|^2/2, 1] @ [-v, 1, |v|^2/2]^T`` folds the squared norms into the
@@ -152,37 +190,69 @@ def _half_sq_cost(u: Tensor, v: Tensor) -> Tensor:
     ones_v = v.new_ones(v.shape[0], 1)
     left = torch.cat([u, 0.5 * (u * u).sum(1, keepdim=True), ones_u], dim=1)
     right = torch.cat([-v, ones_v, 0.5 * (v * v).sum(1, keepdim=True)], dim=1)
-    return left @ right.T
+    return torch.mm(left, right.T, out=out) if out is not None else left @ right.T
 
 
-def _cost(u: Tensor, v: Tensor, cost_dtype: torch.dtype | None) -> Tensor:
-    """The half squared cost, its GEMM optionally in a lower precision (tensor cores on a GPU).
+def _cost(u: Tensor, v: Tensor, plan: _Plan) -> Tensor:
+    """The half squared cost, its GEMM optionally in a lower precision (tensor cores on a GPU),
+    written into the plan's workspace when it has one.
 
     On one-hot clouds every product and partial sum is an integer, so float16 is exact up to
     2048 mismatches and bfloat16 up to 256; the result comes back in the clouds' dtype.
     """
-    if cost_dtype is None or cost_dtype == u.dtype:
-        return _half_sq_cost(u, v)
-    return _half_sq_cost(u.to(cost_dtype), v.to(cost_dtype)).to(u.dtype)
+    out = None if plan.workspace is None else plan.workspace.matrix(u.shape[0], v.shape[0], u)
+    if plan.cost_dtype is None or plan.cost_dtype == u.dtype:
+        return _half_sq_cost(u, v, out)
+    low = _half_sq_cost(u.to(plan.cost_dtype), v.to(plan.cost_dtype))
+    return low.to(u.dtype) if out is None else out.copy_(low)
 
 
-def _exp_floor(dtype: torch.dtype) -> float:
-    """Exponent below which ``exp`` is negligible yet still a normal number.
+class CostWorkspace:
+    """Memory for the loss's cost matrices, kept from one call to the next.
 
-    Clamping there avoids the slow underflow path of the CPU ``exp`` kernel;
-    the dropped mass is below ``exp(-79)`` relative to the row maximum.
+    A fresh (N, M) matrix is page-faulted in at every call on the CPU: at B 4096 that was about
+    30 ms per matrix (two per training step), 10% of the loss. One workspace holds one matrix at
+    a time (the loss never needs two), grown to the largest asked for; a caller that holds it
+    while another thread asks gets a fresh matrix, so concurrent calls never share memory.
     """
-    return math.log(torch.finfo(dtype).tiny) + 8.0
 
+    def __init__(self) -> None:
+        self._storage: Tensor | None = None
+        self._lock = threading.Lock()
+        self._owner: int | None = None
 
-@dataclass(frozen=True)
-class _Plan:
-    """How the log-sum-exps run: rows (or columns) per block (None: cache-sized), the cost GEMM's
-    precision (None: the clouds' own), and whether a compiled kernel replaces the eager passes."""
+    def matrix(self, n: int, m: int, like: Tensor) -> Tensor | None:
+        """An uninitialised (n, m) matrix of ``like``'s dtype and device, or None when in use."""
+        if self._owner != threading.get_ident():
+            return None
+        buf = self._storage
+        if (
+            buf is None
+            or buf.numel() < n * m
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            self._storage = None  # free the old one before the new one is made
+            buf = self._storage = like.new_empty(n * m)
+        return buf[: n * m].view(n, m)
 
-    block: int | None = None
-    cost_dtype: torch.dtype | None = None
-    compiled: bool = False
+    @contextlib.contextmanager
+    def held(self) -> Iterator[CostWorkspace | None]:
+        """The workspace for one call, or None when another thread holds it."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        self._owner = threading.get_ident()
+        try:
+            yield self
+        finally:
+            self._owner = None
+            self._lock.release()
+
+    def clear(self) -> None:
+        """Give the memory back."""
+        with self._lock:
+            self._storage = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -204,14 +274,9 @@ def _compiled_lse():
     return torch.compile(lse, dynamic=True)
 
 
-def _default_block(cost: Tensor, reduced: int) -> int:
-    """Rows (or columns) per block so that one block of the cost matrix stays cache-sized."""
-    budget = _GPU_BLOCK_ELEMENTS if cost.is_cuda else _CPU_BLOCK_ELEMENTS
-    return max(1, budget // max(1, reduced))
-
-
 def _block_softmin(
-    eps: float,
+    scale: float,
+    clamp: float | None,
     part: Tensor,
     h_b: Tensor,
     axis: int,
@@ -219,53 +284,21 @@ def _block_softmin(
     out: Tensor,
     bary: tuple[Tensor, Tensor] | None,
 ) -> None:
-    """One block of the soft C-transform, in place in ``work``; writes ``out`` (and the
-    barycentre rows) with ``-log sum exp`` (the caller scales by eps)."""
-    s = torch.add(h_b, part, alpha=-1.0 / eps, out=work[: part.numel()].view(part.shape))
+    """One block of the soft C-transform in base 2 (``h_b`` and ``scale = 1 / (eps ln 2)`` so
+    scaled), in place in ``work``; writes ``out`` (and the barycentre rows) with the natural
+    ``log sum exp`` (the caller scales by -eps). ``exp2`` is 3x faster than ``exp`` on the CPU."""
+    s = torch.add(h_b, part, alpha=-scale, out=work[: part.numel()].view(part.shape))
     row_max = s.amax(dim=axis, keepdim=True)
-    s.sub_(row_max).clamp_(min=_exp_floor(part.dtype)).exp_()
+    s.sub_(row_max)
+    if clamp is not None:
+        s.clamp_(min=clamp)
+    s.exp2_()
     total = s.sum(dim=axis)
-    out.copy_(total.log().add_(row_max.view(-1)))
+    out.copy_(total.log().add_(row_max.view(-1), alpha=LN2))
     if bary is not None:
         points, rows = bary
         weights = s if axis == 1 else s.T
         rows.copy_((weights @ points).div_(total.unsqueeze(1)))
-
-
-_THREAD_STATE = threading.local()
-
-
-def _work_buffer(size: int, like: Tensor) -> Tensor:
-    """This thread's block buffer, grown when needed and reused across calls."""
-    buf = getattr(_THREAD_STATE, "buffer", None)
-    if buf is None or buf.numel() < size or buf.dtype != like.dtype or buf.device != like.device:
-        buf = _THREAD_STATE.buffer = like.new_empty(size)
-    return buf
-
-
-@functools.lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """Block workers, each on one intra-op thread (torch's thread count is per OS thread)."""
-    return ThreadPoolExecutor(
-        threads, "hmmrnn-loss", initializer=torch.set_num_threads, initargs=(1,)
-    )
-
-
-def _block_threads(cost: Tensor, n_blocks: int) -> int:
-    """Worker threads for the blocks: torch's intra-op thread count, on the CPU.
-
-    Each op on a block used to open its own parallel region (six per block, about 6,000 per loss
-    at B 4096), and on a shared machine every region waited for the busiest core. Whole blocks
-    on single-threaded workers wait only at the end of a transform. Measured on 2 cores with a
-    third process busy: 0.9-1.3 s per loss and backward against 2.2-3.2 s; idle, the same.
-    """
-    threads = torch.get_num_threads()
-    if cost.is_cuda or threads < 2 or n_blocks < 2:
-        return 1
-    return threads
-
-
-os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the threads
 
 
 def _softmin(
@@ -289,30 +322,23 @@ def _softmin(
     h_b = h if axis == 1 else h.unsqueeze(1)
     if plan.compiled and points is None:
         scale = torch.full((), -1.0 / eps, dtype=cost.dtype, device=cost.device)
-        return _compiled_lse()(h_b, cost, scale, _exp_floor(cost.dtype), axis).mul_(-eps), None
+        return _compiled_lse()(h_b, cost, scale, exp_floor(cost.dtype), axis).mul_(-eps), None
     n_out, n_in = cost.shape[1 - axis], cost.shape[axis]
-    step = plan.block or _default_block(cost, n_in)
+    step = plan.block or default_block(cost, n_in)
     f = cost.new_empty(n_out)
     bary = None if points is None else cost.new_empty(n_out, points.shape[1])
     starts = range(0, n_out, step)
+    h2, scale, clamp = h_b * LOG2E, LOG2E / eps, exp2_clamp(cost)
 
     def blocks(todo: Iterator[int]) -> None:
-        # One reused work buffer per thread: a fresh large allocation per block would be
-        # page-faulted in every time, which costs more than the arithmetic.
-        work = _work_buffer(min(step, n_out) * n_in, cost)
+        work = work_buffer(min(step, n_out) * n_in, cost)
         for start in todo:
             stop = min(start + step, n_out)
             part = cost[start:stop] if axis == 1 else cost[:, start:stop]
-            _block_softmin(eps, part, h_b, axis, work, f[start:stop],
+            _block_softmin(scale, clamp, part, h2, axis, work, f[start:stop],
                            None if bary is None else (points, bary[start:stop]))  # fmt: skip
 
-    threads = _block_threads(cost, len(starts))
-    if threads == 1:
-        blocks(iter(starts))
-    else:
-        shared = iter(starts)  # each worker takes the next block: a stalled core delays nobody
-        for done in [_pool(threads).submit(blocks, shared) for _ in range(threads)]:
-            done.result()
+    run_blocks(cost, starts, blocks)
     return f.mul_(-eps), bary
 
 
@@ -321,27 +347,59 @@ def _softmin(
 # ----------------------------------------------------------------------------
 
 
-def _anneal_cross(
-    c_xy: Tensor, a_log: float, b_log: float, schedule: list[float], plan: _Plan
-) -> tuple[Tensor, Tensor]:
-    """Symmetric annealed Sinkhorn for OT(x, y); returns (f on x, g on y)."""
-    eps = schedule[0]
-    f, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[1],), b_log), plan)
-    g, _ = _softmin(eps, c_xy, c_xy.new_full((c_xy.shape[0],), a_log), plan, axis=0)
+def _pair_update(
+    eps: float,
+    c_xy: Tensor,
+    f: Tensor | None,
+    g: Tensor | None,
+    plan: _Plan,
+    y_points: Tensor | None = None,
+    x_points: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Both halves of a symmetric update of OT(x, y): the softmin over y of ``g`` (on x) and over
+    x of ``f`` (on y), with the barycentres asked for; ``None`` potentials stand for zero.
+
+    Absorbed when the plan says so and the update stays in range (a y barycentre only: the x one,
+    for a gradient on y, is rare and takes the log-domain transforms).
+    """
+    n, m = c_xy.shape
+    f0 = c_xy.new_zeros(n) if f is None else f
+    g0 = c_xy.new_zeros(m) if g is None else g
+    if plan.absorbed and x_points is None:
+        out = absorbed_update(eps, c_xy, f0, g0, points=y_points, block=plan.block)
+        if out is not None:
+            return out.f, out.g, out.bary, None
+    f_new, py = _softmin(eps, c_xy, g0 / eps - math.log(m), plan, y_points)
+    g_new, px = _softmin(eps, c_xy, f0 / eps - math.log(n), plan, x_points, axis=0)
+    return f_new, g_new, py, px
+
+
+def _self_update(
+    eps: float, c: Tensor, f: Tensor | None, plan: _Plan, points: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """The softmin of OT(z, z) over z of ``f`` (``None``: zero), with its barycentre if asked."""
+    f0 = c.new_zeros(c.shape[0]) if f is None else f
+    if plan.absorbed:
+        out = absorbed_update(eps, c, f0, None, points=points, block=plan.block)
+        if out is not None:
+            return out.f, out.bary
+    return _softmin(eps, c, f0 / eps - math.log(c.shape[1]), plan, points)
+
+
+def _anneal_cross(c_xy: Tensor, schedule: list[float], plan: _Plan) -> tuple[Tensor, Tensor]:
+    """Symmetric annealed Sinkhorn for OT(x, y) with uniform weights; returns (f on x, g on y)."""
+    f, g, _, _ = _pair_update(schedule[0], c_xy, None, None, plan)
     for eps in schedule:
-        f_new, _ = _softmin(eps, c_xy, g / eps + b_log, plan)
-        g_new, _ = _softmin(eps, c_xy, f / eps + a_log, plan, axis=0)
+        f_new, g_new, _, _ = _pair_update(eps, c_xy, f, g, plan)
         f, g = 0.5 * (f + f_new), 0.5 * (g + g_new)
     return f, g
 
 
-def _anneal_self(c: Tensor, log_w: float, schedule: list[float], plan: _Plan) -> Tensor:
-    """Symmetric annealed Sinkhorn for the autocorrelation OT(z, z)."""
-    eps = schedule[0]
-    f, _ = _softmin(eps, c, c.new_full((c.shape[1],), log_w), plan)
+def _anneal_self(c: Tensor, schedule: list[float], plan: _Plan) -> Tensor:
+    """Symmetric annealed Sinkhorn for the autocorrelation OT(z, z), uniform weights."""
+    f, _ = _self_update(schedule[0], c, None, plan)
     for eps in schedule:
-        f_new, _ = _softmin(eps, c, f / eps + log_w, plan)
-        f = 0.5 * (f + f_new)
+        f = 0.5 * (f + _self_update(eps, c, f, plan)[0])
     return f
 
 
@@ -349,10 +407,9 @@ def _self_potential(
     z: Tensor, schedule: list[float], plan: _Plan, with_bary: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Final potential of OT(z, z) and, if asked, its barycentric projection."""
-    c = _cost(z, z, plan.cost_dtype)
-    log_w = -math.log(z.shape[0])
-    f = _anneal_self(c, log_w, schedule, plan)
-    return _softmin(schedule[-1], c, f / schedule[-1] + log_w, plan, z if with_bary else None)
+    c = _cost(z, z, plan)
+    f = _anneal_self(c, schedule, plan)
+    return _self_update(schedule[-1], c, f, plan, z if with_bary else None)
 
 
 # ----------------------------------------------------------------------------
@@ -519,6 +576,8 @@ def sinkhorn_divergence(
     cost_dtype: torch.dtype | None = None,
     check_finite: bool = True,
     compiled: bool = False,
+    absorbed: bool | None = None,
+    workspace: CostWorkspace | None = None,
 ) -> Tensor:
     """Debiased Sinkhorn divergence S(x, y), as geomloss's tensorized backend.
 
@@ -540,6 +599,11 @@ def sinkhorn_divergence(
         check_finite: reject NaN or infinite points (a host sync on CUDA); off,
             such points give a NaN value instead.
         compiled: run the log-sum-exps through torch.compile (see ``_compiled_lse``).
+        absorbed: one exponential per cost entry for both potentials of an update (see
+            :mod:`hmmrnn.sinkhorn_blocks`), checked once per update by a host read, with the
+            log-domain transforms as the fallback. None: on the CPU unless ``compiled``.
+        workspace: memory for the cost matrices, reused between calls (``SinkhornLoss`` keeps
+            one); None allocates them per call.
 
     Returns:
         0-dim tensor; differentiable with the envelope-theorem gradient.
@@ -552,10 +616,13 @@ def sinkhorn_divergence(
     if diameter is None:
         diameter = _bounding_box_diameter(x_, y_)
     schedule = epsilon_schedule(diameter, blur, scaling)
-    plan = _Plan(block_size, cost_dtype, compiled)
     need_gx = x.requires_grad and torch.is_grad_enabled()
     need_gy = y.requires_grad and torch.is_grad_enabled()
-    with torch.no_grad():
+    held = contextlib.nullcontext() if workspace is None else workspace.held()
+    with torch.no_grad(), held as memory:
+        plan = _Plan(
+            block_size, cost_dtype, compiled, _absorbed(absorbed, x.device, compiled), memory
+        )
         value, grad_x, grad_y = _divergence_and_grads(
             x_, y_, schedule, plan, need_gx, need_gy, target_cache, target_key
         )
@@ -575,12 +642,10 @@ def _divergence_and_grads(
     key: Hashable | None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Value ``<a, f_ba - f_aa> + <b, g_ab - g_bb>`` and its envelope gradients."""
-    eps = schedule[-1]
-    a_log, b_log = -math.log(x.shape[0]), -math.log(y.shape[0])
-    c_xy = _cost(x, y, plan.cost_dtype)
-    f_xy, g_xy = _anneal_cross(c_xy, a_log, b_log, schedule, plan)
-    f_ba, py = _softmin(eps, c_xy, g_xy / eps + b_log, plan, y if need_gx else None)
-    g_ab, px = _softmin(eps, c_xy, f_xy / eps + a_log, plan, x if need_gy else None, axis=0)
+    c_xy = _cost(x, y, plan)
+    f_xy, g_xy = _anneal_cross(c_xy, schedule, plan)
+    y_points, x_points = (y if need_gx else None), (x if need_gy else None)
+    f_ba, g_ab, py, px = _pair_update(schedule[-1], c_xy, f_xy, g_xy, plan, y_points, x_points)
     del c_xy
     f_aa, qx = _self_potential(x, schedule, plan, need_gx)
     if need_gy:
@@ -621,7 +686,8 @@ class SinkhornLoss:
     joint bounding box is then the unit cube whatever x is, so the annealing starts at sqrt(D)
     without reading x back to the host; the targets are checked once per key. With
     ``check_finite=False`` as well, a call whose targets are cached makes no host sync at all
-    (training checks the epoch's summed loss instead).
+    (training checks the epoch's summed loss instead) unless the updates are ``absorbed``, the
+    CPU's default, whose range checks read back once per update (free on a CPU).
     """
 
     def __init__(
@@ -637,6 +703,7 @@ class SinkhornLoss:
         unit_box: bool = False,
         check_finite: bool = True,
         compiled: bool = False,
+        absorbed: bool | None = None,
     ) -> None:
         if method not in ("annealed", "pot"):
             raise ValueError(f"method must be 'annealed' or 'pot', got {method!r}")
@@ -648,6 +715,8 @@ class SinkhornLoss:
         self.diameter, self.block_size = diameter, block_size
         self.cost_dtype = cost_dtype
         self.unit_box, self.check_finite, self.compiled = unit_box, check_finite, compiled
+        self.absorbed = absorbed
+        self.workspace = CostWorkspace()
         self.cache = TargetCache(cache_size)
         self._spans = TargetCache(cache_size)
 
@@ -671,6 +740,8 @@ class SinkhornLoss:
             cost_dtype=self.cost_dtype,
             check_finite=self.check_finite,
             compiled=self.compiled,
+            absorbed=self.absorbed,
+            workspace=self.workspace,
         )
 
     def _unit_diameter(self, y: Tensor, key: Hashable) -> float | None:
@@ -685,9 +756,11 @@ class SinkhornLoss:
         return math.sqrt(y.shape[1]) if entry[1] else None
 
     def clear_cache(self) -> None:
-        """Forget cached target potentials (e.g. after resampling the targets)."""
+        """Forget cached target potentials (e.g. after resampling the targets) and give back the
+        cost matrices' memory."""
         self.cache.clear()
         self._spans.clear()
+        self.workspace.clear()
 
 
 def hmm_floor(y1: Tensor, y2: Tensor, blur: float = 0.2, scaling: float = 0.5) -> float:

@@ -84,9 +84,9 @@ def training_bytes(config) -> float:
     weights = (hidden * inputs + hidden * hidden + k * hidden) * FLOAT * 4
     batch = min(config.batch_size, config.num_seq)
     activations = batch * length * (hidden * 5 + inputs + k * 8) * FLOAT
-    from hmmrnn.loss import _GPU_BLOCK_ELEMENTS  # the loss's largest work block, in entries
+    from hmmrnn.sinkhorn_blocks import GPU_BLOCK_ELEMENTS  # the largest work block, in entries
 
-    cost = (batch * batch + min(batch * batch, _GPU_BLOCK_ELEMENTS)) * FLOAT
+    cost = (batch * batch + min(batch * batch, GPU_BLOCK_ELEMENTS)) * FLOAT
     return float(_RUNTIME + data + weights + activations + cost)
 
 
