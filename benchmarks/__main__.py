@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=list(CASES), metavar="NAME",
                         help=f"a case (repeatable): {', '.join(CASES)}")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the table as JSON to this file")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     info = machine()
     print(
         "min/median/max over alternating rounds; " + ", ".join(f"{k} {v}" for k, v in info.items())

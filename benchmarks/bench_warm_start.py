@@ -71,7 +71,7 @@ class Problem:
         self.eps, self.plan = blur**2, L._Plan()
         self.schedule = L.epsilon_schedule(math.sqrt(y.shape[1]), blur, scaling)
         self.log_w = -math.log(x.shape[0])
-        self.c, self.cxx, self.cyy = L._cost(x, y, None), L._cost(x, x, None), L._cost(y, y, None)
+        self.c, self.cxx, self.cyy = (L._cost(a, b, L._Plan()) for a, b in ((x, y), (x, x), (y, y)))
 
     def rows(self, cost: torch.Tensor, h: torch.Tensor, eps: float | None = None) -> torch.Tensor:
         e = eps or self.eps

@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
@@ -67,6 +66,7 @@ from hmmrnn.sinkhorn_blocks import (
     run_blocks,
     work_buffer,
 )
+from hmmrnn.sinkhorn_cost import CostWorkspace, cost_matrix
 
 __all__ = [
     "CostWorkspace",
@@ -178,81 +178,9 @@ def _absorbed(choice: bool | None, device: torch.device, compiled: bool) -> bool
     return device.type == "cpu" and not compiled
 
 
-def _half_sq_cost(u: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
-    """``|u_i - v_j|^2 / 2`` as a single GEMM on augmented coordinates.
-
-    ``[u, |u|^2/2, 1] @ [-v, 1, |v|^2/2]^T`` folds the squared norms into the
-    product, so no (N, M) broadcast temporaries are needed.  On one-hot data
-    every term is an integer, hence the matrix is the exact Hamming mismatch
-    count.
-    """
-    ones_u = u.new_ones(u.shape[0], 1)
-    ones_v = v.new_ones(v.shape[0], 1)
-    left = torch.cat([u, 0.5 * (u * u).sum(1, keepdim=True), ones_u], dim=1)
-    right = torch.cat([-v, ones_v, 0.5 * (v * v).sum(1, keepdim=True)], dim=1)
-    return torch.mm(left, right.T, out=out) if out is not None else left @ right.T
-
-
 def _cost(u: Tensor, v: Tensor, plan: _Plan) -> Tensor:
-    """The half squared cost, its GEMM optionally in a lower precision (tensor cores on a GPU),
-    written into the plan's workspace when it has one.
-
-    On one-hot clouds every product and partial sum is an integer, so float16 is exact up to
-    2048 mismatches and bfloat16 up to 256; the result comes back in the clouds' dtype.
-    """
-    out = None if plan.workspace is None else plan.workspace.matrix(u.shape[0], v.shape[0], u)
-    if plan.cost_dtype is None or plan.cost_dtype == u.dtype:
-        return _half_sq_cost(u, v, out)
-    low = _half_sq_cost(u.to(plan.cost_dtype), v.to(plan.cost_dtype))
-    return low.to(u.dtype) if out is None else out.copy_(low)
-
-
-class CostWorkspace:
-    """Memory for the loss's cost matrices, kept from one call to the next.
-
-    A fresh (N, M) matrix is page-faulted in at every call on the CPU: at B 4096 that was about
-    30 ms per matrix (two per training step), 10% of the loss. One workspace holds one matrix at
-    a time (the loss never needs two), grown to the largest asked for; a caller that holds it
-    while another thread asks gets a fresh matrix, so concurrent calls never share memory.
-    """
-
-    def __init__(self) -> None:
-        self._storage: Tensor | None = None
-        self._lock = threading.Lock()
-        self._owner: int | None = None
-
-    def matrix(self, n: int, m: int, like: Tensor) -> Tensor | None:
-        """An uninitialised (n, m) matrix of ``like``'s dtype and device, or None when in use."""
-        if self._owner != threading.get_ident():
-            return None
-        buf = self._storage
-        if (
-            buf is None
-            or buf.numel() < n * m
-            or buf.dtype != like.dtype
-            or buf.device != like.device
-        ):
-            self._storage = None  # free the old one before the new one is made
-            buf = self._storage = like.new_empty(n * m)
-        return buf[: n * m].view(n, m)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[CostWorkspace | None]:
-        """The workspace for one call, or None when another thread holds it."""
-        if not self._lock.acquire(blocking=False):
-            yield None
-            return
-        self._owner = threading.get_ident()
-        try:
-            yield self
-        finally:
-            self._owner = None
-            self._lock.release()
-
-    def clear(self) -> None:
-        """Give the memory back."""
-        with self._lock:
-            self._storage = None
+    """The half squared cost as the plan asks for it (see :func:`hmmrnn.sinkhorn_cost.cost_matrix`)."""
+    return cost_matrix(u, v, plan.cost_dtype, plan.workspace)
 
 
 @functools.lru_cache(maxsize=1)

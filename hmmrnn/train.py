@@ -170,7 +170,10 @@ def make_loss(config: ExperimentConfig):
     from hmmrnn.loss import SinkhornLoss
 
     method = "annealed" if config.loss == "sinkhorn" else "pot"
-    cost_dtype = getattr(torch, config.cost_precision)
+    # float32 is the clouds' own precision: None lets the loss take an exact bfloat16 GEMM where
+    # the CPU has bfloat16 units (the same numbers, see hmmrnn.sinkhorn_cost)
+    precision = config.cost_precision
+    cost_dtype = None if precision == "float32" else getattr(torch, precision)
     # Outputs and targets are one-hot (straight-through samples): the unit box is known, and the
     # epoch's summed loss is checked instead of every batch's inputs, so a step never syncs.
     kw = dict(

@@ -190,3 +190,47 @@ def test_the_workspace_keeps_one_matrix_and_is_never_shared_between_threads():
         assert torch.equal(other[0], first) and bool((held == 7.0).all())
     loss.clear_cache()
     assert loss.workspace._storage is None
+
+
+@pytest.mark.parametrize(
+    "length,dtype,low",
+    [(30, torch.float32, True), (256, torch.float32, True), (257, torch.float32, False),
+     (40, F64, True)],
+)  # fmt: skip
+def test_the_cost_takes_bfloat16_only_where_it_is_exact(length, dtype, low, monkeypatch):
+    """On binary clouds whose costs stay at or below 256 the GEMM runs in bfloat16 (where the
+    CPU has fast bfloat16): the same matrix, bit for bit, as the clouds' own precision."""
+    from hmmrnn import sinkhorn_cost
+
+    monkeypatch.setattr(sinkhorn_cost, "_fast_bfloat16", lambda: True)
+    monkeypatch.setattr(sinkhorn_cost, "_SLAB_ELEMENTS", 7 * 60)  # several slabs
+    taken = []
+    original = sinkhorn_cost._exact_bfloat16
+    monkeypatch.setattr(
+        sinkhorn_cost, "_exact_bfloat16", lambda u, v: taken.append(original(u, v)) or taken[-1]
+    )
+    g = torch.Generator().manual_seed(26)
+    iu, iv = (
+        torch.randint(0, 3, (50, length), generator=g),
+        torch.randint(0, 3, (60, length), generator=g),
+    )
+    iv[0], iv[1] = (iu[0] + 1) % 3, iu[1]  # the largest cost, `length`, and the smallest, 0
+    u, v = (torch.nn.functional.one_hot(i, 3).to(dtype).reshape(len(i), -1) for i in (iu, iv))
+    work = loss_module.CostWorkspace()
+    with work.held() as memory:
+        auto = sinkhorn_cost.cost_matrix(u, v, None, memory)
+    own = sinkhorn_cost.cost_matrix(u, v, dtype, None)
+    assert taken == [torch.bfloat16 if low else None]
+    assert auto.dtype == dtype and torch.equal(auto, own)
+    assert float(own.max()) == length and float(own.min()) == 0.0
+
+
+def test_soft_clouds_keep_their_own_precision(monkeypatch):
+    from hmmrnn import sinkhorn_cost
+
+    monkeypatch.setattr(sinkhorn_cost, "_fast_bfloat16", lambda: True)
+    u = torch.softmax(gaussian(20, 9, 29, torch.float32), -1)
+    assert sinkhorn_cost._exact_bfloat16(u, u) is None
+    assert torch.equal(
+        sinkhorn_cost.cost_matrix(u, u, None, None), sinkhorn_cost.half_sq_cost(u, u)
+    )

@@ -193,12 +193,15 @@ def test_an_epoch_reads_the_device_once(tmp_path, host_reads, monkeypatch):
     """After the first epoch (which checks each batch's targets once) a training epoch and a
     validation pass each read one number back from the device: their summed loss. (Three: every
     symbol, even the 1% one, occurs at every step of a batch: the targets span the unit box.)
-    The loss's updates take the GPU's log-domain form here: on the CPU, its absorbed updates
-    check their range on the host, which costs nothing there."""
+    The loss takes the GPU's log-domain updates and float32 GEMM here: on the CPU, its absorbed
+    updates check their range and its exact bfloat16 GEMM its clouds on the host, which costs
+    nothing there."""
     import hmmrnn.loss as loss_module
+    import hmmrnn.sinkhorn_cost as sinkhorn_cost
     from hmmrnn.train import Trainer, init_model
 
     monkeypatch.setattr(loss_module, "_absorbed", lambda choice, device, compiled: False)
+    monkeypatch.setattr(sinkhorn_cost, "_exact_bfloat16", lambda u, v: None)
 
     cfg = ExperimentConfig.from_preset(
         "Three",
