@@ -20,6 +20,10 @@ Why the range holds: Sinkhorn's potentials are nearly feasible, ``f_i + g_j <= C
 ``eps`` of the previous temperature, so every row and column has entries near ``z = 0`` and none
 near float overflow. The check reads the means back once per update (free on a CPU); on a GPU, where
 that read is a host sync, the loss keeps the log-domain form.
+
+Both forms take ``exp2`` of base-2 exponents (3x faster than ``exp`` on the CPU) on worker threads
+that flush subnormal results to zero (the far-negative exponents then need no clamping pass), one
+block of rows at a time.
 """
 
 from __future__ import annotations
@@ -189,8 +193,8 @@ def absorbed_update(
     ``g=None`` means a cloud against itself: ``cost`` is symmetric and ``g`` is ``f``; without a
     barycentre only the blocks on and above the diagonal are computed, each also standing for its
     mirror image. ``points`` (one row per column of ``cost``) asks for the row barycentre. Returns
-    None, having changed nothing, when a row or column mean is not finite or too close to the
-    clamped entries to be exact.
+    None, having changed nothing, when a row or column mean is not finite or so small that
+    entries clamped or flushed to zero could matter in it.
 
     The result does not depend on the number of threads or on which worker took which slab: each
     slab writes its own rows and its own row of column partials, summed in slab order.
@@ -244,7 +248,7 @@ def absorbed_update(
 
 
 def _exact(means: Tensor, floor: float) -> bool:
-    """Whether every mean is finite and far above the clamped entries' contribution (``floor``
-    is the base-2 exponent of the clamp)."""
+    """Whether every mean is finite and far above what entries clamped at ``2**floor`` (or
+    flushed to zero below it) could add or take away."""
     least = 2.0**floor * math.exp(_CLAMP_MARGIN)
     return bool(((means >= least) & torch.isfinite(means)).all())
