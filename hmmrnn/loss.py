@@ -632,6 +632,7 @@ class SinkhornLoss:
         check_finite: bool = True,
         compiled: bool = False,
         absorbed: bool | None = None,
+        workspace: CostWorkspace | None = None,
     ) -> None:
         if method not in ("annealed", "pot"):
             raise ValueError(f"method must be 'annealed' or 'pot', got {method!r}")
@@ -644,7 +645,8 @@ class SinkhornLoss:
         self.cost_dtype = cost_dtype
         self.unit_box, self.check_finite, self.compiled = unit_box, check_finite, compiled
         self.absorbed = absorbed
-        self.workspace = CostWorkspace()
+        # losses called one after the other (training's main and coarse terms) may share one
+        self.workspace = CostWorkspace() if workspace is None else workspace
         self.cache = TargetCache(cache_size)
         self._spans = TargetCache(cache_size)
 

@@ -121,7 +121,7 @@ def _exact_bfloat16(u: Tensor, v: Tensor) -> torch.dtype | None:
     at or below 256, on a CPU whose bfloat16 products beat float32's."""
     if u.is_cuda or u.dtype not in (torch.float32, torch.float64) or not _fast_bfloat16():
         return None
-    if not (_binary(u) and _binary(v)):
+    if not (_binary(u) and (v is u or _binary(v))):
         return None
     most = 0.5 * (float(u.sum(1).max()) + float(v.sum(1).max()))  # |u|^2 = |u|_1 on 0/1
     return torch.bfloat16 if most <= _BF16_EXACT else None

@@ -167,7 +167,7 @@ def make_loss(config: ExperimentConfig):
     volatility collapses otherwise: the shipped Fully model's last stage (blur 0.7 plus weight 1 at
     aux_blur 2.0) brought its distance ratio from 1.056 to 1.029. Weight 0 is the study's loss.
     """
-    from hmmrnn.loss import SinkhornLoss
+    from hmmrnn.loss import CostWorkspace, SinkhornLoss
 
     method = "annealed" if config.loss == "sinkhorn" else "pot"
     # float32 is the clouds' own precision: None lets the loss take an exact bfloat16 GEMM where
@@ -183,6 +183,7 @@ def make_loss(config: ExperimentConfig):
         unit_box=True,
         check_finite=False,
         compiled=config.compile,
+        workspace=CostWorkspace(),  # one cost matrix kept, not one per term
     )
     main = SinkhornLoss(blur=config.blur, **kw)
     if not config.aux_weight:

@@ -236,3 +236,24 @@ def test_soft_clouds_keep_their_own_precision(monkeypatch):
     assert torch.equal(
         sinkhorn_cost.cost_matrix(u, u, None, None), sinkhorn_cost.half_sq_cost(u, u)
     )
+
+
+def test_losses_called_in_turn_can_share_one_workspace():
+    """Training's main and coarse terms keep one cost matrix between them, not one each."""
+    from hmmrnn.config import ExperimentConfig
+    from hmmrnn.train import make_loss
+
+    x, y = one_hot(70, 8, 30, torch.float32), one_hot(70, 8, 31, torch.float32)
+    shared = loss_module.CostWorkspace()
+    fine, coarse = SinkhornLoss(workspace=shared), SinkhornLoss(blur=2.0, workspace=shared)
+    assert fine.workspace is coarse.workspace is shared
+    assert torch.equal(
+        fine(x, y) + coarse(x, y), SinkhornLoss()(x, y) + SinkhornLoss(blur=2.0)(x, y)
+    )
+    combined = make_loss(ExperimentConfig.from_preset("Three", aux_weight=1.0))
+    terms = [
+        cell.cell_contents
+        for cell in combined.__closure__
+        if isinstance(cell.cell_contents, SinkhornLoss)
+    ]
+    assert len(terms) == 2 and terms[0].workspace is terms[1].workspace
