@@ -88,7 +88,11 @@ def half_sq_cost(u: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
 
 
 def cost_matrix(
-    u: Tensor, v: Tensor, cost_dtype: torch.dtype | None, workspace: CostWorkspace | None
+    u: Tensor,
+    v: Tensor,
+    cost_dtype: torch.dtype | None,
+    workspace: CostWorkspace | None,
+    packed: bool = False,
 ) -> Tensor:
     """The half squared cost in the clouds' dtype, written into ``workspace`` when given.
 
@@ -96,35 +100,64 @@ def cost_matrix(
     one-hot clouds up to 2048 mismatches, bfloat16 up to 256). None: the clouds' own, except on
     a CPU with fast bfloat16 where the clouds are binary and the costs small enough for it to be
     exact (the same numbers, bit for bit).
+
+    ``packed`` returns the matrix in bfloat16 wherever that is exact (float32 CPU clouds, binary,
+    costs <= 256), for a reader that takes it: half the memory. The storage does not depend on
+    the bfloat16 speed probe (a timing): the same clouds always give the same matrix, so runs
+    repeat bit for bit on one machine whichever way the probe went.
     """
-    out = None if workspace is None else workspace.matrix(u.shape[0], v.shape[0], u)
+    if packed and cost_dtype is None and u.dtype == torch.float32 and _bfloat16_holds(u, v):
+        gemm = torch.bfloat16 if _fast_bfloat16() else torch.float32
+        out = (
+            None
+            if workspace is None
+            else workspace.matrix(u.shape[0], v.shape[0], u.new_empty(0, dtype=torch.bfloat16))
+        )
+        return _slab_gemm(u, v, gemm, torch.bfloat16, out)
     low = cost_dtype if cost_dtype is not None else _exact_bfloat16(u, v)
+    out = None if workspace is None else workspace.matrix(u.shape[0], v.shape[0], u)
     if low is None or low == u.dtype:
         return half_sq_cost(u, v, out)
-    left, right = _augmented(u.to(low), v.to(low))
     if u.is_cuda:
+        left, right = _augmented(u.to(low), v.to(low))
         result = left @ right.T
         return result.to(u.dtype) if out is None else out.copy_(result)
+    return _slab_gemm(u, v, low, u.dtype, out)
+
+
+def _slab_gemm(
+    u: Tensor, v: Tensor, gemm: torch.dtype, dtype: torch.dtype, out: Tensor | None
+) -> Tensor:
+    """The cost as a ``gemm``-precision product stored in ``dtype``, one slab of rows at a time
+    (no full-size temporary); straight into ``out`` where the two precisions are the same."""
+    left, right = _augmented(u.to(gemm), v.to(gemm))
     if out is None:
-        out = u.new_empty(u.shape[0], v.shape[0])
+        out = u.new_empty(u.shape[0], v.shape[0], dtype=dtype)
+    if gemm == dtype:
+        return torch.mm(left, right.T, out=out)
     step = max(1, _SLAB_ELEMENTS // max(1, v.shape[0]))
     slab = left.new_empty(min(step, u.shape[0]), v.shape[0])
     for start in range(0, u.shape[0], step):
         stop = min(start + step, u.shape[0])
-        part = torch.mm(left[start:stop], right.T, out=slab[: stop - start])
-        out[start:stop].copy_(part)
+        out[start:stop].copy_(torch.mm(left[start:stop], right.T, out=slab[: stop - start]))
     return out
 
 
-def _exact_bfloat16(u: Tensor, v: Tensor) -> torch.dtype | None:
-    """bfloat16 where its GEMM is exact and fast: CPU float clouds of 0s and 1s whose costs stay
-    at or below 256, on a CPU whose bfloat16 products beat float32's."""
-    if u.is_cuda or u.dtype not in (torch.float32, torch.float64) or not _fast_bfloat16():
-        return None
+def _bfloat16_holds(u: Tensor, v: Tensor) -> bool:
+    """Whether bfloat16 holds the clouds and every cost exactly: CPU float clouds of 0s and 1s
+    whose costs stay at or below 256."""
+    if u.is_cuda or u.dtype not in (torch.float32, torch.float64):
+        return False
     if not (_binary(u) and (v is u or _binary(v))):
-        return None
+        return False
     most = 0.5 * (float(u.sum(1).max()) + float(v.sum(1).max()))  # |u|^2 = |u|_1 on 0/1
-    return torch.bfloat16 if most <= _BF16_EXACT else None
+    return most <= _BF16_EXACT
+
+
+def _exact_bfloat16(u: Tensor, v: Tensor) -> torch.dtype | None:
+    """bfloat16 where its GEMM is exact and fast (:func:`_bfloat16_holds`, on a CPU whose
+    bfloat16 products beat float32's)."""
+    return torch.bfloat16 if _bfloat16_holds(u, v) and _fast_bfloat16() else None
 
 
 def _binary(z: Tensor) -> bool:

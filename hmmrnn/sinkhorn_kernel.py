@@ -1,0 +1,178 @@
+"""The absorbed update's one-pass CPU kernel (``absorbed_kernel.c``), built on first use.
+
+Eager torch takes five passes over each block of the cost matrix for one absorbed update (two
+adds, ``exp2``, a row sum, a column sum), and each pass re-reads the block from a cache level
+that this project's CPUs feed at 9-10 GB/s per core. The kernel reads each cost entry once and
+keeps its exponential in a register: measured on a 2-core Xeon (AVX-512) at B 4096, 0.8 against
+1.5 ns per entry. It is plain C with no torch headers, so the system compiler builds it in about
+0.3 s; the library is cached per source, compiler and CPU under
+``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``), and loaded with ctypes, whose calls release the GIL, so the block workers
+run it in parallel.
+
+Where there is no C compiler, the build fails or ``HMMRNN_NATIVE=0`` is set, :func:`kernel`
+returns None and the loss keeps the eager passes, which give the same numbers to float32
+rounding (``tests/test_sinkhorn_kernel.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("absorbed_kernel.c")
+# -fopenmp-simd vectorises the reductions the source marks, without fast-math (whose
+# reassociation would undo the rounding trick of the kernel's exp2); no OpenMP runtime is linked.
+_FLAGS = ["-O3", "-std=gnu99", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno"]
+# Tried in order: the first that builds is kept (-march=native is missing on some compilers).
+_TARGETS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], [])
+_BUILD_TIMEOUT_S = 60.0
+
+
+def enabled() -> bool:
+    """Whether the kernel may be used: ``HMMRNN_NATIVE=0`` (or ``false``, ``no``) turns it off."""
+    return os.environ.get("HMMRNN_NATIVE", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/...``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "hmmrnn" / "kernels"
+
+
+def _compiler() -> str | None:
+    """The C compiler: ``$CC`` if set, else the first of cc, gcc, clang on the PATH."""
+    named = os.environ.get("CC")
+    candidates = [named] if named else ["cc", "gcc", "clang"]
+    return next((found for c in candidates if (found := shutil.which(c))), None)
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU's feature flags where Linux lists them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def _library_path(compiler: str) -> Path:
+    """The cached library's name: a digest of the source, flags, compiler and CPU."""
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), repr((_FLAGS, _TARGETS)).encode(), compiler.encode(),
+                 version.encode(), _cpu_signature().encode()):  # fmt: skip
+        digest.update(part)
+    return cache_dir() / f"absorbed-{digest.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, target: Path) -> bool:
+    """Compile into a temporary file beside ``target`` and move it in place (atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for arch in _TARGETS:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            done = subprocess.run(
+                [compiler, *_FLAGS, *arch, str(SOURCE), "-o", tmp],
+                capture_output=True,
+                timeout=_BUILD_TIMEOUT_S,
+            )
+            if done.returncode == 0:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+                return True
+        except (OSError, subprocess.SubprocessError):
+            pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return False
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The kernel's two entry points: over a float32 cost, and over a bfloat16 one."""
+
+    float32: Callable[..., None]
+    bfloat16: Callable[..., None]
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> Kernel | None:
+    """The kernel, building it if no cached build matches; None if unavailable."""
+    if sys.platform == "win32" or not SOURCE.exists():
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        return None
+    target = _library_path(compiler)
+    try:
+        if not target.exists() and not _build(compiler, target):
+            return None
+        library = ctypes.CDLL(str(target))
+        entries = library.hmmrnn_absorbed_slab, library.hmmrnn_absorbed_slab_bf16
+    except (OSError, AttributeError):
+        return None
+    ptr, size = ctypes.c_void_p, ctypes.c_int64
+    for entry in entries:
+        entry.argtypes = [ptr, size, size, size, ptr, ptr, ctypes.c_float, ptr, size, ptr, ptr]
+        entry.restype = None
+    return Kernel(*entries)
+
+
+def kernel() -> Kernel | None:
+    """The one-pass slab kernel, or None where the eager passes must be used."""
+    return _load() if enabled() else None
+
+
+def usable(cost: Tensor) -> bool:
+    """Whether the kernel can run on this cost matrix: float32 or bfloat16, on the CPU, its rows
+    contiguous."""
+    return (
+        cost.dtype in (torch.float32, torch.bfloat16)
+        and cost.device.type == "cpu"
+        and cost.stride(1) == 1
+    )
+
+
+def slab(
+    native: Kernel,
+    part: Tensor,
+    fs: Tensor,
+    gs: Tensor,
+    scale: float,
+    rows: Tensor,
+    cols: Tensor | None,
+    z: Tensor | None,
+) -> None:
+    """``e = 2 ** (fs_i + gs_j - scale * part_ij)`` over one slab: ``rows`` gets its row sums,
+    ``cols`` (if given) its column sums, ``z`` (if given, contiguous) the entries.
+
+    ``fs``, ``gs``, ``rows``, ``cols`` and ``z`` are float32 and contiguous, ``part`` passes
+    :func:`usable`; the caller keeps them all alive during the call.
+    """
+    n, m = part.shape
+    entry = native.bfloat16 if part.dtype == torch.bfloat16 else native.float32
+    entry(part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
+          None if z is None else z.data_ptr(), m, rows.data_ptr(),
+          None if cols is None else cols.data_ptr())  # fmt: skip
