@@ -320,9 +320,41 @@ def epoch(size: dict, device: str) -> Row:
             trainer.validate(model, 0, e)
 
         once()  # the first epoch fills the target caches
-        mine, _ = alternate(once, None, size["repeats"])
+        mine, theirs = alternate(once, _without_kernel(once), size["repeats"])
     return Row(f"training epoch + validation, Three, {n // 3} + {n // 3} sequences, "
-               f"B {cfg.batch_size}", device, mine, goal="< 8 s on 2 threads")  # fmt: skip
+               f"B {cfg.batch_size}", device, mine, theirs,
+               "the same epoch without the loss's C kernel (HMMRNN_NATIVE=0)",
+               goal="< 8 s on 2 threads")  # fmt: skip
+
+
+def _without_kernel(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with the loss's one-pass kernel turned off (its eager torch passes instead)."""
+
+    def once() -> None:
+        before = os.environ.get("HMMRNN_NATIVE")
+        os.environ["HMMRNN_NATIVE"] = "0"
+        try:
+            fn()
+        finally:
+            if before is None:
+                del os.environ["HMMRNN_NATIVE"]
+            else:
+                os.environ["HMMRNN_NATIVE"] = before
+
+    return once
+
+
+def loss_kernel(size: dict, device: str) -> Row:
+    """The loss as training calls it, with the one-pass C kernel against the eager passes."""
+    from hmmrnn.loss import SinkhornLoss
+
+    x, y = _loss_inputs(size["batch"], device)
+    round_ = _keyed_round(SinkhornLoss(unit_box=True, check_finite=False), x, y)
+    round_()
+    mine, theirs = alternate(round_, _without_kernel(round_), size["repeats"])
+    return Row(f"Sinkhorn loss + backward, B {size['batch']}, L 30, C kernel", device, mine,
+               theirs, "eager torch passes (HMMRNN_NATIVE=0)",
+               f"threads {torch.get_num_threads()}", "ratio > 1")  # fmt: skip
 
 
 def matching(size: dict, device: str) -> Row:
@@ -442,6 +474,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "generation": generation,
     "loss": loss,
     "loss-roofline": loss_roofline,
+    "loss-kernel": loss_kernel,
     "loss-precision": loss_low_precision,
     "loss-compiled": loss_compiled,
     "step": training_step,
@@ -455,7 +488,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "paint": first_paint,
 }
 GPU_CASES = (
-    "generation", "loss", "loss-roofline", "loss-precision", "loss-compiled", "step", "epoch", "evaluation",
+    "generation", "loss", "loss-roofline", "loss-kernel", "loss-precision", "loss-compiled", "step", "epoch", "evaluation",
     "residency",
 )  # fmt: skip
 

@@ -4,7 +4,7 @@ Eager torch takes five passes over each block of the cost matrix for one absorbe
 adds, ``exp2``, a row sum, a column sum), and each pass re-reads the block from a cache level
 that this project's CPUs feed at 9-10 GB/s per core. The kernel reads each cost entry once and
 keeps its exponential in a register: measured on a 2-core Xeon (AVX-512) at B 4096, 0.8 against
-1.5 ns per entry. It is plain C with no torch headers, so the system compiler builds it in about
+1.5 ns per entry, and the loss 2x faster (benchmarks/README.md). It is plain C with no torch headers, so the system compiler builds it in about
 0.3 s; the library is cached per source, compiler and CPU under
 ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``), and loaded with ctypes, whose calls release the GIL, so the block workers
 run it in parallel.
