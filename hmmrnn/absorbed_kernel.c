@@ -24,7 +24,8 @@
 #define ROUNDER 12582912.0f
 
 static inline float exp2_flush(float t) {
-    float u = t < -127.0f ? -127.0f : (t > 128.0f ? 128.0f : t);
+    /* Below -125 the result is flushed at the end, whatever the bits; NaN runs through p. */
+    float u = t > 128.0f ? 128.0f : t;
     float r = (u + ROUNDER) - ROUNDER;
     float f = u - r;
     float p = C7;
@@ -39,8 +40,7 @@ static inline float exp2_flush(float t) {
     float s;
     memcpy(&s, &bits, sizeof s);
     float e = p * s;
-    e = t < -125.0f ? 0.0f : e;
-    return t != t ? t : e;
+    return t < -125.0f ? 0.0f : e;
 }
 
 /* The cost entry j of a row: float32, or bfloat16 (the top half of a float32's bits), which
