@@ -22,6 +22,13 @@ class ModelFileError(UserError):
     """A weights file that cannot be used; the message says why."""
 
 
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/hmmrnn/<name>`` (``~/.cache/hmmrnn/<name>``): where each kind of
+    rebuildable file (analysis results, built kernels) is kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hmmrnn" / name
+
+
 def _current_umask() -> int:
     """The process umask, read without changing it where the OS tells (Linux), else set back."""
     try:

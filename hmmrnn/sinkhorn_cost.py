@@ -40,15 +40,19 @@ class CostWorkspace:
         self._lock = threading.Lock()
         self._owner: int | None = None
 
-    def matrix(self, n: int, m: int, like: Tensor) -> Tensor | None:
-        """An uninitialised (n, m) matrix of ``like``'s dtype and device, or None when in use."""
+    def matrix(
+        self, n: int, m: int, like: Tensor, dtype: torch.dtype | None = None
+    ) -> Tensor | None:
+        """An uninitialised (n, m) matrix on ``like``'s device, of ``dtype`` (default ``like``'s),
+        or None when in use."""
         if self._owner != threading.get_ident():
             return None
+        dtype = dtype or like.dtype
         buf = self._storage
-        stale = buf is None or buf.numel() < n * m or buf.dtype != like.dtype
+        stale = buf is None or buf.numel() < n * m or buf.dtype != dtype
         if stale or buf.device != like.device:
             self._storage = None  # free the old one before the new one is made
-            buf = self._storage = like.new_empty(n * m)
+            buf = self._storage = like.new_empty(n * m, dtype=dtype)
         return buf[: n * m].view(n, m)
 
     @contextlib.contextmanager
@@ -106,16 +110,13 @@ def cost_matrix(
     the bfloat16 speed probe (a timing): the same clouds always give the same matrix, so runs
     repeat bit for bit on one machine whichever way the probe went.
     """
+    shape = u.shape[0], v.shape[0]
     if packed and cost_dtype is None and u.dtype == torch.float32 and _bfloat16_holds(u, v):
         gemm = torch.bfloat16 if _fast_bfloat16() else torch.float32
-        out = (
-            None
-            if workspace is None
-            else workspace.matrix(u.shape[0], v.shape[0], u.new_empty(0, dtype=torch.bfloat16))
-        )
+        out = None if workspace is None else workspace.matrix(*shape, u, torch.bfloat16)
         return _slab_gemm(u, v, gemm, torch.bfloat16, out)
     low = cost_dtype if cost_dtype is not None else _exact_bfloat16(u, v)
-    out = None if workspace is None else workspace.matrix(u.shape[0], v.shape[0], u)
+    out = None if workspace is None else workspace.matrix(*shape, u)
     if low is None or low == u.dtype:
         return half_sq_cost(u, v, out)
     if u.is_cuda:

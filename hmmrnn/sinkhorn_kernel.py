@@ -4,10 +4,10 @@ Eager torch takes five passes over each block of the cost matrix for one absorbe
 adds, ``exp2``, a row sum, a column sum), and each pass re-reads the block from a cache level
 that this project's CPUs feed at 9-10 GB/s per core. The kernel reads each cost entry once and
 keeps its exponential in a register: measured on a 2-core Xeon (AVX-512) at B 4096, 0.8 against
-1.5 ns per entry, and the loss 2x faster (benchmarks/README.md). It is plain C with no torch headers, so the system compiler builds it in about
-0.3 s; the library is cached per source, compiler and CPU under
-``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``), and loaded with ctypes, whose calls release the GIL, so the block workers
-run it in parallel.
+1.5 ns per entry, and the loss 2x faster (benchmarks/README.md). It is plain C with no torch
+headers, so the system compiler builds it in about 0.3 s; the library is cached per source,
+compiler and CPU under ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``), and
+loaded with ctypes, whose calls release the GIL, so the block workers run it in parallel.
 
 Where there is no C compiler, the build fails or ``HMMRNN_NATIVE=0`` is set, :func:`kernel`
 returns None and the loss keeps the eager passes, which give the same numbers to float32
@@ -16,7 +16,6 @@ rounding (``tests/test_sinkhorn_kernel.py``).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from hmmrnn.io import atomic_write_bytes, user_cache_dir
 
 SOURCE = Path(__file__).with_name("absorbed_kernel.c")
 # -fopenmp-simd vectorises the reductions the source marks, without fast-math (whose
@@ -49,8 +50,7 @@ def enabled() -> bool:
 
 def cache_dir() -> Path:
     """Where built kernels are kept: ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/...``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "hmmrnn" / "kernels"
+    return user_cache_dir("kernels")
 
 
 def _compiler() -> str | None:
@@ -86,26 +86,23 @@ def _library_path(compiler: str) -> Path:
 
 
 def _build(compiler: str, target: Path) -> bool:
-    """Compile into a temporary file beside ``target`` and move it in place (atomic)."""
+    """Compile in a scratch folder and write the library to ``target`` atomically, with the
+    usual permissions (:func:`hmmrnn.io.atomic_write_bytes`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for arch in _TARGETS:
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            done = subprocess.run(
-                [compiler, *_FLAGS, *arch, str(SOURCE), "-o", tmp],
-                capture_output=True,
-                timeout=_BUILD_TIMEOUT_S,
-            )
-            if done.returncode == 0:
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
+    with tempfile.TemporaryDirectory(prefix="hmmrnn-kernel-") as scratch:
+        built = Path(scratch) / target.name
+        for arch in _TARGETS:
+            try:
+                done = subprocess.run(
+                    [compiler, *_FLAGS, *arch, str(SOURCE), "-o", str(built)],
+                    capture_output=True,
+                    timeout=_BUILD_TIMEOUT_S,
+                )
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if done.returncode == 0 and built.exists():
+                atomic_write_bytes(target, built.read_bytes())
                 return True
-        except (OSError, subprocess.SubprocessError):
-            pass
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
     return False
 
 

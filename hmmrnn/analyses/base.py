@@ -29,7 +29,13 @@ import numpy as np
 
 from hmmrnn.cancel import CancelToken
 from hmmrnn.errors import UserError
-from hmmrnn.io import atomic_write_bytes, atomic_write_json, file_sha256, read_json_file
+from hmmrnn.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    file_sha256,
+    read_json_file,
+    user_cache_dir,
+)
 
 CACHE_VERSION = 2
 RUN_FORMAT = "hmmrnn.run/1"
@@ -209,8 +215,7 @@ def default_cache_dir() -> Path:
     env = os.environ.get("HMMRNN_CACHE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hmmrnn" / "analyses"
+    return user_cache_dir("analyses")
 
 
 class ResultCache:
