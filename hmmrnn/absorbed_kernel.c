@@ -10,7 +10,11 @@
  * gives +inf above 2**128 and keeps NaN, so the caller's range check sees what eager would.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 /* 2**f on [-0.5, 0.5]: Taylor coefficients of exp(f ln 2), truncation error below 6e-9. */
 #define C1 0.693147180559945f
@@ -53,6 +57,23 @@ static inline float entry(const void *restrict row, int64_t j, const int packed)
     return value;
 }
 
+/* One row: e_j = 2 ** (a + gs_j - scale * c_j), their sum returned, added into col_sums and
+ * written to z if asked for. */
+static inline __attribute__((always_inline)) float row_pass(
+    const void *restrict c, int64_t cols, const float a, const float *restrict gs, float scale,
+    float *restrict z, float *restrict col_sums, const int packed, const int want_z,
+    const int want_cols) {
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < cols; ++j) {
+        float e = exp2_flush(a + gs[j] - scale * entry(c, j, packed));
+        acc += e;
+        if (want_cols) col_sums[j] += e;
+        if (want_z) z[j] = e;
+    }
+    return acc;
+}
+
 static inline __attribute__((always_inline)) void slab(
     const void *restrict cost, int64_t ld, int64_t rows, int64_t cols,
     const float *restrict fs, const float *restrict gs, float scale,
@@ -62,17 +83,8 @@ static inline __attribute__((always_inline)) void slab(
     if (want_cols) memset(col_sums, 0, (size_t)cols * sizeof *col_sums);
     for (int64_t i = 0; i < rows; ++i) {
         const void *restrict c = (const char *)cost + i * ld * width;
-        float *restrict zi = want_z ? z + i * ldz : z;
-        const float a = fs[i];
-        float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < cols; ++j) {
-            float e = exp2_flush(a + gs[j] - scale * entry(c, j, packed));
-            acc += e;
-            if (want_cols) col_sums[j] += e;
-            if (want_z) zi[j] = e;
-        }
-        row_sums[i] = acc;
+        row_sums[i] = row_pass(c, cols, fs[i], gs, scale, want_z ? z + i * ldz : z, col_sums,
+                               packed, want_z, want_cols);
     }
 }
 
@@ -98,4 +110,134 @@ void hmmrnn_absorbed_slab_bf16(const uint16_t *cost, int64_t ld, int64_t rows, i
                                const float *fs, const float *gs, float scale, float *z,
                                int64_t ldz, float *row_sums, float *col_sums) {
     DISPATCH(1)
+}
+
+/* Floats per vector: the points' rows are padded to whole vectors. */
+#define LANES 16
+
+/* The indices of the live (non-zero) entries of one row, in order, into idx (room for cols + 16);
+ * how many. Entries are >= 0 or NaN (which the caller's range check rejects), so a zero bit
+ * pattern is the only dead one. Without branches: which entries live is close to random. */
+static int64_t live_indices(const float *restrict z, int64_t cols, int32_t *restrict idx) {
+    int64_t n = 0, j = 0;
+#ifdef __AVX512F__
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; j + 16 <= cols; j += 16) {
+        const __m512i v = _mm512_loadu_si512((const void *)(z + j));
+        const __mmask16 live = _mm512_test_epi32_mask(v, v);
+        _mm512_storeu_si512((void *)(idx + n), _mm512_maskz_compress_epi32(live, lanes));
+        n += __builtin_popcount((unsigned)live);
+        lanes = _mm512_add_epi32(lanes, step);
+    }
+#endif
+    const uint32_t *restrict bits = (const uint32_t *)z;
+    for (; j < cols; ++j) {
+        idx[n] = (int32_t)j;
+        n += bits[j] != 0;
+    }
+    return n;
+}
+
+/* One vector of LANES floats (GCC and clang vector extensions: whatever the target's SIMD is). */
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline vec load(const float *p) {
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* bary = sum_k z_idx[k] points_idx[k] over n live entries, with NV vectors per padded point held
+ * in registers. */
+#define SPARSE_ROW(NV)                                                                        \
+    static void sparse_row_##NV(const float *restrict z, const int32_t *restrict idx,         \
+                                int64_t n, const float *restrict points, int64_t dim,         \
+                                float *restrict bary) {                                       \
+        vec acc[NV];                                                                          \
+        for (int v = 0; v < NV; ++v) acc[v] = (vec){0};                                       \
+        for (int64_t k = 0; k < n; ++k) {                                                     \
+            const int64_t j = idx[k];                                                         \
+            const vec e = (vec){0} + z[j];                                                    \
+            const float *restrict p = points + j * (NV * LANES);                              \
+            for (int v = 0; v < NV; ++v) acc[v] += e * load(p + v * LANES);                   \
+        }                                                                                     \
+        float out[NV * LANES];                                                                \
+        memcpy(out, acc, sizeof out);                                                         \
+        memcpy(bary, out, (size_t)dim * sizeof *bary);                                        \
+    }
+
+SPARSE_ROW(1)
+SPARSE_ROW(2)
+SPARSE_ROW(3)
+SPARSE_ROW(4)
+SPARSE_ROW(5)
+SPARSE_ROW(6)
+SPARSE_ROW(7)
+SPARSE_ROW(8)
+
+/* The live-entry sums exist for points of up to MAX_VECTORS vectors (128 floats); wider points
+ * take the caller's dense GEMM. */
+#define MAX_VECTORS 8
+typedef void (*sparse_fn)(const float *, const int32_t *, int64_t, const float *, int64_t,
+                          float *);
+static const sparse_fn SPARSE_ROWS[MAX_VECTORS + 1] = {
+    NULL, sparse_row_1, sparse_row_2, sparse_row_3, sparse_row_4,
+    sparse_row_5, sparse_row_6, sparse_row_7, sparse_row_8};
+
+/* The slab of a barycentre update. Rows with at most max_live live entries (at the final
+ * temperatures of a loss, most rows: 95-100% of the entries flush to zero) get their bary row,
+ * z @ points not yet divided by the row sum, summed over those entries alone while the row is
+ * in L1. The others are left to the caller's dense GEMM: their entries go to z's rows 0, 1, ...
+ * in order and their indices to dense_rows. Returns how many there are (all rows, should the
+ * index scratch not be allocated). */
+static inline __attribute__((always_inline)) int64_t bary_slab(
+    const void *restrict cost, int64_t ld, int64_t rows, int64_t cols,
+    const float *restrict fs, const float *restrict gs, float scale, float *restrict z,
+    int64_t ldz, float *restrict row_sums, float *restrict col_sums,
+    const float *restrict points, int64_t dim, int64_t ldp, float *restrict bary,
+    int64_t max_live, int64_t *restrict dense_rows, const int packed, const int want_cols) {
+    const int64_t width = packed ? 2 : 4;
+    const int64_t vectors = ldp / LANES;
+    const sparse_fn sparse_row = vectors <= MAX_VECTORS ? SPARSE_ROWS[vectors] : NULL;
+    int32_t *idx = sparse_row ? malloc((size_t)(cols + LANES) * sizeof *idx) : NULL;
+    int64_t dense = 0;
+    if (want_cols) memset(col_sums, 0, (size_t)cols * sizeof *col_sums);
+    for (int64_t i = 0; i < rows; ++i) {
+        const void *restrict c = (const char *)cost + i * ld * width;
+        float *restrict zi = z + dense * ldz; /* a sparse row's slot is reused by the next row */
+        row_sums[i] = row_pass(c, cols, fs[i], gs, scale, zi, col_sums, packed, 1, want_cols);
+        const int64_t live = idx ? live_indices(zi, cols, idx) : max_live + 1;
+        if (live <= max_live)
+            sparse_row(zi, idx, live, points, dim, bary + i * dim);
+        else
+            dense_rows[dense++] = i;
+    }
+    free(idx);
+    return dense;
+}
+
+#define DISPATCH_BARY(packed)                                                                  \
+    return col_sums ? bary_slab(cost, ld, rows, cols, fs, gs, scale, z, ldz, row_sums,         \
+                                col_sums, points, dim, ldp, bary, max_live, dense_rows, packed, 1)  \
+                    : bary_slab(cost, ld, rows, cols, fs, gs, scale, z, ldz, row_sums,         \
+                                col_sums, points, dim, ldp, bary, max_live, dense_rows, packed, 0);
+
+/* Barycentre slabs over a float32 cost; points is (cols x ldp) float32, its rows' first dim
+ * entries the points and the rest zeros, ldp a multiple of 16; bary is (rows x dim). */
+int64_t hmmrnn_absorbed_bary(const float *cost, int64_t ld, int64_t rows, int64_t cols,
+                             const float *fs, const float *gs, float scale, float *z,
+                             int64_t ldz, float *row_sums, float *col_sums,
+                             const float *points, int64_t dim, int64_t ldp, float *bary,
+                             int64_t max_live, int64_t *dense_rows) {
+    DISPATCH_BARY(0)
+}
+
+/* The same over a bfloat16 cost. */
+int64_t hmmrnn_absorbed_bary_bf16(const uint16_t *cost, int64_t ld, int64_t rows, int64_t cols,
+                                  const float *fs, const float *gs, float scale, float *z,
+                                  int64_t ldz, float *row_sums, float *col_sums,
+                                  const float *points, int64_t dim, int64_t ldp,
+                                  float *bary, int64_t max_live, int64_t *dense_rows) {
+    DISPATCH_BARY(1)
 }

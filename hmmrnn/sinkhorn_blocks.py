@@ -218,28 +218,39 @@ def absorbed_update(
     cols = None if symmetric and not triangle else f.new_empty(len(starts), m)
     native = sinkhorn_kernel.kernel() if sinkhorn_kernel.usable(cost) else None
     clamp = None if native is not None else exp2_clamp(f)
+    # the barycentre summed over the live entries needs its points as the kernel reads them
+    sparse = None
+    if native is not None and points is not None and points.dtype == torch.float32:
+        sparse = sinkhorn_kernel.padded_points(points)
     ones = f.new_ones(min(step, n))
 
     def slabs(todo: Iterator[int]) -> None:
         work = work_buffer(min(step, n) * m, f)
+        picks = None if sparse is None else torch.empty(min(step, n), dtype=torch.int64)
         for start in todo:
             stop = min(start + step, n)
             first = start if triangle else 0  # a triangle's slab starts at the diagonal
             part = cost[start:stop, first:]
             z = work[: part.numel()].view(part.shape)
             col = None if cols is None else cols[start // step]
-            if native is not None:
+            dense = None  # the barycentre rows left to z @ points (None: all)
+            if native is None:
+                _eager_slab(part, fs[start:stop], gs[first:], scale, clamp, z, rows[start:stop],
+                            None if col is None else col[first:], ones)  # fmt: skip
+            elif sparse is not None:
+                k = sinkhorn_kernel.bary_slab(native, part, fs[start:], gs, scale, rows[start:stop],
+                                              col, z, sparse, bary[start:stop], picks)  # fmt: skip
+                dense = picks[:k]
+            else:
                 sinkhorn_kernel.slab(native, part, fs[start:], gs[first:], scale, rows[start:stop],
                                      None if col is None else col[first:],
                                      None if bary is None else z)  # fmt: skip
-            else:
-                _eager_slab(part, fs[start:stop], gs[first:], scale, clamp, z, rows[start:stop],
-                            None if col is None else col[first:], ones)  # fmt: skip
             if col is not None and triangle:
                 # only the entries right of the diagonal block stand for columns
                 col[:stop].zero_()
             if bary is not None:
-                torch.mm(z, points, out=bary[start:stop]).div_(rows[start:stop, None])
+                _dense_bary(z, points, bary[start:stop], dense)
+                bary[start:stop].div_(rows[start:stop, None])
 
     run_blocks(cost, starts, slabs)
     if triangle:
@@ -274,6 +285,15 @@ def _eager_slab(
     torch.sum(z, dim=1, out=rows)
     if col is not None:  # a matrix-vector product sums columns 2-4x faster than sum(dim=0)
         torch.mv(z.T, ones[: z.shape[0]], out=col)
+
+
+def _dense_bary(z: Tensor, points: Tensor, out: Tensor, picks: Tensor | None) -> None:
+    """``out = z @ points`` for every row, or (``picks`` given) ``out[picks] = z[:k] @ points``
+    for the ``k`` rows the kernel left dense, their entries packed in z's first rows."""
+    if picks is None:
+        torch.mm(z, points, out=out)
+    elif len(picks):
+        out[picks] = torch.mm(z[: len(picks)], points)
 
 
 def _log(means: Tensor) -> Tensor:

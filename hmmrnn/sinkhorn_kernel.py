@@ -108,10 +108,13 @@ def _build(compiler: str, target: Path) -> bool:
 
 @dataclass(frozen=True)
 class Kernel:
-    """The kernel's two entry points: over a float32 cost, and over a bfloat16 one."""
+    """The kernel's entry points: the slab over a float32 cost and over a bfloat16 one, and the
+    same two with the barycentre summed over the live entries."""
 
     float32: Callable[..., None]
     bfloat16: Callable[..., None]
+    bary_float32: Callable[..., int]
+    bary_bfloat16: Callable[..., int]
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,13 +131,16 @@ def _load() -> Kernel | None:
             return None
         library = ctypes.CDLL(str(target))
         entries = library.hmmrnn_absorbed_slab, library.hmmrnn_absorbed_slab_bf16
+        barys = library.hmmrnn_absorbed_bary, library.hmmrnn_absorbed_bary_bf16
     except (OSError, AttributeError):
         return None
     ptr, size = ctypes.c_void_p, ctypes.c_int64
+    common = [ptr, size, size, size, ptr, ptr, ctypes.c_float, ptr, size, ptr, ptr]
     for entry in entries:
-        entry.argtypes = [ptr, size, size, size, ptr, ptr, ctypes.c_float, ptr, size, ptr, ptr]
-        entry.restype = None
-    return Kernel(*entries)
+        entry.argtypes, entry.restype = common, None
+    for entry in barys:
+        entry.argtypes, entry.restype = [*common, ptr, size, size, ptr, size, ptr], size
+    return Kernel(*entries, *barys)
 
 
 def kernel() -> Kernel | None:
@@ -173,3 +179,48 @@ def slab(
     entry(part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
           None if z is None else z.data_ptr(), m, rows.data_ptr(),
           None if cols is None else cols.data_ptr())  # fmt: skip
+
+
+# A barycentre row is summed over its live entries when at most this share of them are live:
+# each live entry then costs 1-2x what it does in a dense GEMM (an axpy of one point against the
+# GEMM's blocked FMAs), so the sparse sum wins below this share by 2x or more.
+SPARSE_SHARE = 1 / 4
+
+
+def padded_points(points: Tensor) -> Tensor:
+    """The points as :func:`bary_slab` reads them: float32 rows zero-padded to whole vectors of
+    16, so that the kernel adds each one with whole-vector operations."""
+    dim = points.shape[1]
+    padded = points.new_zeros(points.shape[0], -(-dim // 16) * 16, dtype=torch.float32)
+    padded[:, :dim] = points
+    return padded
+
+
+def bary_slab(
+    native: Kernel,
+    part: Tensor,
+    fs: Tensor,
+    gs: Tensor,
+    scale: float,
+    rows: Tensor,
+    cols: Tensor | None,
+    z: Tensor,
+    points: Tensor,
+    bary: Tensor,
+    dense_rows: Tensor,
+) -> int:
+    """:func:`slab` with the barycentre rows ``bary = z @ points`` (not yet divided by the row
+    sums) of the rows with at most :data:`SPARSE_SHARE` of their entries live (non-zero), summed
+    over those entries alone.
+
+    Returns ``k``, the number of other rows: their indices are ``dense_rows[:k]`` and their
+    entries ``z[:k]``, for the caller's dense GEMM. ``points`` is :func:`padded_points`, one row
+    per column of ``part``; ``bary`` contiguous; ``dense_rows`` int64 with a slot per row.
+    """
+    n, m = part.shape
+    entry = native.bary_bfloat16 if part.dtype == torch.bfloat16 else native.bary_float32
+    return entry(part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
+                 z.data_ptr(), m, rows.data_ptr(), None if cols is None else cols.data_ptr(),
+                 points.data_ptr(), bary.shape[1], points.shape[1], bary.data_ptr(),
+                 int(m * SPARSE_SHARE),
+                 dense_rows.data_ptr())  # fmt: skip

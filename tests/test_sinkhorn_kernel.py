@@ -74,23 +74,104 @@ def test_slab_range_edges_are_what_eager_exp2_gives():
     assert torch.isnan(z[0, 5]) and torch.isnan(rows[0])
 
 
+def _bary_run(native, dtype, dim, gen):
+    """One barycentre slab whose rows run from no live entry to all live: the kernel's bary rows
+    (sparse and dense together, divided by the row sums), how many it left dense, and the
+    float64 reference."""
+    n, m = 48, 150
+    part = torch.randint(0, 41, (n, m), generator=gen).to(dtype)
+    # row i lives where 6 c < fs_i + 125: from none (fs -130) to all (fs 120, no overflow)
+    fs = torch.linspace(-130.0, 120.0, n)[torch.randperm(n, generator=gen)]
+    gs = torch.rand(m, generator=gen) - 0.5
+    points = torch.randn(m, dim, generator=gen)
+    rows, cols = torch.empty(n), torch.empty(m)
+    z, bary = torch.full((n, m), -1.0), torch.full((n, dim), -1.0)
+    picks = torch.full((n,), -1, dtype=torch.int64)
+    padded = sinkhorn_kernel.padded_points(points)
+    k = sinkhorn_kernel.bary_slab(native, part, fs, gs, 6.0, rows, cols, z, padded, bary, picks)
+    bary[picks[:k]] = z[:k] @ points
+    ref_z, ref_rows, ref_cols = _reference(part, fs, gs, 6.0)
+    live = ref_rows > 2.0**-90  # where the flushed entries cannot matter (the range check's)
+    ref_bary = (ref_z @ points.double())[live] / ref_rows[live, None]
+    assert torch.allclose(cols.double(), ref_cols, rtol=2e-5, atol=1e-30)
+    return (bary.double()[live] / rows.double()[live, None]), k, ref_bary
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dim", [1, 16, 90, 128, 130])
+def test_bary_slab_over_live_entries_equals_the_dense_product(dtype, dim):
+    """Rows with few live entries are summed over those alone, the others left to the GEMM; both
+    give z @ points. Points wider than 128 are all left to the GEMM."""
+    bary, k, ref = _bary_run(NATIVE, dtype, dim, torch.Generator().manual_seed(5))
+    assert torch.allclose(bary, ref, rtol=2e-5, atol=2e-5)
+    assert k == 48 if dim > 128 else 0 < k < 48
+
+
+@needs_kernel
+def test_portable_build_sums_live_entries_alike(monkeypatch, tmp_path):
+    """The kernel built without -march (no AVX-512 index compaction) gives the same sums."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(sinkhorn_kernel, "_TARGETS", ([],))
+    sinkhorn_kernel._load.cache_clear()
+    try:
+        portable = sinkhorn_kernel.kernel()
+    finally:
+        sinkhorn_kernel._load.cache_clear()
+    assert portable is not None
+    for dim in (5, 90):
+        bary, k, ref = _bary_run(portable, torch.bfloat16, dim, torch.Generator().manual_seed(6))
+        assert torch.allclose(bary, ref, rtol=2e-5, atol=2e-5) and 0 < k < 48
+
+
 def _eager(monkeypatch):
     monkeypatch.setattr(sinkhorn_kernel, "kernel", lambda: None)
 
 
+def _nearby_sequences(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot sequences (3 symbols, 30 steps) x of 300 and y of 260, each x within a few
+    symbols of some y: costs are small integers, as in training."""
+    base = torch.randint(0, 3, (260, 30), generator=gen)
+
+    def near(seqs: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(seqs.shape, generator=gen) < 0.02
+        seqs = torch.where(flip, torch.randint(0, 3, seqs.shape, generator=gen), seqs)
+        return torch.nn.functional.one_hot(seqs, 3).float().reshape(len(seqs), -1)
+
+    return near(torch.cat([base, base[:40]])), near(base)
+
+
 @needs_kernel
-@pytest.mark.parametrize("case", ["cross", "triangle", "self-bary"])
-def test_absorbed_update_equals_its_eager_form(monkeypatch, case):
+@pytest.mark.parametrize(
+    "case, sparse",
+    [("cross", False), ("triangle", False), ("self-bary", False), ("cross", True),
+     ("self-bary", True)],
+)  # fmt: skip
+def test_absorbed_update_equals_its_eager_form(monkeypatch, case, sparse):
+    """Dense: every entry lives (the barycentres are dense GEMMs). Sparse: one-hot sequences at
+    a temperature where most entries flush to zero, as at a loss's last ones; the kernel then
+    sums most rows' live entries alone."""
     gen = torch.Generator().manual_seed(1)
-    x = torch.rand(300, 8, generator=gen)
-    y = x if case != "cross" else torch.rand(260, 8, generator=gen)
+    eps = 0.1 if sparse else 0.3
+    if sparse:  # one-hot sequences, y near x: every row keeps a few live entries
+        x, y = _nearby_sequences(gen)
+    else:
+        x = torch.rand(300, 8, generator=gen)
+        y = torch.rand(260, 8, generator=gen)
+    y = x if case != "cross" else y
     cost = sinkhorn_cost.half_sq_cost(x, y)
     f = torch.randn(x.shape[0], generator=gen) * 0.05
     g = None if case != "cross" else torch.randn(y.shape[0], generator=gen) * 0.05
     points = y if case != "triangle" else None
-    fast = sinkhorn_blocks.absorbed_update(0.3, cost, f, g, points=points, block=64)
+    dense = []
+    bary_slab = sinkhorn_kernel.bary_slab
+    monkeypatch.setattr(sinkhorn_kernel, "bary_slab",
+                        lambda *a: dense.append(bary_slab(*a)) or dense[-1])  # fmt: skip
+    fast = sinkhorn_blocks.absorbed_update(eps, cost, f, g, points=points, block=64)
+    if points is not None:  # which rows the kernel summed sparsely
+        assert sum(dense) < 150 if sparse else sum(dense) == 300
     _eager(monkeypatch)
-    slow = sinkhorn_blocks.absorbed_update(0.3, cost, f, g, points=points, block=64)
+    slow = sinkhorn_blocks.absorbed_update(eps, cost, f, g, points=points, block=64)
     assert fast is not None and slow is not None
     assert torch.allclose(fast.f, slow.f, rtol=0, atol=1e-6)
     if g is not None:
