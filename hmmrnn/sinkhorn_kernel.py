@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -188,12 +189,12 @@ SPARSE_SHARE = 1 / 4
 
 
 def padded_points(points: Tensor) -> Tensor:
-    """The points as :func:`bary_slab` reads them: float32 rows zero-padded to whole vectors of
-    16, so that the kernel adds each one with whole-vector operations."""
+    """The (CPU, float32) points as :func:`bary_slab` reads them: rows zero-padded to whole
+    vectors of 16, so that the kernel adds each one with whole-vector operations. Padded by
+    numpy, on this thread alone (a torch copy this size opens a parallel region, whose spinning
+    helpers would slow the block workers)."""
     dim = points.shape[1]
-    padded = points.new_zeros(points.shape[0], -(-dim // 16) * 16, dtype=torch.float32)
-    padded[:, :dim] = points
-    return padded
+    return torch.from_numpy(np.pad(points.detach().numpy(), ((0, 0), (0, -dim % 16))))
 
 
 def bary_slab(
