@@ -202,8 +202,9 @@ def loss_work(n: int, m: int, dim: int, temperatures: int) -> float:
     17 counted it: its GEMMs (the two cost matrices and the two barycentres) plus 10 flops per
     entry of each log-domain soft C-transform of geomloss's algorithm (add, max, subtract, exp,
     sum, ...; 20 over x-y, 10 over x-x at 8 temperatures). That count gives the 15-16 GFLOP/s the
-    issue measured at 1.15 s for B 4096, L 30. Doing fewer transforms (the absorbed updates) is
-    credited as a higher rate: the work is the algorithm's, not the implementation's."""
+    issue measured at 1.15 s for B 4096, L 30. Doing fewer transforms (the absorbed updates) or
+    summing the barycentres over their live entries only is credited as a higher rate: the work
+    is the algorithm's, not the implementation's."""
     gemms = 2 * n * m * (dim + 2) + 2 * n * n * (dim + 2) + 2 * n * m * dim + 2 * n * n * dim
     transforms = (4 + 2 * temperatures) * n * m + (2 + temperatures) * n * n
     return float(gemms + 10 * transforms)

@@ -8,6 +8,9 @@
  * here the cost entry is read once and e_ij never leaves a register. exp2 below is exact to
  * about one float32 ulp, flushes results under 2**-125 to zero (as the eager path's workers do),
  * gives +inf above 2**128 and keeps NaN, so the caller's range check sees what eager would.
+ *
+ * The barycentre slabs (hmmrnn_absorbed_bary*) also sum z @ points over each row's live entries,
+ * which at a loss's last temperature replaces most of a dense GEMM.
  */
 #include <stdint.h>
 #include <stdlib.h>
