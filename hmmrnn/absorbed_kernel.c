@@ -19,14 +19,14 @@
 #include <immintrin.h>
 #endif
 
-/* 2**f on [-0.5, 0.5]: Taylor coefficients of exp(f ln 2), truncation error below 6e-9. */
-#define C1 0.693147180559945f
-#define C2 0.240226506959101f
-#define C3 0.0555041086648216f
-#define C4 0.00961812910762848f
-#define C5 0.00133335581464284f
-#define C6 0.000154035303933816f
-#define C7 1.52527338040598e-05f
+/* 2**f on [-0.5, 0.5]: a degree-6 fit of least maximum relative error, 1.9e-9 (under 0.02 of
+ * a float32 ulp) before rounding. */
+#define C1 0.6931472057373574f
+#define C2 0.24022646890617969f
+#define C3 0.05550328776772512f
+#define C4 0.009618488958161201f
+#define C5 0.0013399931297551047f
+#define C6 0.0001534581189882018f
 /* 1.5 * 2**23: adding then subtracting it rounds a float to the nearest integer. */
 #define ROUNDER 12582912.0f
 
@@ -35,8 +35,7 @@ static inline float exp2_flush(float t) {
     float u = t > 128.0f ? 128.0f : t;
     float r = (u + ROUNDER) - ROUNDER;
     float f = u - r;
-    float p = C7;
-    p = p * f + C6;
+    float p = C6;
     p = p * f + C5;
     p = p * f + C4;
     p = p * f + C3;
