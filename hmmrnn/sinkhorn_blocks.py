@@ -141,9 +141,11 @@ def exp2_clamp(cost: Tensor) -> float | None:
     """The exponent at which the blocks clamp before ``exp2``, or None where they need not.
 
     On the CPU, ``exp2`` of a far-negative number takes a slow path (2x) unless subnormals are
-    flushed, which the block workers do where the CPU supports it; a GPU has no such path.
+    flushed, which the block workers do where the CPU supports it; a GPU has no such path. The
+    workers asked are those a large loss uses (one per intra-op thread), so asking starts none
+    that would sit idle.
     """
-    if cost.is_cuda or _pool(1)[1]:
+    if cost.is_cuda or _pool(max(1, torch.get_num_threads()))[1]:
         return None
     return exp2_floor(cost.dtype)
 
