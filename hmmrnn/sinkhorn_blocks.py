@@ -240,8 +240,8 @@ def absorbed_update(
                 _eager_slab(part, fs[start:stop], gs[first:], scale, clamp, z, rows[start:stop],
                             None if col is None else col[first:], ones)  # fmt: skip
             elif sparse is not None:
-                k = sinkhorn_kernel.bary_slab(native, part, fs[start:], gs, scale, rows[start:stop],
-                                              col, z, sparse, bary[start:stop], picks)  # fmt: skip
+                k = sinkhorn_kernel.slab(native, part, fs[start:], gs, scale, rows[start:stop],
+                                         col, z, (sparse, bary[start:stop], picks))  # fmt: skip
                 dense = picks[:k]
             else:
                 sinkhorn_kernel.slab(native, part, fs[start:], gs[first:], scale, rows[start:stop],

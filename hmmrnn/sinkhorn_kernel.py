@@ -11,7 +11,7 @@ loaded with ctypes, whose calls release the GIL, so the block workers run it in 
 
 The barycentres the gradient needs (``z @ points`` over a slab's entries, two dense GEMMs of
 B x B x D per loss) are taken at the last temperature, where 95-100% of the entries flush to
-zero: :func:`bary_slab` sums each row's points over its live entries alone while the row is in
+zero: :func:`slab` (given ``bary``) sums each row's points over its live entries alone while the row is in
 L1 (their indices compacted without branches, the point rows' vectors held in registers), and
 leaves rows with more than :data:`SPARSE_SHARE` of their entries live to the dense GEMM. At
 B 4096, L 30 on one core those two updates took 65 and 60 ms, now 14 and 10 ms.
@@ -175,18 +175,33 @@ def slab(
     rows: Tensor,
     cols: Tensor | None,
     z: Tensor | None,
-) -> None:
+    bary: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> int | None:
     """``e = 2 ** (fs_i + gs_j - scale * part_ij)`` over one slab: ``rows`` gets its row sums,
     ``cols`` (if given) its column sums, ``z`` (if given, contiguous) the entries.
+
+    ``bary = (points, out, dense_rows)`` also asks for the barycentre rows ``out = z @ points``
+    (not yet divided by the row sums) of the rows with at most :data:`SPARSE_SHARE` of their
+    entries live (non-zero), summed over those entries alone. Returns then ``k``, the number of
+    other rows: their indices are ``dense_rows[:k]`` and their entries ``z[:k]``, for the
+    caller's dense GEMM. ``points`` is :func:`padded_points`, one row per column of ``part``;
+    ``out`` contiguous; ``dense_rows`` int64 with a slot per row; ``z`` is required.
 
     ``fs``, ``gs``, ``rows``, ``cols`` and ``z`` are float32 and contiguous, ``part`` passes
     :func:`usable`; the caller keeps them all alive during the call.
     """
     n, m = part.shape
-    entry = native.bfloat16 if part.dtype == torch.bfloat16 else native.float32
-    entry(part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
-          None if z is None else z.data_ptr(), m, rows.data_ptr(),
-          None if cols is None else cols.data_ptr())  # fmt: skip
+    packed = part.dtype == torch.bfloat16
+    args = (part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
+            None if z is None else z.data_ptr(), m, rows.data_ptr(),
+            None if cols is None else cols.data_ptr())  # fmt: skip
+    if bary is None:
+        (native.bfloat16 if packed else native.float32)(*args)
+        return None
+    points, out, dense_rows = bary
+    entry = native.bary_bfloat16 if packed else native.bary_float32
+    return entry(*args, points.data_ptr(), out.shape[1], points.shape[1], out.data_ptr(),
+                 int(m * SPARSE_SHARE), dense_rows.data_ptr())  # fmt: skip
 
 
 # A barycentre row is summed over its live entries when at most this share of them are live:
@@ -196,39 +211,9 @@ SPARSE_SHARE = 1 / 4
 
 
 def padded_points(points: Tensor) -> Tensor:
-    """The (CPU, float32) points as :func:`bary_slab` reads them: rows zero-padded to whole
+    """The (CPU, float32) points as :func:`slab` reads them: rows zero-padded to whole
     vectors of 16, so that the kernel adds each one with whole-vector operations. Padded by
     numpy, on this thread alone (a torch copy this size opens a parallel region, whose spinning
     helpers would slow the block workers)."""
     dim = points.shape[1]
     return torch.from_numpy(np.pad(points.detach().numpy(), ((0, 0), (0, -dim % 16))))
-
-
-def bary_slab(
-    native: Kernel,
-    part: Tensor,
-    fs: Tensor,
-    gs: Tensor,
-    scale: float,
-    rows: Tensor,
-    cols: Tensor | None,
-    z: Tensor,
-    points: Tensor,
-    bary: Tensor,
-    dense_rows: Tensor,
-) -> int:
-    """:func:`slab` with the barycentre rows ``bary = z @ points`` (not yet divided by the row
-    sums) of the rows with at most :data:`SPARSE_SHARE` of their entries live (non-zero), summed
-    over those entries alone.
-
-    Returns ``k``, the number of other rows: their indices are ``dense_rows[:k]`` and their
-    entries ``z[:k]``, for the caller's dense GEMM. ``points`` is :func:`padded_points`, one row
-    per column of ``part``; ``bary`` contiguous; ``dense_rows`` int64 with a slot per row.
-    """
-    n, m = part.shape
-    entry = native.bary_bfloat16 if part.dtype == torch.bfloat16 else native.bary_float32
-    return entry(part.data_ptr(), part.stride(0), n, m, fs.data_ptr(), gs.data_ptr(), scale,
-                 z.data_ptr(), m, rows.data_ptr(), None if cols is None else cols.data_ptr(),
-                 points.data_ptr(), bary.shape[1], points.shape[1], bary.data_ptr(),
-                 int(m * SPARSE_SHARE),
-                 dense_rows.data_ptr())  # fmt: skip

@@ -88,7 +88,7 @@ def _bary_run(native, dtype, dim, gen):
     z, bary = torch.full((n, m), -1.0), torch.full((n, dim), -1.0)
     picks = torch.full((n,), -1, dtype=torch.int64)
     padded = sinkhorn_kernel.padded_points(points)
-    k = sinkhorn_kernel.bary_slab(native, part, fs, gs, 6.0, rows, cols, z, padded, bary, picks)
+    k = sinkhorn_kernel.slab(native, part, fs, gs, 6.0, rows, cols, z, (padded, bary, picks))
     bary[picks[:k]] = z[:k] @ points
     ref_z, ref_rows, ref_cols = _reference(part, fs, gs, 6.0)
     live = ref_rows > 2.0**-90  # where the flushed entries cannot matter (the range check's)
@@ -164,9 +164,15 @@ def test_absorbed_update_equals_its_eager_form(monkeypatch, case, sparse):
     g = None if case != "cross" else torch.randn(y.shape[0], generator=gen) * 0.05
     points = y if case != "triangle" else None
     dense = []
-    bary_slab = sinkhorn_kernel.bary_slab
-    monkeypatch.setattr(sinkhorn_kernel, "bary_slab",
-                        lambda *a: dense.append(bary_slab(*a)) or dense[-1])  # fmt: skip
+    slab = sinkhorn_kernel.slab
+
+    def counted(*args):  # the rows each barycentre slab left to the dense GEMM
+        k = slab(*args)
+        if k is not None:
+            dense.append(k)
+        return k
+
+    monkeypatch.setattr(sinkhorn_kernel, "slab", counted)
     fast = sinkhorn_blocks.absorbed_update(eps, cost, f, g, points=points, block=64)
     if points is not None:  # which rows the kernel summed sparsely
         assert sum(dense) < 150 if sparse else sum(dense) == 300
