@@ -14,8 +14,7 @@ B x B x D per loss) are taken at the last temperature, where 95-100% of the entr
 zero: :func:`slab` (given ``bary``) sums each row's points over its live entries alone while the
 row is in L1 (their indices compacted without branches, the point rows' vectors held in
 registers), and leaves rows with more than :data:`SPARSE_SHARE` of their entries live to the
-dense GEMM. At
-B 4096, L 30 on one core those two updates took 65 and 60 ms, now 14 and 10 ms.
+dense GEMM. At B 4096, L 30 on one core those two updates took 65 and 60 ms, now 14 and 10 ms.
 
 Where there is no C compiler, the build fails or ``HMMRNN_NATIVE=0`` is set, :func:`kernel`
 returns None and the loss keeps the eager passes, which give the same numbers to float32
