@@ -144,29 +144,32 @@ static int64_t live_indices(const float *restrict z, int64_t cols, int32_t *rest
 /* One vector of LANES floats (GCC and clang vector extensions: whatever the target's SIMD is). */
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 
-static inline vec load(const float *p) {
-    vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* An unaligned load of one vector (a macro: a function returning a vector would change the ABI
+ * where the target lacks vectors that wide, and the compiler warns of it). */
+#define LOAD(p)                                \
+    ({                                         \
+        vec loaded_;                           \
+        memcpy(&loaded_, (p), sizeof loaded_); \
+        loaded_;                               \
+    })
 
-/* bary = sum_k z_idx[k] points_idx[k] over n live entries, with NV vectors per padded point held
- * in registers. */
+/* bary[0:width] = sum_k z_idx[k] points_idx[k][0:width] over n live entries, the NV vectors
+ * (NV * LANES >= width) of each point's slice held in registers; point rows are ldp apart. */
 #define SPARSE_ROW(NV)                                                                        \
     static void sparse_row_##NV(const float *restrict z, const int32_t *restrict idx,         \
-                                int64_t n, const float *restrict points, int64_t dim,         \
-                                float *restrict bary) {                                       \
+                                int64_t n, const float *restrict points, int64_t ldp,         \
+                                int64_t width, float *restrict bary) {                        \
         vec acc[NV];                                                                          \
         for (int v = 0; v < NV; ++v) acc[v] = (vec){0};                                       \
         for (int64_t k = 0; k < n; ++k) {                                                     \
             const int64_t j = idx[k];                                                         \
             const vec e = (vec){0} + z[j];                                                    \
-            const float *restrict p = points + j * (NV * LANES);                              \
-            for (int v = 0; v < NV; ++v) acc[v] += e * load(p + v * LANES);                   \
+            const float *restrict p = points + j * ldp;                                       \
+            for (int v = 0; v < NV; ++v) acc[v] += e * LOAD(p + v * LANES);                   \
         }                                                                                     \
         float out[NV * LANES];                                                                \
         memcpy(out, acc, sizeof out);                                                         \
-        memcpy(bary, out, (size_t)dim * sizeof *bary);                                        \
+        memcpy(bary, out, (size_t)width * sizeof *bary);                                      \
     }
 
 SPARSE_ROW(1)
@@ -178,14 +181,27 @@ SPARSE_ROW(6)
 SPARSE_ROW(7)
 SPARSE_ROW(8)
 
-/* The live-entry sums exist for points of up to MAX_VECTORS vectors (128 floats); wider points
- * take the caller's dense GEMM. */
+/* Vectors of a point summed per pass over the live entries: wider points take several passes
+ * over the same (L1-resident) list of live entries, MAX_VECTORS * LANES floats at a time. */
 #define MAX_VECTORS 8
 typedef void (*sparse_fn)(const float *, const int32_t *, int64_t, const float *, int64_t,
-                          float *);
+                          int64_t, float *);
 static const sparse_fn SPARSE_ROWS[MAX_VECTORS + 1] = {
     NULL, sparse_row_1, sparse_row_2, sparse_row_3, sparse_row_4,
     sparse_row_5, sparse_row_6, sparse_row_7, sparse_row_8};
+
+/* bary (dim floats) = sum of z_j points_j over the n live entries listed in idx. */
+static void sparse_row(const float *restrict z, const int32_t *restrict idx, int64_t n,
+                       const float *restrict points, int64_t dim, int64_t ldp,
+                       float *restrict bary) {
+    for (int64_t v0 = 0; v0 * LANES < dim; v0 += MAX_VECTORS) {
+        const int64_t left = ldp / LANES - v0;
+        const int64_t vectors = left < MAX_VECTORS ? left : MAX_VECTORS;
+        const int64_t first = v0 * LANES;
+        const int64_t width = dim - first < vectors * LANES ? dim - first : vectors * LANES;
+        SPARSE_ROWS[vectors](z, idx, n, points + first, ldp, width, bary + first);
+    }
+}
 
 /* The slab of a barycentre update. Rows with at most max_live live entries (at the final
  * temperatures of a loss, most rows: 95-100% of the entries flush to zero) get their bary row,
@@ -200,9 +216,7 @@ static inline __attribute__((always_inline)) int64_t bary_slab(
     const float *restrict points, int64_t dim, int64_t ldp, float *restrict bary,
     int64_t max_live, int64_t *restrict dense_rows, const int packed, const int want_cols) {
     const int64_t width = packed ? 2 : 4;
-    const int64_t vectors = ldp / LANES;
-    const sparse_fn sparse_row = vectors <= MAX_VECTORS ? SPARSE_ROWS[vectors] : NULL;
-    int32_t *idx = sparse_row ? malloc((size_t)(cols + LANES) * sizeof *idx) : NULL;
+    int32_t *idx = malloc((size_t)(cols + LANES) * sizeof *idx);
     int64_t dense = 0;
     if (want_cols) memset(col_sums, 0, (size_t)cols * sizeof *col_sums);
     for (int64_t i = 0; i < rows; ++i) {
@@ -211,7 +225,7 @@ static inline __attribute__((always_inline)) int64_t bary_slab(
         row_sums[i] = row_pass(c, cols, fs[i], gs, scale, zi, col_sums, packed, 1, want_cols);
         const int64_t live = idx ? live_indices(zi, cols, idx) : max_live + 1;
         if (live <= max_live)
-            sparse_row(zi, idx, live, points, dim, bary + i * dim);
+            sparse_row(zi, idx, live, points, dim, ldp, bary + i * dim);
         else
             dense_rows[dense++] = i;
     }
