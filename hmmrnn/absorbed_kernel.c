@@ -114,6 +114,55 @@ void hmmrnn_absorbed_slab_bf16(const uint16_t *cost, int64_t ld, int64_t rows, i
     DISPATCH(1)
 }
 
+/* The slabs of a whole update without barycentre: rows [0, n) in slabs of `step` rows, each
+ * taken by whichever calling thread asks next (every worker calls this with the same `next`,
+ * zero at first), so a stalled core delays nobody. Slab k writes row_sums of its rows and, if
+ * col_partials is given, row k of col_partials (n_slabs x m): the column sums of its entries,
+ * or for a triangle (the slab starting at the diagonal, rows standing for their mirror images
+ * too) those right of its diagonal block, zeros elsewhere. The result depends on neither the
+ * number of threads nor which took which slab. */
+static inline __attribute__((always_inline)) void update_slabs(
+    const void *restrict cost, int64_t ld, int64_t n, int64_t m, int64_t step, int triangle,
+    const float *restrict fs, const float *restrict gs, float scale, float *restrict row_sums,
+    float *restrict col_partials, int64_t *next, const int packed, const int want_cols) {
+    const int64_t width = packed ? 2 : 4;
+    for (;;) {
+        const int64_t k = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        const int64_t start = k * step;
+        if (start >= n) return;
+        const int64_t rows = start + step < n ? step : n - start;
+        const int64_t first = triangle ? start : 0;
+        float *col = want_cols ? col_partials + k * m : NULL;
+        slab((const char *)cost + (start * ld + first) * width, ld, rows, m - first, fs + start,
+             gs + first, scale, NULL, 0, row_sums + start, want_cols ? col + first : NULL,
+             packed, 0, want_cols);
+        if (want_cols && triangle) memset(col, 0, (size_t)(start + rows) * sizeof *col);
+    }
+}
+
+#define DISPATCH_UPDATE(packed)                                                               \
+    if (col_partials)                                                                         \
+        update_slabs(cost, ld, n, m, step, triangle, fs, gs, scale, row_sums, col_partials,  \
+                     next, packed, 1);                                                        \
+    else                                                                                      \
+        update_slabs(cost, ld, n, m, step, triangle, fs, gs, scale, row_sums, col_partials,  \
+                     next, packed, 0);
+
+/* A whole update over a float32 cost (n x m, rows ld entries apart). */
+void hmmrnn_absorbed_update(const float *cost, int64_t ld, int64_t n, int64_t m, int64_t step,
+                            int32_t triangle, const float *fs, const float *gs, float scale,
+                            float *row_sums, float *col_partials, int64_t *next) {
+    DISPATCH_UPDATE(0)
+}
+
+/* The same over a bfloat16 cost. */
+void hmmrnn_absorbed_update_bf16(const uint16_t *cost, int64_t ld, int64_t n, int64_t m,
+                                 int64_t step, int32_t triangle, const float *fs,
+                                 const float *gs, float scale, float *row_sums,
+                                 float *col_partials, int64_t *next) {
+    DISPATCH_UPDATE(1)
+}
+
 /* Floats per vector: the points' rows are padded to whole vectors. */
 #define LANES 16
 

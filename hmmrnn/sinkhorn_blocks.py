@@ -28,6 +28,7 @@ block of rows at a time.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
@@ -218,43 +219,17 @@ def absorbed_update(
     rows = f.new_empty(n)
     bary = None if points is None else f.new_empty(n, points.shape[1])
     cols = None if symmetric and not triangle else f.new_empty(len(starts), m)
-    native = sinkhorn_kernel.kernel() if sinkhorn_kernel.usable(cost) else None
-    clamp = None if native is not None else exp2_clamp(f)
-    # the barycentre summed over the live entries needs its points as the kernel reads them
-    sparse = None
-    if native is not None and points is not None and points.dtype == torch.float32:
-        sparse = sinkhorn_kernel.padded_points(points)
-    ones = f.new_ones(min(step, n))
+    native = sinkhorn_kernel.kernel() if _native_reads(cost, f) else None
+    if native is not None and bary is None:  # every slab in C, each worker taking the next
+        counter = ctypes.c_int64(0)
 
-    def slabs(todo: Iterator[int]) -> None:
-        work = work_buffer(min(step, n) * m, f)
-        picks = None if sparse is None else torch.empty(min(step, n), dtype=torch.int64)
-        for start in todo:
-            stop = min(start + step, n)
-            first = start if triangle else 0  # a triangle's slab starts at the diagonal
-            part = cost[start:stop, first:]
-            z = work[: part.numel()].view(part.shape)
-            col = None if cols is None else cols[start // step]
-            dense = None  # the barycentre rows left to z @ points (None: all)
-            if native is None:
-                _eager_slab(part, fs[start:stop], gs[first:], scale, clamp, z, rows[start:stop],
-                            None if col is None else col[first:], ones)  # fmt: skip
-            elif sparse is not None:
-                k = sinkhorn_kernel.slab(native, part, fs[start:], gs, scale, rows[start:stop],
-                                         col, z, (sparse, bary[start:stop], picks))  # fmt: skip
-                dense = picks[:k]
-            else:
-                sinkhorn_kernel.slab(native, part, fs[start:], gs[first:], scale, rows[start:stop],
-                                     None if col is None else col[first:],
-                                     None if bary is None else z)  # fmt: skip
-            if col is not None and triangle:
-                # only the entries right of the diagonal block stand for columns
-                col[:stop].zero_()
-            if bary is not None:
-                _dense_bary(z, points, bary[start:stop], dense)
-                bary[start:stop].div_(rows[start:stop, None])
+        def work(_todo: Iterator[int]) -> None:
+            sinkhorn_kernel.update(native, cost, step, triangle, fs, gs, scale, rows, cols,
+                                   counter)  # fmt: skip
 
-    run_blocks(cost, starts, slabs)
+    else:
+        work = _slabs(native, cost, step, triangle, fs, gs, scale, rows, cols, points, bary)
+    run_blocks(cost, starts, work)
     if triangle:
         rows.add_(_column_total(cols))  # the mirror images of the blocks above the diagonal
     rows_mean = rows / m
@@ -264,6 +239,59 @@ def absorbed_update(
         return None
     g_new = None if cols_mean is None else g - eps * _log(cols_mean)
     return Absorbed(f - eps * _log(rows_mean), g_new, bary)
+
+
+def _native_reads(cost: Tensor, f: Tensor) -> bool:
+    """Whether the C kernel can take this update: a cost it reads, float32 potentials."""
+    return sinkhorn_kernel.usable(cost) and f.dtype == torch.float32
+
+
+def _slabs(
+    native: sinkhorn_kernel.Kernel | None,
+    cost: Tensor,
+    step: int,
+    triangle: bool,
+    fs: Tensor,
+    gs: Tensor,
+    scale: float,
+    rows: Tensor,
+    cols: Tensor | None,
+    points: Tensor | None,
+    bary: Tensor | None,
+) -> Callable[[Iterator[int]], None]:
+    """A block worker's loop over the slabs it takes, in Python: the eager passes, or the
+    kernel's barycentre slabs (the barycentre rows with many live entries then go to a GEMM)."""
+    n, m = cost.shape
+    clamp = None if native is not None else exp2_clamp(fs)
+    # the barycentre summed over the live entries reads its points padded, in float32
+    sparse = None if native is None or points is None else sinkhorn_kernel.padded_points(points)
+    ones = fs.new_ones(min(step, n))
+
+    def work(todo: Iterator[int]) -> None:
+        buffer = work_buffer(min(step, n) * m, fs)
+        picks = torch.empty(min(step, n), dtype=torch.int64)
+        for start in todo:
+            stop = min(start + step, n)
+            first = start if triangle else 0  # a triangle's slab starts at the diagonal
+            part = cost[start:stop, first:]
+            z = buffer[: part.numel()].view(part.shape)
+            col = None if cols is None else cols[start // step]
+            dense = None  # the barycentre rows left to z @ points (None: all)
+            if sparse is None:
+                _eager_slab(part, fs[start:stop], gs[first:], scale, clamp, z, rows[start:stop],
+                            None if col is None else col[first:], ones)  # fmt: skip
+            else:
+                k = sinkhorn_kernel.slab(native, part, fs[start:], gs, scale, rows[start:stop],
+                                         col, z, (sparse, bary[start:stop], picks))  # fmt: skip
+                dense = picks[:k]
+            if col is not None and triangle:
+                # only the entries right of the diagonal block stand for columns
+                col[:stop].zero_()
+            if bary is not None:
+                _dense_bary(z, points, bary[start:stop], dense)
+                bary[start:stop].div_(rows[start:stop, None])
+
+    return work
 
 
 def _eager_slab(

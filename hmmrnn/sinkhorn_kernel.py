@@ -116,13 +116,15 @@ def _build(compiler: str, target: Path) -> bool:
 
 @dataclass(frozen=True)
 class Kernel:
-    """The kernel's entry points: the slab over a float32 cost and over a bfloat16 one, and the
-    same two with the barycentre summed over the live entries."""
+    """The kernel's entry points, each over a float32 cost and over a bfloat16 one: one slab,
+    one slab with its barycentre summed over the live entries, and all slabs of an update."""
 
     float32: Callable[..., None]
     bfloat16: Callable[..., None]
     bary_float32: Callable[..., int]
     bary_bfloat16: Callable[..., int]
+    update_float32: Callable[..., None]
+    update_bfloat16: Callable[..., None]
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,6 +142,7 @@ def _load() -> Kernel | None:
         library = ctypes.CDLL(str(target))
         entries = library.hmmrnn_absorbed_slab, library.hmmrnn_absorbed_slab_bf16
         barys = library.hmmrnn_absorbed_bary, library.hmmrnn_absorbed_bary_bf16
+        updates = library.hmmrnn_absorbed_update, library.hmmrnn_absorbed_update_bf16
     except (OSError, AttributeError):
         return None
     ptr, size = ctypes.c_void_p, ctypes.c_int64
@@ -148,7 +151,11 @@ def _load() -> Kernel | None:
         entry.argtypes, entry.restype = common, None
     for entry in barys:
         entry.argtypes, entry.restype = [*common, ptr, size, size, ptr, size, ptr], size
-    return Kernel(*entries, *barys)
+    for entry in updates:
+        entry.argtypes = [ptr, size, size, size, size, ctypes.c_int32, ptr, ptr, ctypes.c_float,
+                          ptr, ptr, ptr]  # fmt: skip
+        entry.restype = None
+    return Kernel(*entries, *barys, *updates)
 
 
 def kernel() -> Kernel | None:
@@ -216,4 +223,33 @@ def padded_points(points: Tensor) -> Tensor:
     numpy, on this thread alone (a torch copy this size opens a parallel region, whose spinning
     helpers would slow the block workers)."""
     dim = points.shape[1]
-    return torch.from_numpy(np.pad(points.detach().numpy(), ((0, 0), (0, -dim % 16))))
+    flat = points.detach().to(torch.float32).numpy()
+    return torch.from_numpy(np.pad(flat, ((0, 0), (0, -dim % 16))))
+
+
+def update(
+    native: Kernel,
+    cost: Tensor,
+    step: int,
+    triangle: bool,
+    fs: Tensor,
+    gs: Tensor,
+    scale: float,
+    rows: Tensor,
+    cols: Tensor | None,
+    counter: ctypes.c_int64,
+) -> None:
+    """This thread's share of a whole update without barycentre, slab after slab in C: every
+    block worker calls it with the same ``counter`` (0 at first) and takes the next slab of
+    ``step`` rows until none is left, with no Python (and no GIL) between slabs.
+
+    ``rows`` gets the row sums; ``cols`` (n_slabs x m, if given) each slab's column sums, for a
+    ``triangle`` (``cost`` symmetric, each slab from its diagonal on) those right of the slab's
+    diagonal block and zeros elsewhere. ``fs``, ``gs``, ``rows``, ``cols`` are float32 and
+    contiguous, ``cost`` passes :func:`usable`; the caller keeps them alive during the call.
+    """
+    n, m = cost.shape
+    entry = native.update_bfloat16 if cost.dtype == torch.bfloat16 else native.update_float32
+    entry(cost.data_ptr(), cost.stride(0), n, m, step, int(triangle), fs.data_ptr(),
+          gs.data_ptr(), scale, rows.data_ptr(), None if cols is None else cols.data_ptr(),
+          ctypes.addressof(counter))  # fmt: skip
