@@ -220,15 +220,15 @@ def absorbed_update(
     bary = None if points is None else f.new_empty(n, points.shape[1])
     cols = None if symmetric and not triangle else f.new_empty(len(starts), m)
     native = sinkhorn_kernel.kernel() if _native_reads(cost, f) else None
+    sweep = sinkhorn_kernel.Sweep(cost, step, triangle, fs, gs, scale, rows, cols)
     if native is not None and bary is None:  # every slab in C, each worker taking the next
         counter = ctypes.c_int64(0)
 
         def work(_todo: Iterator[int]) -> None:
-            sinkhorn_kernel.update(native, cost, step, triangle, fs, gs, scale, rows, cols,
-                                   counter)  # fmt: skip
+            sinkhorn_kernel.update(native, sweep, counter)
 
     else:
-        work = _slabs(native, cost, step, triangle, fs, gs, scale, rows, cols, points, bary)
+        work = _slabs(native, sweep, points, bary)
     run_blocks(cost, starts, work)
     if triangle:
         rows.add_(_column_total(cols))  # the mirror images of the blocks above the diagonal
@@ -248,19 +248,14 @@ def _native_reads(cost: Tensor, f: Tensor) -> bool:
 
 def _slabs(
     native: sinkhorn_kernel.Kernel | None,
-    cost: Tensor,
-    step: int,
-    triangle: bool,
-    fs: Tensor,
-    gs: Tensor,
-    scale: float,
-    rows: Tensor,
-    cols: Tensor | None,
+    sweep: sinkhorn_kernel.Sweep,
     points: Tensor | None,
     bary: Tensor | None,
 ) -> Callable[[Iterator[int]], None]:
     """A block worker's loop over the slabs it takes, in Python: the eager passes, or the
     kernel's barycentre slabs (the barycentre rows with many live entries then go to a GEMM)."""
+    cost, step, triangle, fs, gs = sweep.cost, sweep.step, sweep.triangle, sweep.fs, sweep.gs
+    scale, rows, cols = sweep.scale, sweep.rows, sweep.cols
     n, m = cost.shape
     clamp = None if native is not None else exp2_clamp(fs)
     # the barycentre summed over the live entries reads its points padded, in float32

@@ -232,29 +232,35 @@ def padded_points(points: Tensor) -> Tensor:
     return torch.from_numpy(np.pad(flat, ((0, 0), (0, -dim % 16))))
 
 
-def update(
-    native: Kernel,
-    cost: Tensor,
-    step: int,
-    triangle: bool,
-    fs: Tensor,
-    gs: Tensor,
-    scale: float,
-    rows: Tensor,
-    cols: Tensor | None,
-    counter: ctypes.c_int64,
-) -> None:
-    """This thread's share of a whole update without barycentre, slab after slab in C: every
-    block worker calls it with the same ``counter`` (0 at first) and takes the next slab of
-    ``step`` rows until none is left, with no Python (and no GIL) between slabs.
+@dataclass(frozen=True)
+class Sweep:
+    """One update's slabs: the cost (n x m) in slabs of ``step`` rows (for a ``triangle``, a
+    symmetric cost read from each slab's diagonal on), the potentials in base-2 units (``fs``
+    over rows, ``gs`` over columns, float32, contiguous) and ``scale``, and where the sums go:
+    ``rows`` (n) and, if given, ``cols`` (one row of column partials per slab)."""
 
-    ``rows`` gets the row sums; ``cols`` (n_slabs x m, if given) each slab's column sums, for a
-    ``triangle`` (``cost`` symmetric, each slab from its diagonal on) those right of the slab's
-    diagonal block and zeros elsewhere. ``fs``, ``gs``, ``rows``, ``cols`` are float32 and
-    contiguous, ``cost`` passes :func:`usable`; the caller keeps them alive during the call.
+    cost: Tensor
+    step: int
+    triangle: bool
+    fs: Tensor
+    gs: Tensor
+    scale: float
+    rows: Tensor
+    cols: Tensor | None
+
+
+def update(native: Kernel, sweep: Sweep, counter: ctypes.c_int64) -> None:
+    """This thread's share of a whole update without barycentre, slab after slab in C: every
+    block worker calls it with the same ``counter`` (0 at first) and takes the next slab until
+    none is left, with no Python (and no GIL) between slabs.
+
+    Each slab writes its rows' sums and, if ``sweep.cols`` is given, its row of column sums; for
+    a triangle those right of the slab's diagonal block, zeros elsewhere. ``sweep.cost`` passes
+    :func:`usable`; the caller keeps every tensor alive during the call.
     """
+    cost, cols = sweep.cost, sweep.cols
     n, m = cost.shape
     entry = native.update_bfloat16 if cost.dtype == torch.bfloat16 else native.update_float32
-    entry(cost.data_ptr(), cost.stride(0), n, m, step, int(triangle), fs.data_ptr(),
-          gs.data_ptr(), scale, rows.data_ptr(), None if cols is None else cols.data_ptr(),
-          ctypes.addressof(counter))  # fmt: skip
+    entry(cost.data_ptr(), cost.stride(0), n, m, sweep.step, int(sweep.triangle),
+          sweep.fs.data_ptr(), sweep.gs.data_ptr(), sweep.scale, sweep.rows.data_ptr(),
+          None if cols is None else cols.data_ptr(), ctypes.addressof(counter))  # fmt: skip
