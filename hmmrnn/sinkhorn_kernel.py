@@ -6,8 +6,9 @@ that this project's CPUs feed at 9-10 GB/s per core. The kernel reads each cost 
 keeps its exponential in a register: measured on a 2-core Xeon (AVX-512) at B 4096, 0.8 against
 1.5 ns per entry, and the loss 2x faster (benchmarks/README.md). It is plain C with no torch
 headers, so the system compiler builds it in about 0.3 s; the library is cached per source,
-compiler and CPU under ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``), and
-loaded with ctypes, whose calls release the GIL, so the block workers run it in parallel.
+compiler and CPU under ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``; a
+new build removes those no process has loaded for 30 days), and loaded with ctypes, whose calls
+release the GIL, so the block workers run it in parallel.
 
 An update without barycentre (18 of a loss's 20) runs whole in C: each block worker makes one
 call (:func:`update`) and takes slab after slab from a shared atomic counter, so no Python, and no
@@ -28,6 +29,7 @@ rounding (``tests/test_sinkhorn_kernel.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -37,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +122,31 @@ def _build(compiler: str, target: Path) -> bool:
     return False
 
 
+# A cached build that no process has loaded for this long is removed when a new one is built.
+STALE_DAYS = 30
+
+
+def _touch(library: Path) -> None:
+    """Mark a cached build as in use (its mtime), so that :func:`_prune` keeps it; a read-only
+    cache is left as it is."""
+    with contextlib.suppress(OSError):
+        os.utime(library)
+
+
+def _prune(keep: Path) -> None:
+    """Remove the cached builds, other than ``keep``, unused for :data:`STALE_DAYS`.
+
+    Each source version, compiler and CPU leaves one library (~30 KB). One still loaded
+    somewhere, by another machine sharing this home or an older checkout, is touched on every
+    load and stays.
+    """
+    limit = time.time() - STALE_DAYS * 86400
+    for old in keep.parent.glob("absorbed-*.so"):
+        with contextlib.suppress(OSError):
+            if old != keep and old.stat().st_mtime < limit:
+                old.unlink()
+
+
 @dataclass(frozen=True)
 class Kernel:
     """The kernel's entry points, each over a float32 cost and over a bfloat16 one: one slab,
@@ -142,7 +170,11 @@ def _load() -> Kernel | None:
         return None
     target = _library_path(compiler)
     try:
-        if not target.exists() and not _build(compiler, target):
+        if target.exists():
+            _touch(target)
+        elif _build(compiler, target):
+            _prune(target)
+        else:
             return None
         library = ctypes.CDLL(str(target))
         entries = library.hmmrnn_absorbed_slab, library.hmmrnn_absorbed_slab_bf16

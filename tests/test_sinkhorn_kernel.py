@@ -274,9 +274,34 @@ def test_build_is_cached_with_normal_permissions(monkeypatch, tmp_path):
         built = list((tmp_path / "hmmrnn" / "kernels").iterdir())
         assert len(built) == 1 and built[0].suffix == ".so"
         assert stat.S_IMODE(os.stat(built[0]).st_mode) == 0o644
-        stamp = built[0].stat().st_mtime_ns
+        inode = built[0].stat().st_ino  # a rebuild would replace the file (os.replace)
         sinkhorn_kernel._load.cache_clear()
         assert sinkhorn_kernel.kernel() is not None  # loaded again, not rebuilt
-        assert built[0].stat().st_mtime_ns == stamp
+        assert built[0].stat().st_ino == inode
+    finally:
+        sinkhorn_kernel._load.cache_clear()
+
+
+@needs_kernel
+def test_unused_builds_are_pruned_and_loads_keep_theirs(monkeypatch, tmp_path):
+    """A new build removes cached libraries no process has loaded for STALE_DAYS; loading a
+    cached build marks it as used."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernels = tmp_path / "hmmrnn" / "kernels"
+    kernels.mkdir(parents=True)
+    stale, recent = kernels / "absorbed-0000000000000000.so", kernels / "absorbed-1111.so"
+    stale.write_bytes(b"old"), recent.write_bytes(b"in use elsewhere")
+    month = (sinkhorn_kernel.STALE_DAYS + 1) * 86400
+    os.utime(stale, (stale.stat().st_atime - month,) * 2)
+    sinkhorn_kernel._load.cache_clear()
+    try:
+        assert sinkhorn_kernel.kernel() is not None
+        built = [f for f in kernels.iterdir() if f not in (stale, recent)]
+        assert not stale.exists() and recent.exists() and len(built) == 1
+        old = built[0].stat().st_mtime - month
+        os.utime(built[0], (old, old))
+        sinkhorn_kernel._load.cache_clear()
+        assert sinkhorn_kernel.kernel() is not None  # loaded from the cache: touched
+        assert built[0].stat().st_mtime > old + month / 2
     finally:
         sinkhorn_kernel._load.cache_clear()
