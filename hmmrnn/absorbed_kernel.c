@@ -306,3 +306,263 @@ int64_t hmmrnn_absorbed_bary_bf16(const uint16_t *cost, int64_t ld, int64_t rows
                                   float *bary, int64_t max_live, int64_t *dense_rows) {
     DISPATCH_BARY(1)
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The evaluation's float64 passes over a matching's cost (hmmrnn/logdomain.py).
+ *
+ * The study's matching and the exact assignment's guess take log-sum-exps of (shift - scale * C)
+ * over rows and over columns, build the absorbed kernel exp2(fs_i + gs_j - scale * C_ij) and pick
+ * each row's best column. numpy needs four to six passes over each block and, without AVX-512,
+ * a scalar libm exp for each entry; here each entry is read once per pass and its exponential is
+ * a polynomial in registers. All work in base 2: the caller scales by log2(e).
+ *
+ * Every entry point takes its rows in slabs of `step` from a counter shared by the calling
+ * threads (as hmmrnn_absorbed_update does); each slab writes outputs of its own, so the numbers
+ * depend on neither the number of threads nor which took which slab.
+ * ------------------------------------------------------------------------------------------- */
+
+/* 2**f on [-0.5, 0.5]: the Taylor series to degree 13 (truncation under 4e-18 relative). */
+#define E1 0.69314718055994530942
+#define E2 0.24022650695910071233
+#define E3 0.055504108664821579953
+#define E4 0.009618129107628477162
+#define E5 0.0013333558146428443423
+#define E6 0.00015403530393381609954
+#define E7 0.00001525273380405984028
+#define E8 1.3215486790144309488e-6
+#define E9 1.0178086009239699727e-7
+#define E10 7.0549116208011233299e-9
+#define E11 4.4455382718708114976e-10
+#define E12 2.5678435993488205142e-11
+#define E13 1.3691488853904128881e-12
+/* 1.5 * 2**52: adding it rounds a double to an integer, which the sum's low bits then hold. */
+#define ROUNDER_D 6755399441055744.0
+#define ROUNDER_D_BITS 0x4338000000000000LL
+
+/* 2**t to about one double ulp: 0 below -1022 (no subnormals), +inf above 1024, NaN kept. The
+ * integer part comes from the rounder's bits, as AVX2 has no double-to-int64 conversion. */
+static inline double exp2_double(double t) {
+    double u = t > 1023.0 ? 1023.0 : t;
+    u = u < -1022.0 ? -1022.0 : u;
+    double v = u + ROUNDER_D;
+    double f = u - (v - ROUNDER_D);
+    double p = E13;
+    p = p * f + E12;
+    p = p * f + E11;
+    p = p * f + E10;
+    p = p * f + E9;
+    p = p * f + E8;
+    p = p * f + E7;
+    p = p * f + E6;
+    p = p * f + E5;
+    p = p * f + E4;
+    p = p * f + E3;
+    p = p * f + E2;
+    p = p * f + E1;
+    p = p * f + 1.0;
+    int64_t k;
+    memcpy(&k, &v, sizeof k);
+    int64_t bits = (k - ROUNDER_D_BITS + 1023) << 52;
+    double s;
+    memcpy(&s, &bits, sizeof s);
+    double e = p * s;
+    e = t > 1024.0 ? __builtin_inf() : e;
+    return t < -1022.0 ? 0.0 : e;
+}
+
+/* The next slab of rows [start, start + *rows) from the shared counter; 0 when none is left. */
+static inline int next_slab(int64_t *next, int64_t n, int64_t step, int64_t *k, int64_t *start,
+                            int64_t *rows) {
+    *k = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    *start = *k * step;
+    if (*start >= n) return 0;
+    *rows = *start + step < n ? step : n - *start;
+    return 1;
+}
+
+/* For each row i: top[i] = max_j (shift_j - scale * c_ij) and
+ * sum[i] = sum_j 2 ** (shift_j - scale * c_ij - top[i]); log2 of the row's sum of exponentials
+ * is then top[i] + log2(sum[i]). A row is read twice while it is in cache. */
+void hmmrnn_match_lse_rows(const double *cost, int64_t ld, int64_t n, int64_t m,
+                           const double *shift, double scale, double *top, double *sum,
+                           int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        for (int64_t i = start; i < start + rows; ++i) {
+            const double *restrict c = cost + i * ld;
+            double t = -__builtin_inf();
+#pragma omp simd reduction(max : t)
+            for (int64_t j = 0; j < m; ++j) {
+                double z = shift[j] - scale * c[j];
+                t = z > t ? z : t;
+            }
+            double s = 0.0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j < m; ++j) s += exp2_double(shift[j] - scale * c[j] - t);
+            top[i] = t;
+            sum[i] = s;
+        }
+    }
+}
+
+/* Rows whose column maxima are taken together, while they are in cache; each group costs one
+ * rescaling exponential per column (1/16 more exponentials). */
+#define GROUP 16
+
+/* The same over columns, slab k giving its partials: tops[k * m + j] = max over the slab's rows
+ * of z_ij = shift_i - scale * c_ij and sums[k * m + j] = sum over them of 2 ** (z_ij - tops),
+ * the running maximum raised group by group (its new value first, into `peak`, room for m). */
+void hmmrnn_match_lse_cols(const double *cost, int64_t ld, int64_t n, int64_t m,
+                           const double *shift, double scale, double *tops, double *sums,
+                           double *peak, int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        double *restrict top = tops + k * m, *restrict sum = sums + k * m;
+        double *restrict high = peak;
+        for (int64_t j = 0; j < m; ++j) top[j] = -__builtin_inf(), sum[j] = 0.0;
+        for (int64_t g = start; g < start + rows; g += GROUP) {
+            const int64_t end = g + GROUP < start + rows ? g + GROUP : start + rows;
+            memcpy(high, top, (size_t)m * sizeof *high);
+            for (int64_t i = g; i < end; ++i) {
+                const double *restrict c = cost + i * ld;
+                const double a = shift[i];
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) {
+                    double z = a - scale * c[j];
+                    high[j] = z > high[j] ? z : high[j];
+                }
+            }
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) {
+                sum[j] *= exp2_double(top[j] - high[j]);
+                top[j] = high[j];
+            }
+            for (int64_t i = g; i < end; ++i) {
+                const double *restrict c = cost + i * ld;
+                const double a = shift[i];
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) sum[j] += exp2_double(a - scale * c[j] - top[j]);
+            }
+        }
+    }
+}
+
+/* The absorbed kernel out_ij = 2 ** (fs_i + gs_j - scale * c_ij), exponent in double, stored
+ * as float32 (over float32's range: +inf). */
+void hmmrnn_match_gibbs(const double *cost, int64_t ld, int64_t n, int64_t m, const double *fs,
+                        const double *gs, double scale, float *out, int64_t ldo, int64_t step,
+                        int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        for (int64_t i = start; i < start + rows; ++i) {
+            const double *restrict c = cost + i * ld;
+            float *restrict o = out + i * ldo;
+            const double a = fs[i];
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) {
+                double e = exp2_double(a + gs[j] - scale * c[j]);
+                o[j] = e > 3.4028234663852886e38 ? __builtin_inff() : (float)e;
+            }
+        }
+    }
+}
+
+/* best[i] = the first j of largest g_j - c_ij (numpy's argmax, for finite values). */
+void hmmrnn_match_argmax(const double *cost, int64_t ld, int64_t n, int64_t m, const double *g,
+                         int64_t *best, int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        for (int64_t i = start; i < start + rows; ++i) {
+            const double *restrict c = cost + i * ld;
+            double t = -__builtin_inf();
+#pragma omp simd reduction(max : t)
+            for (int64_t j = 0; j < m; ++j) {
+                double z = g[j] - c[j];
+                t = z > t ? z : t;
+            }
+            int64_t j = 0;
+            while (j < m - 1 && !(g[j] - c[j] == t)) ++j;
+            best[i] = j;
+        }
+    }
+}
+
+/* The indices of the non-zero entries of a row mostly zero, as live_indices gives them (room for
+ * cols + 8), skipping runs of eight zeros. */
+static int64_t few_live_indices(const float *restrict z, int64_t cols, int32_t *restrict idx) {
+    const uint32_t *restrict bits = (const uint32_t *)z;
+    int64_t n = 0, j = 0;
+    for (; j + 8 <= cols; j += 8) {
+        if (!(bits[j] | bits[j + 1] | bits[j + 2] | bits[j + 3] | bits[j + 4] | bits[j + 5] |
+              bits[j + 6] | bits[j + 7]))
+            continue;
+        for (int64_t t = j; t < j + 8; ++t) {
+            idx[n] = (int32_t)t;
+            n += bits[t] != 0;
+        }
+    }
+    for (; j < cols; ++j) {
+        idx[n] = (int32_t)j;
+        n += bits[j] != 0;
+    }
+    return n;
+}
+
+/* The study kernel's live pattern (CSR, float32 values): the entries with k_ij v_j at least
+ * row_cut[i] or k_ij w_i at least col_cut[j], rows in order. What is left out is summed:
+ * row_dropped[i] = sum k_ij v_j and col_dropped[j] = sum k_ij w_i over those entries. `scratch`
+ * holds a row (m floats); indices and values have room for cap + m + 8. Returns the number
+ * kept, or -1 once more than `cap` are. One thread: a few sweeps' time. */
+int64_t hmmrnn_match_pattern(const float *kernel, int64_t ld, int64_t n, int64_t m,
+                             const double *v, const double *w, const double *row_cut,
+                             const double *col_cut, int64_t cap, int64_t *indptr,
+                             int32_t *indices, float *values, double *row_dropped,
+                             double *col_dropped, float *scratch) {
+    int64_t kept = 0;
+    memset(col_dropped, 0, (size_t)m * sizeof *col_dropped);
+    indptr[0] = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float *restrict k = kernel + i * ld;
+        float *restrict live = scratch;
+        const double wi = w[i], cut = row_cut[i];
+        double dropped = 0.0;
+#pragma omp simd reduction(+ : dropped)
+        for (int64_t j = 0; j < m; ++j) {
+            const double x = k[j] * v[j], y = k[j] * wi;
+            const int keep = (x >= cut) | (y >= col_cut[j]);
+            live[j] = keep ? k[j] : 0.0f;
+            dropped += keep ? 0.0 : x;
+            col_dropped[j] += keep ? 0.0 : y;
+        }
+        const int64_t count = few_live_indices(live, m, indices + kept);
+        for (int64_t p = kept; p < kept + count; ++p) values[p] = live[indices[p]];
+        kept += count;
+        if (kept > cap) return -1;
+        row_dropped[i] = dropped;
+        indptr[i + 1] = kept;
+    }
+    return kept;
+}
+
+/* One sweep over the live pattern: alpha_i = 1 / sum_j k_ij v_j, then slab k's column partials
+ * partials[k * m + j] = sum over its rows of k_ij alpha_i a_i, in double. */
+void hmmrnn_match_sparse_sweep(const int64_t *indptr, const int32_t *indices,
+                               const float *values, int64_t n, int64_t m, const double *v,
+                               const double *a, double *alpha, double *partials, int64_t step,
+                               int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        double *restrict acc = partials + k * m;
+        memset(acc, 0, (size_t)m * sizeof *acc);
+        for (int64_t i = start; i < start + rows; ++i) {
+            const int64_t lo = indptr[i], hi = indptr[i + 1];
+            double s = 0.0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t p = lo; p < hi; ++p) s += values[p] * v[indices[p]];
+            const double al = 1.0 / s;
+            alpha[i] = al;
+            const double x = al * a[i];
+            for (int64_t p = lo; p < hi; ++p) acc[indices[p]] += values[p] * x;
+        }
+    }
+}

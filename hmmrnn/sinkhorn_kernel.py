@@ -53,7 +53,10 @@ from hmmrnn.io import atomic_write_bytes, user_cache_dir
 SOURCE = Path(__file__).with_name("absorbed_kernel.c")
 # -fopenmp-simd vectorises the reductions the source marks, without fast-math (whose
 # reassociation would undo the rounding trick of the kernel's exp2); no OpenMP runtime is linked.
-_FLAGS = ["-O3", "-std=gnu99", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno"]
+# -fno-trapping-math lets GCC turn the exponentials' range selects into blends under AVX2 (no
+# trap is ever enabled; no value changes).
+_FLAGS = ["-O3", "-std=gnu99", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno",
+          "-fno-trapping-math"]  # fmt: skip
 # Tried in order: the first that builds is kept (-march=native is missing on some compilers).
 _TARGETS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], [])
 _BUILD_TIMEOUT_S = 60.0
@@ -149,8 +152,9 @@ def _prune(keep: Path) -> None:
 
 @dataclass(frozen=True)
 class Kernel:
-    """The kernel's entry points, each over a float32 cost and over a bfloat16 one: one slab,
-    one slab with its barycentre summed over the live entries, and all slabs of an update."""
+    """The kernel's entry points: for the loss, each over a float32 cost and over a bfloat16 one,
+    one slab, one slab with its barycentre summed over the live entries, and all slabs of an
+    update; for the evaluation's matchings (:mod:`hmmrnn.logdomain`), its float64 passes."""
 
     float32: Callable[..., None]
     bfloat16: Callable[..., None]
@@ -158,6 +162,12 @@ class Kernel:
     bary_bfloat16: Callable[..., int]
     update_float32: Callable[..., None]
     update_bfloat16: Callable[..., None]
+    match_lse_rows: Callable[..., None]
+    match_lse_cols: Callable[..., None]
+    match_gibbs: Callable[..., None]
+    match_argmax: Callable[..., None]
+    match_pattern: Callable[..., int]
+    match_sparse_sweep: Callable[..., None]
 
 
 @functools.lru_cache(maxsize=1)
@@ -180,6 +190,9 @@ def _load() -> Kernel | None:
         entries = library.hmmrnn_absorbed_slab, library.hmmrnn_absorbed_slab_bf16
         barys = library.hmmrnn_absorbed_bary, library.hmmrnn_absorbed_bary_bf16
         updates = library.hmmrnn_absorbed_update, library.hmmrnn_absorbed_update_bf16
+        matches = (library.hmmrnn_match_lse_rows, library.hmmrnn_match_lse_cols,
+                   library.hmmrnn_match_gibbs, library.hmmrnn_match_argmax)  # fmt: skip
+        sparse = library.hmmrnn_match_pattern, library.hmmrnn_match_sparse_sweep
     except (OSError, AttributeError):
         return None
     ptr, size = ctypes.c_void_p, ctypes.c_int64
@@ -192,7 +205,20 @@ def _load() -> Kernel | None:
         entry.argtypes = [ptr, size, size, size, size, ctypes.c_int32, ptr, ptr, ctypes.c_float,
                           ptr, ptr, ptr]  # fmt: skip
         entry.restype = None
-    return Kernel(*entries, *barys, *updates)
+    double = ctypes.c_double
+    head = [ptr, size, size, size]  # cost, its row stride, rows, columns
+    tail = [size, ptr]  # slab rows, shared counter
+    for entry, middle in zip(matches, (
+        [ptr, double, ptr, ptr],  # lse rows: shift, scale, top, sum
+        [ptr, double, ptr, ptr, ptr],  # lse cols: shift, scale, tops, sums, peak
+        [ptr, ptr, double, ptr, size],  # gibbs: fs, gs, scale, out, out's row stride
+        [ptr, ptr],  # argmax: g, best
+    ), strict=True):  # fmt: skip
+        entry.argtypes, entry.restype = [*head, *middle, *tail], None
+    pattern, sweep = sparse
+    pattern.argtypes, pattern.restype = [*head, *[ptr] * 4, size, *[ptr] * 6], size
+    sweep.argtypes, sweep.restype = [ptr, ptr, ptr, size, size, ptr, ptr, ptr, ptr, *tail], None
+    return Kernel(*entries, *barys, *updates, *matches, *sparse)
 
 
 def kernel() -> Kernel | None:
