@@ -308,7 +308,7 @@ int64_t hmmrnn_absorbed_bary_bf16(const uint16_t *cost, int64_t ld, int64_t rows
 }
 
 /* ---------------------------------------------------------------------------------------------
- * The evaluation's float64 passes over a matching's cost (hmmrnn/logdomain.py).
+ * The evaluation's float64 passes over a matching's cost (hmmrnn/match_passes.py).
  *
  * The study's matching and the exact assignment's guess take log-sum-exps of (shift - scale * C)
  * over rows and over columns, build the absorbed kernel exp2(fs_i + gs_j - scale * C_ij) and pick
@@ -565,4 +565,72 @@ void hmmrnn_match_sparse_sweep(const int64_t *indptr, const int32_t *indices,
             for (int64_t p = lo; p < hi; ++p) acc[indices[p]] += values[p] * x;
         }
     }
+}
+
+/* ---- The exact assignment's passes (hmmrnn/assignment.py) ---------------------------------- */
+
+/* out[i] = min_j (c_ij - g_j) over each row. */
+void hmmrnn_match_row_min(const double *cost, int64_t ld, int64_t n, int64_t m, const double *g,
+                          double *out, int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        for (int64_t i = start; i < start + rows; ++i) {
+            const double *restrict c = cost + i * ld;
+            double low = __builtin_inf();
+#pragma omp simd reduction(min : low)
+            for (int64_t j = 0; j < m; ++j) {
+                const double r = c[j] - g[j];
+                low = r < low ? r : low;
+            }
+            out[i] = low;
+        }
+    }
+}
+
+/* Slab k's column minima partials[k * m + j] = min over its rows of c_ij - u_i. */
+void hmmrnn_match_col_min(const double *cost, int64_t ld, int64_t n, int64_t m, const double *u,
+                          double *partials, int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        double *restrict low = partials + k * m;
+        for (int64_t j = 0; j < m; ++j) low[j] = __builtin_inf();
+        for (int64_t i = start; i < start + rows; ++i) {
+            const double *restrict c = cost + i * ld;
+            const double ui = u[i];
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) {
+                const double r = c[j] - ui;
+                low[j] = r < low[j] ? r : low[j];
+            }
+        }
+    }
+}
+
+/* The keys i * m + j, row by row, of the pairs whose reduced cost r_ij = q_ij - u_i - v_j is not
+ * above `limit` (NaN is kept: it never passes a certificate), with q_ij = rint(c_ij * scale)
+ * where `rounded`, else c_ij. At most `cap` are written; returns how many there are. */
+int64_t hmmrnn_match_pairs(const double *cost, int64_t ld, int64_t n, int64_t m, const double *u,
+                           const double *v, double scale, int32_t rounded, double limit,
+                           int64_t cap, int64_t *keys, double *scratch) {
+    int64_t found = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const double *restrict c = cost + i * ld;
+        double *restrict r = scratch;
+        const double ui = u[i];
+        int32_t any = 0;
+#pragma omp simd reduction(| : any)
+        for (int64_t j = 0; j < m; ++j) {
+            const double q = rounded ? __builtin_rint(c[j] * scale) : c[j];
+            r[j] = (q - ui) - v[j];
+            any |= !(r[j] > limit);
+        }
+        if (!any) continue;
+        for (int64_t j = 0; j < m; ++j) {
+            if (!(r[j] > limit)) {
+                if (found < cap) keys[found] = i * m + j;
+                ++found;
+            }
+        }
+    }
+    return found;
 }

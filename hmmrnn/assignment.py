@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from hmmrnn import match_passes
+
 _MAX_ROUNDS = 12  # certification rounds before the dense solver takes over
 _FIRST_PER_ROW = 256  # first candidates per row (on average over a block), at most
 _NEW_PER_ROW = 64  # violating pairs added per row and round, at most
@@ -114,20 +116,54 @@ def _candidates(cost, col_guess, slack, blocks, scale) -> tuple[np.ndarray, np.n
     """Keys i * n + j of the candidate pairs (at most _FIRST_PER_ROW per row on average over a
     block, the smallest reduced costs), and the reduced column duals (scaled)."""
     n = cost.shape[0]
-    u = np.empty(n)
-    for rows in blocks:
-        u[rows] = (cost[rows] - col_guess).min(axis=1)
-    v = np.full(n, np.inf)
-    for rows in blocks:
-        np.minimum(v, (cost[rows] - u[rows, None]).min(axis=0), out=v)
-    found = [np.arange(n, dtype=np.int64) * (n + 1)]  # the pairs (i, i)
-    for rows in blocks:
-        reduced = cost[rows] - u[rows, None]
-        reduced -= v
-        i, j = np.nonzero(reduced <= slack)
-        i, j = _smallest(reduced, i, j, _FIRST_PER_ROW * reduced.shape[0])
+    u = match_passes.row_min(cost, col_guess)
+    if u is None:
+        u = np.empty(n)
+        for rows in blocks:
+            u[rows] = (cost[rows] - col_guess).min(axis=1)
+    v = match_passes.col_min(cost, u)
+    if v is None:
+        v = np.full(n, np.inf)
+        for rows in blocks:
+            np.minimum(v, (cost[rows] - u[rows, None]).min(axis=0), out=v)
+    diagonal = np.arange(n, dtype=np.int64) * (n + 1)  # the pairs (i, i)
+    found = _pairs(cost, u, v, blocks, None, slack, _FIRST_PER_ROW)
+    return _distinct(np.concatenate([diagonal, found])), v * scale
+
+
+def _pairs(cost, u, v, blocks, scale, limit: float, per_row: int) -> np.ndarray:
+    """Keys of the pairs whose reduced cost (:func:`_reduced_blocks`) is not above `limit` or is
+    NaN: of each block at most `per_row` times its rows, the smallest. In one native pass where
+    there is the kernel (the same pairs), else block by block."""
+    n = cost.shape[0]
+    native = match_passes.pairs(cost, u, v, limit, scale, per_row * n)
+    if native is not None and native[1] is not None:
+        return np.concatenate([np.zeros(0, dtype=np.int64), *_capped(
+            cost, u, v, blocks, scale, native[1], per_row)])  # fmt: skip
+    found = [np.zeros(0, dtype=np.int64)]
+    for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
+        i, j = np.nonzero(~(reduced > limit))
+        i, j = _smallest(reduced, i, j, per_row * reduced.shape[0])
         found.append((i + rows.start).astype(np.int64) * n + j)
-    return _distinct(np.concatenate(found)), v * scale
+    return np.concatenate(found)
+
+
+def _capped(cost, u, v, blocks, scale, keys: np.ndarray, per_row: int) -> Iterator[np.ndarray]:
+    """The (row-major) keys of each block, cut as :func:`_smallest` cuts a block's pairs."""
+    n = cost.shape[0]
+    for rows in blocks:
+        start, stop, _ = rows.indices(n)
+        lo, hi = np.searchsorted(keys, [start * n, stop * n])
+        part = keys[lo:hi]
+        limit = per_row * (stop - start)
+        if part.size > limit:
+            i, j = np.divmod(part, n)
+            values = cost[i, j] * scale if scale is not None else cost[i, j]
+            if scale is not None:
+                np.rint(values, out=values)
+            values = values - u[i] - v[j]
+            part = part[np.argpartition(values, limit - 1)[:limit]]
+        yield part
 
 
 def _smallest(values: np.ndarray, i: np.ndarray, j: np.ndarray, limit: int):
@@ -195,26 +231,25 @@ def _column_duals(cost, keys, partners, start, scale) -> np.ndarray | None:
 
 
 def _reduced_blocks(cost, u, v, blocks, scale) -> Iterator[tuple[slice, np.ndarray]]:
-    """Each row block with its rounded reduced costs C_ij - u_i - v_j (scaled, exact integers)."""
+    """Each row block with its reduced costs C_ij - u_i - v_j: rounded at `scale` (exact
+    integers) unless that is None."""
     for rows in blocks:
-        reduced = cost[rows] * scale
-        np.rint(reduced, out=reduced)
-        reduced -= u[rows, None]
+        if scale is None:
+            reduced = cost[rows] - u[rows, None]
+        else:
+            reduced = cost[rows] * scale
+            np.rint(reduced, out=reduced)
+            reduced -= u[rows, None]
         reduced -= v
         yield rows, reduced
 
 
 def _violations(cost, u, v, blocks, scale) -> np.ndarray:
-    """Keys of the pairs whose rounded reduced cost is negative: at most _NEW_PER_ROW times the
-    rows of a block from each block, the most negative, so that a poor guess cannot flood the
-    candidates (any one violating pair is enough to make progress)."""
-    n = cost.shape[0]
-    found = []
-    for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
-        i, j = np.nonzero(~(reduced >= 0))  # a NaN fails the certificate, never passes it
-        i, j = _smallest(reduced, i, j, _NEW_PER_ROW * reduced.shape[0])
-        found.append((i + rows.start).astype(np.int64) * n + j)
-    return np.concatenate(found)
+    """Keys of the pairs whose rounded reduced cost is negative (or NaN, which fails the
+    certificate, never passes it): at most _NEW_PER_ROW times the rows of a block from each
+    block, the most negative, so that a poor guess cannot flood the candidates (any one violating
+    pair is enough to make progress). The reduced costs are integers: negative is below -0.5."""
+    return _pairs(cost, u, v, blocks, scale, -0.5, _NEW_PER_ROW)
 
 
 def _canonical(cost, u, v, blocks, scale, partners: np.ndarray) -> np.ndarray:
@@ -225,16 +260,23 @@ def _canonical(cost, u, v, blocks, scale, partners: np.ndarray) -> np.ndarray:
     (reduced cost 0), whichever optimal duals were found; so a matching of those pairs by a fixed
     pseudo-random weight of each pair picks the same assignment on every machine, where the
     candidates (which follow the float32 guess) may differ. If the tight pairs are very many (a
-    matrix of ties), the found optimum is kept.
+    matrix of ties), the found optimum is kept. Certified, no reduced cost is negative: the tight
+    ones are those under 0.5.
     """
     n = cost.shape[0]
-    found = []
-    for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
-        i, j = np.nonzero(reduced == 0)
-        found.append((i + rows.start).astype(np.int64) * n + j)
-        if sum(part.size for part in found) > _TIGHT_PER_ROW * n:
+    native = match_passes.pairs(cost, u, v, 0.5, scale, _TIGHT_PER_ROW * n)
+    if native is not None:
+        keys = native[1]
+        if keys is None:
             return partners
-    keys = np.concatenate(found)  # row-major already
+    else:
+        found = []
+        for rows, reduced in _reduced_blocks(cost, u, v, blocks, scale):
+            i, j = np.nonzero(reduced == 0)
+            found.append((i + rows.start).astype(np.int64) * n + j)
+            if sum(part.size for part in found) > _TIGHT_PER_ROW * n:
+                return partners
+        keys = np.concatenate(found)  # row-major already
     chosen = _match(keys, _tie_weights(keys), n)
     return partners if chosen is None else chosen
 

@@ -48,7 +48,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from hmmrnn import logdomain
+from hmmrnn import match_passes
 from hmmrnn.analyses.base import Result
 from hmmrnn.params import P
 
@@ -256,7 +256,7 @@ def _study_match(
     _check_pairs(ua.shape[0], ub.shape[0])
     cost = distance_matrix(ua, ub, num_outputs)
     g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress)
-    best = logdomain.row_argmax(cost, g)  # the argmax of each row of the plan, g_j - C_ij
+    best = match_passes.row_argmax(cost, g)  # the argmax of each row of the plan, g_j - C_ij
     if best is None:
         best = np.empty(cost.shape[0], dtype=np.intp)
         for rows in _row_blocks(*cost.shape):
@@ -338,7 +338,7 @@ def _row_blocks(n_rows: int, n_cols: int, itemsize: int = 8) -> list[slice]:
 
 class _Sweeps:
     """The sweeps over one absorbed kernel: dense for the first :data:`_LIVE_AFTER`, then over
-    its live pattern (:func:`hmmrnn.logdomain.live_pattern`) where that is sparse enough.
+    its live pattern (:func:`hmmrnn.match_passes.live_pattern`) where that is sparse enough.
 
     At the study's epsilon 94% of the kernel's terms are under 1e-12 of their row's and their
     column's sums, and the pattern hardly moves once the scalings have settled; a sweep over the
@@ -351,14 +351,14 @@ class _Sweeps:
 
     def __init__(self, kernel: np.ndarray) -> None:
         self.kernel = kernel
-        self.pattern: logdomain.LivePattern | None = None
+        self.pattern: match_passes.LivePattern | None = None
         self.count, self.cut_at, self.wait = 0, 0, _LIVE_AFTER
         self.next_cut: int | None = _LIVE_AFTER  # None: not to be cut (again)
 
     def sweep(self, v: np.ndarray, a: np.ndarray):
         self.count += 1
         if self.pattern is not None:
-            done = logdomain.sparse_sweep(self.pattern, v, a)
+            done = match_passes.sparse_sweep(self.pattern, v, a)
             if done is not None:
                 return done
             if self.count - self.cut_at <= _LIVE_AFTER:  # let the scalings settle first
@@ -369,7 +369,7 @@ class _Sweeps:
             self.pattern = None
         alpha, beta = _kernel_sweep(self.kernel, v, a)
         if self.next_cut is not None and self.count >= self.next_cut:
-            self.pattern = logdomain.live_pattern(self.kernel, v, alpha, beta, a)
+            self.pattern = match_passes.live_pattern(self.kernel, v, alpha, beta, a)
             self.cut_at, self.next_cut = self.count, None
         return alpha, beta
 
@@ -390,7 +390,7 @@ def _kernel_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
 
 def _soft_min_rows(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: float) -> np.ndarray:
     """LSE_j((h_j - C_ij)/eps + log_w_j) for every row i, block by block."""
-    native = logdomain.soft_min_rows(cost, h, log_w, eps)
+    native = match_passes.soft_min_rows(cost, h, log_w, eps)
     if native is not None:
         return native
     out = np.empty(cost.shape[0])
@@ -408,7 +408,7 @@ def _soft_min_rows(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: floa
 def _soft_min_cols(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: float) -> np.ndarray:
     """LSE_i((h_i - C_ij)/eps + log_w_i) for every column j: two passes over row blocks (the
     column maxima, then the shifted sums), so no transposed copy is made."""
-    native = logdomain.soft_min_cols(cost, h, log_w, eps)
+    native = match_passes.soft_min_cols(cost, h, log_w, eps)
     if native is not None:
         return native
     shift = h / eps + log_w
@@ -431,7 +431,7 @@ def _soft_min_cols(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: floa
 def _gibbs_kernel(cost, f0, g0, eps, out: np.ndarray) -> np.ndarray:
     """exp((f0_i + g0_j - C_ij) / eps) into `out`: the exponent in float64 block by block (its
     terms are hundreds and cancel), stored in the kernel's precision."""
-    if logdomain.gibbs_kernel(cost, f0, g0, eps, out) is not None:
+    if match_passes.gibbs_kernel(cost, f0, g0, eps, out) is not None:
         return out
     for rows in _row_blocks(*cost.shape):
         z = cost[rows] * (-1.0 / eps)

@@ -154,7 +154,7 @@ def _prune(keep: Path) -> None:
 class Kernel:
     """The kernel's entry points: for the loss, each over a float32 cost and over a bfloat16 one,
     one slab, one slab with its barycentre summed over the live entries, and all slabs of an
-    update; for the evaluation's matchings (:mod:`hmmrnn.logdomain`), its float64 passes."""
+    update; for the evaluation's matchings (:mod:`hmmrnn.match_passes`), its float64 passes."""
 
     float32: Callable[..., None]
     bfloat16: Callable[..., None]
@@ -168,6 +168,9 @@ class Kernel:
     match_argmax: Callable[..., None]
     match_pattern: Callable[..., int]
     match_sparse_sweep: Callable[..., None]
+    match_row_min: Callable[..., None]
+    match_col_min: Callable[..., None]
+    match_pairs: Callable[..., int]
 
 
 @functools.lru_cache(maxsize=1)
@@ -193,6 +196,8 @@ def _load() -> Kernel | None:
         matches = (library.hmmrnn_match_lse_rows, library.hmmrnn_match_lse_cols,
                    library.hmmrnn_match_gibbs, library.hmmrnn_match_argmax)  # fmt: skip
         sparse = library.hmmrnn_match_pattern, library.hmmrnn_match_sparse_sweep
+        exact = (library.hmmrnn_match_row_min, library.hmmrnn_match_col_min,
+                 library.hmmrnn_match_pairs)  # fmt: skip
     except (OSError, AttributeError):
         return None
     ptr, size = ctypes.c_void_p, ctypes.c_int64
@@ -218,7 +223,12 @@ def _load() -> Kernel | None:
     pattern, sweep = sparse
     pattern.argtypes, pattern.restype = [*head, *[ptr] * 4, size, *[ptr] * 6], size
     sweep.argtypes, sweep.restype = [ptr, ptr, ptr, size, size, ptr, ptr, ptr, ptr, *tail], None
-    return Kernel(*entries, *barys, *updates, *matches, *sparse)
+    row_min, col_min, pairs = exact
+    for entry in (row_min, col_min):
+        entry.argtypes, entry.restype = [*head, ptr, ptr, *tail], None
+    pairs.argtypes = [*head, ptr, ptr, double, ctypes.c_int32, double, size, ptr, ptr]
+    pairs.restype = size
+    return Kernel(*entries, *barys, *updates, *matches, *sparse, *exact)
 
 
 def kernel() -> Kernel | None:

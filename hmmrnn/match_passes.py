@@ -11,7 +11,7 @@ threads together, slab by slab from a shared counter.
 
 Each function returns None where the kernel is not built, is turned off (``HMMRNN_NATIVE=0``) or
 cannot read the arrays (not float64 with contiguous rows); the caller then takes numpy's passes,
-whose numbers these equal to a few float64 ulps (``tests/test_logdomain.py``).
+whose numbers these equal to a few float64 ulps (``tests/test_match_passes.py``).
 """
 
 from __future__ import annotations
@@ -228,3 +228,48 @@ def sparse_sweep(pattern: LivePattern, v: np.ndarray, a: np.ndarray):
     if not (rows_ok.all() and cols_ok.all()):
         return None
     return alpha.copy(), beta
+
+
+# --- the exact assignment's passes ---------------------------------------------------------------
+
+
+def row_min(cost: np.ndarray, g: np.ndarray):
+    """min_j (C_ij - g_j) for every row, or None."""
+    native = _kernel(cost)
+    if native is None:
+        return None
+    n, m = cost.shape
+    g, out = _vector(g), np.empty(n)
+    _in_slabs(lambda counter: native.match_row_min(
+        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(g), _ptr(out), SLAB_ROWS, counter), n)  # fmt: skip
+    return out
+
+
+def col_min(cost: np.ndarray, u: np.ndarray):
+    """min_i (C_ij - u_i) for every column, or None."""
+    native = _kernel(cost)
+    if native is None:
+        return None
+    n, m = cost.shape
+    u, partials = _vector(u), np.empty((-(-n // SLAB_ROWS), m))
+    _in_slabs(lambda counter: native.match_col_min(
+        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(u), _ptr(partials), SLAB_ROWS, counter), n)  # fmt: skip
+    return partials.min(axis=0)
+
+
+def pairs(cost: np.ndarray, u: np.ndarray, v: np.ndarray, limit: float, scale: float | None,
+          cap: int) -> tuple[int, np.ndarray | None] | None:  # fmt: skip
+    """How many pairs have a reduced cost ``q_ij - u_i - v_j`` not above ``limit`` or NaN, with
+    ``q = rint(C * scale)`` if a scale is given, else ``C`` (numpy's values), and their keys
+    ``i * m + j`` in row-major order, None if more than ``cap``: one pass on one thread. None
+    where there is no kernel."""
+    native = _kernel(cost)
+    if native is None:
+        return None
+    n, m = cost.shape
+    u, v = _vector(u), _vector(v)
+    keys, scratch = np.empty(cap, dtype=np.int64), np.empty(m)
+    found = native.match_pairs(_ptr(cost), cost.strides[0] // 8, n, m, _ptr(u), _ptr(v),
+                               1.0 if scale is None else scale, int(scale is not None), limit,
+                               cap, _ptr(keys), _ptr(scratch))  # fmt: skip
+    return found, (keys[:found].copy() if found <= cap else None)

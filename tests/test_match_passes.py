@@ -1,4 +1,4 @@
-"""The evaluation's native float64 passes (hmmrnn.logdomain) against numpy's, and the study
+"""The evaluation's native float64 passes (hmmrnn.match_passes) against numpy's, and the study
 kernel's live pattern against the dense sweep it stands in for."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hmmrnn import evaluate as ev
-from hmmrnn import logdomain, sinkhorn_kernel
+from hmmrnn import match_passes, sinkhorn_kernel
 from hmmrnn.config import ExperimentConfig
 
 needs_kernel = pytest.mark.skipif(
@@ -58,9 +58,9 @@ def test_column_passes_do_not_depend_on_the_thread_count():
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = logdomain.soft_min_cols(cost, h_rows, np.zeros(1100), 0.1)
+        one = match_passes.soft_min_cols(cost, h_rows, np.zeros(1100), 0.1)
         torch.set_num_threads(2)
-        two = logdomain.soft_min_cols(cost, h_rows, np.zeros(1100), 0.1)
+        two = match_passes.soft_min_cols(cost, h_rows, np.zeros(1100), 0.1)
     finally:
         torch.set_num_threads(previous)
     np.testing.assert_array_equal(one, two)
@@ -72,15 +72,15 @@ def test_exponentials_to_double_precision_and_over_the_range():
     the absorbed kernel's e^t over float32's range and past it (0 below, inf above, NaN kept)."""
     d = np.linspace(-40.0, 0.0, 20_001)
     cost = np.stack([np.zeros_like(d), -d], axis=1)  # row i: terms 0 and d_i
-    got = logdomain.soft_min_rows(cost, np.zeros(2), np.zeros(2), 1.0)
+    got = match_passes.soft_min_rows(cost, np.zeros(2), np.zeros(2), 1.0)
     np.testing.assert_allclose(got, np.logaddexp(0.0, d), rtol=0, atol=4e-16)
     t = np.linspace(-1100.0, 1100.0, 40_001)
     out = np.empty((1, t.size), dtype=np.float32)
-    logdomain.gibbs_kernel(np.zeros((1, t.size)), np.zeros(1), t, 1.0, out)
+    match_passes.gibbs_kernel(np.zeros((1, t.size)), np.zeros(1), t, 1.0, out)
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(out[0], np.exp(t).astype(np.float32))
     nan = np.empty((1, 1), dtype=np.float32)
-    logdomain.gibbs_kernel(np.zeros((1, 1)), np.zeros(1), np.array([np.nan]), 1.0, nan)
+    match_passes.gibbs_kernel(np.zeros((1, 1)), np.zeros(1), np.array([np.nan]), 1.0, nan)
     assert np.isnan(nan[0, 0])
 
 
@@ -89,25 +89,27 @@ def test_row_argmax_is_numpys_first_best():
     cost, g, _, _ = _problem(700, 50, 1.0, seed=2)
     cost[:, 7] = cost[:, 3]  # ties: the first column wins
     g[7] = g[3]
-    best = logdomain.row_argmax(cost, g)
+    best = match_passes.row_argmax(cost, g)
     np.testing.assert_array_equal(best, (g[None, :] - cost).argmax(axis=1))
     assert (best != 7).all()
 
 
 def test_arrays_the_kernel_cannot_read_are_left_to_numpy():
     cost = np.zeros((4, 6))
-    assert logdomain.soft_min_rows(cost[:, ::2], np.zeros(3), np.zeros(3), 1.0) is None
-    assert logdomain.soft_min_cols(cost.astype(np.float32), np.zeros(4), np.zeros(4), 1.0) is None
+    assert match_passes.soft_min_rows(cost[:, ::2], np.zeros(3), np.zeros(3), 1.0) is None
+    assert (
+        match_passes.soft_min_cols(cost.astype(np.float32), np.zeros(4), np.zeros(4), 1.0) is None
+    )
     out = np.empty((4, 6))  # a float64 kernel (the float64 study kernel of a test below)
-    assert logdomain.gibbs_kernel(cost, np.zeros(4), np.zeros(6), 1.0, out) is None
-    assert logdomain.live_pattern(out, np.ones(6), np.ones(4), np.ones(6), np.ones(4)) is None
+    assert match_passes.gibbs_kernel(cost, np.zeros(4), np.zeros(6), 1.0, out) is None
+    assert match_passes.live_pattern(out, np.ones(6), np.ones(4), np.ones(6), np.ones(4)) is None
 
 
 def test_the_environment_switch_leaves_every_pass_to_numpy(monkeypatch):
     monkeypatch.setenv("HMMRNN_NATIVE", "0")
     cost = np.zeros((3, 3))
-    assert logdomain.soft_min_rows(cost, np.zeros(3), np.zeros(3), 1.0) is None
-    assert logdomain.row_argmax(cost, np.zeros(3)) is None
+    assert match_passes.soft_min_rows(cost, np.zeros(3), np.zeros(3), 1.0) is None
+    assert match_passes.row_argmax(cost, np.zeros(3)) is None
 
 
 # --- the live pattern ----------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def _exact_sweep(kernel, v, a):
 @needs_kernel
 def test_a_sweep_over_the_live_pattern_equals_the_dense_sweep():
     kernel, v, alpha, beta, a = _settled_kernel()
-    pattern = logdomain.live_pattern(kernel, v, alpha, beta, a)
+    pattern = match_passes.live_pattern(kernel, v, alpha, beta, a)
     assert pattern is not None and 0 < pattern.values.size < kernel.size / 4
     k = kernel.astype(np.float64)
     terms = k * v[None, :]
@@ -144,16 +146,18 @@ def test_a_sweep_over_the_live_pattern_equals_the_dense_sweep():
     row_share = terms / terms.sum(axis=1, keepdims=True)
     col_terms = k * (alpha * a)[:, None]
     col_share = col_terms / col_terms.sum(axis=0, keepdims=True)
-    live = (row_share >= logdomain.LIVE_CUT * 1.001) | (col_share >= logdomain.LIVE_CUT * 1.001)
+    live = (row_share >= match_passes.LIVE_CUT * 1.001) | (
+        col_share >= match_passes.LIVE_CUT * 1.001
+    )
     assert kept[live].all()
     np.testing.assert_allclose(pattern.row_dropped, np.where(kept, 0, terms).sum(1), rtol=1e-9)
     np.testing.assert_allclose(pattern.col_dropped, np.where(kept, 0, col_terms).sum(0),
                                rtol=1e-9, atol=1e-300)  # fmt: skip
     v2 = v * np.exp(np.random.default_rng(4).normal(size=v.size) * 0.3)  # the scalings move
-    got = logdomain.sparse_sweep(pattern, v2, a)
+    got = match_passes.sparse_sweep(pattern, v2, a)
     assert got is not None
     for ours, exact in zip(got, _exact_sweep(kernel, v2, a), strict=True):
-        np.testing.assert_allclose(ours, exact, rtol=2 * logdomain.LIVE_TOL)
+        np.testing.assert_allclose(ours, exact, rtol=2 * match_passes.LIVE_TOL)
 
 
 @needs_kernel
@@ -161,21 +165,21 @@ def test_a_sweep_that_could_miss_too_much_is_refused():
     """Once the scalings have grown so far that the left-out terms could reach LIVE_TOL of a sum,
     the sweep over the pattern answers None (the caller sweeps dense)."""
     kernel, v, alpha, beta, a = _settled_kernel()
-    pattern = logdomain.live_pattern(kernel, v, alpha, beta, a)
+    pattern = match_passes.live_pattern(kernel, v, alpha, beta, a)
     worst = int(np.argmax(pattern.row_dropped * alpha))
     row = pattern.indices[pattern.indptr[worst] : pattern.indptr[worst + 1]]
     left_out = np.setdiff1d(np.arange(kernel.shape[1]), row)
     biggest = left_out[np.argmax(kernel[worst, left_out] * v[left_out])]
     grown = v.copy()  # one left-out column's scaling grows enough to matter
-    grown[biggest] *= 2 * logdomain.LIVE_TOL / (pattern.row_dropped[worst] * alpha[worst])
-    assert logdomain.sparse_sweep(pattern, v, a) is not None
-    assert logdomain.sparse_sweep(pattern, grown, a) is None
+    grown[biggest] *= 2 * match_passes.LIVE_TOL / (pattern.row_dropped[worst] * alpha[worst])
+    assert match_passes.sparse_sweep(pattern, v, a) is not None
+    assert match_passes.sparse_sweep(pattern, grown, a) is None
 
 
 @needs_kernel
 def test_a_kernel_mostly_live_keeps_no_pattern():
     kernel, v, alpha, beta, a = _settled_kernel(eps=50.0)  # every entry close to every other
-    assert logdomain.live_pattern(kernel, v, alpha, beta, a) is None
+    assert match_passes.live_pattern(kernel, v, alpha, beta, a) is None
 
 
 @needs_kernel
@@ -183,7 +187,7 @@ def test_the_study_matching_over_live_patterns_keeps_its_partners(monkeypatch, n
     """On HMM samples at the study's epsilon the sweeps run over live patterns, recut when the
     scalings have grown, and the pairing is numpy's dense float32 one."""
     calls = {"sparse": 0, "refused": 0, "cuts": 0}
-    sweep, cut = logdomain.sparse_sweep, logdomain.live_pattern
+    sweep, cut = match_passes.sparse_sweep, match_passes.live_pattern
 
     def counted_sweep(*args):
         done = sweep(*args)
@@ -195,8 +199,8 @@ def test_the_study_matching_over_live_patterns_keeps_its_partners(monkeypatch, n
         calls["cuts"] += 1
         return cut(*args)
 
-    monkeypatch.setattr(logdomain, "sparse_sweep", counted_sweep)
-    monkeypatch.setattr(logdomain, "live_pattern", counted_cut)
+    monkeypatch.setattr(match_passes, "sparse_sweep", counted_sweep)
+    monkeypatch.setattr(match_passes, "live_pattern", counted_cut)
     hmm = ExperimentConfig.from_preset("Two").build_hmm()
     rng = np.random.default_rng(8)
     ref, other = (hmm.sample(1500, 100, rng).outputs for _ in range(2))  # 10% live
@@ -229,8 +233,8 @@ def test_sweeps_cut_after_settling_recut_and_back_off(monkeypatch):
         events.append(("dense", count["n"]))
         return np.ones(2), np.ones(2)
 
-    monkeypatch.setattr(logdomain, "live_pattern", fake_cut)
-    monkeypatch.setattr(logdomain, "sparse_sweep", fake_sparse)
+    monkeypatch.setattr(match_passes, "live_pattern", fake_cut)
+    monkeypatch.setattr(match_passes, "sparse_sweep", fake_sparse)
     monkeypatch.setattr(ev, "_kernel_sweep", fake_dense)
     sweeps = ev._Sweeps(np.ones((2, 2), dtype=np.float32))
     for n in range(1, 61):
@@ -243,3 +247,57 @@ def test_sweeps_cut_after_settling_recut_and_back_off(monkeypatch):
     # refused at 40 (12 after the cut, > 8): dense and cut again at once
     assert cuts == [after, 12 + 2 * after, 40]
     assert dense == [*range(1, after + 1), *range(12, 12 + 2 * after + 1), 40]
+
+
+# --- the exact assignment's passes ---------------------------------------------------------------
+
+
+def _assignment_state(n=400, seed=9):
+    from hmmrnn import assignment as asg
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 3, (n, 30)), rng.integers(0, 3, (n, 30))
+    cost = ev.distance_matrix(a, b, 3)
+    scale = asg._integer_scale(n, float(cost.max()))
+    guess = rng.normal(size=n) * 0.3
+    blocks = ev._row_blocks(n, n, 8 * 40)  # small blocks: caps apply block by block
+    return asg, cost, scale, guess, blocks
+
+
+@needs_kernel
+@pytest.mark.parametrize("per_row", [256, 3])  # 3: most blocks are cut to their smallest pairs
+def test_assignment_passes_give_numpys_pairs(per_row, monkeypatch, numpy_only):
+    asg, cost, scale, guess, blocks = _assignment_state()
+    monkeypatch.setattr(asg, "_FIRST_PER_ROW", per_row)
+    monkeypatch.setattr(asg, "_NEW_PER_ROW", per_row)
+    keys, v = asg._candidates(cost, guess, 0.8, blocks, scale)
+    keys_np, v_np = numpy_only(asg._candidates, cost, guess, 0.8, blocks, scale)
+    np.testing.assert_array_equal(keys, keys_np)
+    np.testing.assert_array_equal(v, v_np)
+    # duals that many pairs violate (and a NaN, which must never pass the certificate)
+    n = cost.shape[0]
+    u = np.rint(np.random.default_rng(1).normal(size=n) * scale)
+    v_bad = np.rint(v - scale * 0.5)
+    v_bad[5] = np.nan
+    bad = asg._violations(cost, u, v_bad, blocks, scale)
+    bad_np = numpy_only(asg._violations, cost, u, v_bad, blocks, scale)
+    np.testing.assert_array_equal(np.sort(bad), np.sort(bad_np))
+    assert bad.size > 0 and np.any(bad % n == 5)
+
+
+@needs_kernel
+def test_the_canonical_choice_is_numpys(numpy_only):
+    asg, cost, scale, guess, blocks = _assignment_state(n=300, seed=10)
+    partners = exact = asg.exact_assignment(cost, guess, 0.8, blocks)
+    n = cost.shape[0]
+    rounded = np.rint(cost * scale)
+    # optimal duals from the certified optimum: the column duals of the tight pairs' matching
+    keys = np.arange(n) * n + partners
+    v = asg._column_duals(cost, np.sort(np.concatenate([keys, np.arange(n * n)])), partners,
+                          np.zeros(n), scale)  # fmt: skip
+    u = rounded[np.arange(n), partners] - v[partners]
+    assert (rounded - u[:, None] - v[None, :] >= 0).all()
+    ours = asg._canonical(cost, u, v, blocks, scale, partners)
+    np.testing.assert_array_equal(ours, numpy_only(asg._canonical, cost, u, v, blocks, scale,
+                                                   partners))  # fmt: skip
+    assert rounded[np.arange(n), ours].sum() == rounded[np.arange(n), exact].sum()
