@@ -634,3 +634,49 @@ int64_t hmmrnn_match_pairs(const double *cost, int64_t ld, int64_t n, int64_t m,
     }
     return found;
 }
+
+/* One dense sweep over the float32 study kernel: alpha_i = 1 / sum_j k_ij v_j, then slab k's
+ * column partials partials[k * m + j] = sum over its rows of k_ij alpha_i a_i. Products and
+ * sums in float32, as BLAS's sgemv takes them; each row is read from memory once (its second
+ * use is from cache), four rows a pass so that the partials are updated a quarter as often. */
+void hmmrnn_match_dense_sweep(const float *kernel, int64_t ld, int64_t n, int64_t m,
+                              const float *v, const double *a, double *alpha, float *partials,
+                              int64_t step, int64_t *next) {
+    int64_t k, start, rows;
+    while (next_slab(next, n, step, &k, &start, &rows)) {
+        float *restrict acc = partials + k * m;
+        memset(acc, 0, (size_t)m * sizeof *acc);
+        int64_t i = start;
+        for (; i + 4 <= start + rows; i += 4) {
+            const float *restrict r0 = kernel + i * ld, *restrict r1 = r0 + ld;
+            const float *restrict r2 = r1 + ld, *restrict r3 = r2 + ld;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+            for (int64_t j = 0; j < m; ++j) {
+                s0 += r0[j] * v[j];
+                s1 += r1[j] * v[j];
+                s2 += r2[j] * v[j];
+                s3 += r3[j] * v[j];
+            }
+            const double al0 = 1.0 / (double)s0, al1 = 1.0 / (double)s1;
+            const double al2 = 1.0 / (double)s2, al3 = 1.0 / (double)s3;
+            alpha[i] = al0, alpha[i + 1] = al1, alpha[i + 2] = al2, alpha[i + 3] = al3;
+            const float x0 = (float)(al0 * a[i]), x1 = (float)(al1 * a[i + 1]);
+            const float x2 = (float)(al2 * a[i + 2]), x3 = (float)(al3 * a[i + 3]);
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j)
+                acc[j] += (r0[j] * x0 + r1[j] * x1) + (r2[j] * x2 + r3[j] * x3);
+        }
+        for (; i < start + rows; ++i) {
+            const float *restrict row = kernel + i * ld;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j < m; ++j) s += row[j] * v[j];
+            const double al = 1.0 / (double)s;
+            alpha[i] = al;
+            const float x = (float)(al * a[i]);
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) acc[j] += row[j] * x;
+        }
+    }
+}

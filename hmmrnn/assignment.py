@@ -46,9 +46,9 @@ import numpy as np
 from hmmrnn import match_passes
 
 _MAX_ROUNDS = 12  # certification rounds before the dense solver takes over
-_FIRST_PER_ROW = 256  # first candidates per row (on average over a block), at most
+_FIRST_PER_ROW = 64  # first candidates per row (on average over a block), at most
 _NEW_PER_ROW = 64  # violating pairs added per row and round, at most
-_TIGHT_PER_ROW = 64  # tight pairs per row above which the found optimum is kept as it is
+_TIGHT_PER_ROW = 256  # tight pairs per row above which the found optimum is kept as it is
 _START_FLOOR = -(2.0**51)  # dual starts lie in [-2^51, 0]: sums with costs < 2^49 stay exact
 
 
@@ -70,7 +70,7 @@ def exact_assignment(
         raise ValueError(f"the cost matrix must be square, got {cost.shape}")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    largest = float(np.abs(cost).max())
+    largest = float(np.maximum(cost.max(), -cost.min()))  # no |cost| copy: NaN stays NaN
     if not math.isfinite(largest):
         raise ValueError("the cost matrix holds a non-finite entry")
     scale = _integer_scale(n, largest)

@@ -69,6 +69,11 @@ _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <=
 # The exact assignment's guess of its duals: an entropic solve at a twentieth of the mean distance,
 # stopped at a summed move of 1e-4 per potential (the study stops at 0.1 in all). Speed only.
 _GUESS_EPS_SHARE = 0.05
+# Candidates lie up to this many guess epsilons above the guessed duals. scipy's sparse solver
+# holds the GIL (~0.2-0.3 s a solve at n 5,000 whatever the candidates' number), so rounds cost
+# most: at 2 epsilons Two and Four (n 5,000) took 3 rounds and 0.7-1.1 s of solves, at 3 (with
+# at most 64 candidates per row) 1 round and 0.26-0.29 s; Three, Five 0.24-0.42 s either way.
+_CANDIDATE_SLACK = 3.0
 _GUESS_TOL = 1e-4
 _GUESS_MAX_ITER = 500
 LEGACY_FORMAT = (
@@ -148,7 +153,14 @@ def _match_counts(a: np.ndarray, b: np.ndarray, num_outputs: int) -> np.ndarray:
 
 
 def distance_matrix(a: np.ndarray, b: np.ndarray, num_outputs: int) -> np.ndarray:
-    """Euclidean distance sqrt(2 * mismatches) between every pair, (Na, Nb) float64.
+    """Euclidean distance sqrt(2 * mismatches) between every pair, (Na, Nb) float64."""
+    return _distances(a, b, num_outputs)[0]
+
+
+def _distances(a: np.ndarray, b: np.ndarray, num_outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distance matrix, and the float32 matrix of match counts it was built from, free for
+    the caller's use (the entropic solves' kernel: a fresh 100 MB at n 5,000 is page-faulted in
+    at about 1 GB/s on this project's virtual machines).
 
     Built block by block from the match counts, in place: the solvers' input at one write of
     the matrix (the mismatch matrix and a table lookup took four passes).
@@ -162,7 +174,7 @@ def distance_matrix(a: np.ndarray, b: np.ndarray, num_outputs: int) -> np.ndarra
         np.subtract(a.shape[1], matches[rows], out=part)
         part *= 2.0
         np.sqrt(part, out=part)
-    return out
+    return out, matches
 
 
 def _expand_flow(flow: np.ndarray, inv_a: np.ndarray, inv_b: np.ndarray) -> np.ndarray:
@@ -223,15 +235,15 @@ def _full_assignment(
     from hmmrnn.assignment import exact_assignment
 
     _check_pairs(len(a), len(b))
-    cost = distance_matrix(a, b, num_outputs)
+    cost, spare = _distances(a, b, num_outputs)
     n = cost.shape[0]
     eps = _GUESS_EPS_SHARE * float(cost.mean())
     guess = np.zeros(n)
     if eps > 0:
         told = (lambda f: on_progress(0.6 * f)) if on_progress is not None else None
         try:
-            guess = _sinkhorn_potentials(cost, np.ones(n), np.ones(n), eps, told,
-                                         tol=_GUESS_TOL * 2 * n, max_iter=_GUESS_MAX_ITER)  # fmt: skip
+            guess = _sinkhorn_potentials(cost, np.ones(n), np.ones(n), eps, told, _GUESS_TOL * 2 * n,
+                                         _GUESS_MAX_ITER, spare)  # fmt: skip
         except ValueError:  # unsettled: the plain reductions are a worse guess, not a wrong one
             pass
 
@@ -239,7 +251,7 @@ def _full_assignment(
         if on_progress is not None:
             on_progress(0.6 + 0.4 * (1.0 - 0.5**k))
 
-    return exact_assignment(cost, guess, 2.0 * eps, _row_blocks(n, n), on_round)
+    return exact_assignment(cost, guess, _CANDIDATE_SLACK * eps, _row_blocks(n, n), on_round)
 
 
 def _study_match(
@@ -254,8 +266,9 @@ def _study_match(
     ua, _, inv_a, ca = _dedup(a)
     ub, first_b, _, cb = _dedup(b)
     _check_pairs(ua.shape[0], ub.shape[0])
-    cost = distance_matrix(ua, ub, num_outputs)
-    g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress)
+    cost, spare = _distances(ua, ub, num_outputs)
+    g = _sinkhorn_potentials(cost, ca.astype(np.float64), cb.astype(np.float64), eps, on_progress,
+                             buffer=spare)  # fmt: skip
     best = match_passes.row_argmax(cost, g)  # the argmax of each row of the plan, g_j - C_ij
     if best is None:
         best = np.empty(cost.shape[0], dtype=np.intp)
@@ -272,6 +285,7 @@ def _sinkhorn_potentials(
     on_progress: Any = None,
     tol: float = STUDY_TOL,
     max_iter: int = STUDY_MAX_ITER,
+    buffer: np.ndarray | None = None,
 ):
     """The second set's dual potential g after the study's Sinkhorn iterations.
 
@@ -288,13 +302,21 @@ def _sinkhorn_potentials(
     The summed move falls about geometrically to the stopping threshold, so log(first move /
     move) against log(first move / threshold) is the share of the way done, told to
     `on_progress` after each iteration (never backwards). `tol` and `max_iter` are the study's
-    unless a rougher solve will do (the exact assignment's guess of its duals).
+    unless a rougher solve will do (the exact assignment's guess of its duals). ``buffer``, if
+    it is a C-contiguous array of the kernel's shape and precision, is overwritten with it.
     """
     la, lb = np.log(ca / ca.sum()), np.log(cb / cb.sum())
     a, b = ca / ca.sum(), cb / cb.sum()
     f, g = np.zeros(len(ca)), np.zeros(len(cb))
     f0, g0, beta = f, g, np.ones(len(cb))
-    kernel, buffer = None, np.empty(cost.shape, dtype=_KERNEL_DTYPE)
+    if (
+        buffer is None
+        or buffer.dtype != _KERNEL_DTYPE
+        or buffer.shape != cost.shape
+        or not buffer.flags.c_contiguous
+    ):
+        buffer = np.empty(cost.shape, dtype=_KERNEL_DTYPE)
+    kernel = None
     first, done = None, 0.0  # the first summed move, and the share told so far
     for _ in range(max_iter):
         step, by_kernel = None, kernel is not None
@@ -376,7 +398,11 @@ class _Sweeps:
 
 def _kernel_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
     """alpha = 1 / (K v) and then 1 / (K^T (alpha a)), in one pass over K's row blocks (products
-    in the kernel's precision, the sums over blocks and the scalings in float64)."""
+    in the kernel's precision, the sums over blocks and the scalings in float64); natively
+    (:func:`hmmrnn.match_passes.dense_sweep`) where it can."""
+    native = match_passes.dense_sweep(kernel, v, a)
+    if native is not None:
+        return native
     alpha = np.empty(kernel.shape[0])
     acc = np.zeros(kernel.shape[1])
     v = v.astype(kernel.dtype)
@@ -879,18 +905,23 @@ def compare_outputs(
     )
 
 
-def _side_by_side(method: str) -> bool:
-    """Whether the two matchings run at once: exact assignments where there are two cores. The
-    study's Sinkhorn sweeps are bound by memory bandwidth, and two at once took longer than one
-    after the other (Two h50, n 5,000, L 100: 6.1-6.8 s against 4.8-5.8 s)."""
-    return method == "assignment" and (os.cpu_count() or 1) > 1
+def _side_by_side() -> bool:
+    """Whether the two matchings run at once: where there are two cores. The study's sweeps
+    were bound by memory bandwidth, and two at once took longer than in turn; over their live
+    patterns and with the native passes they are not (Two h50, n 5,000, L 100, the evaluation
+    on a 2-core AMD EPYC: 4.2-4.7 s side by side against 5.2-5.6 s in turn; exact: 5.1-6.0
+    against 5.2-6.6 s)."""
+    return (os.cpu_count() or 1) > 1
 
 
-def _matching_bytes(n: int, method: str) -> float:
+def _matching_bytes(n: int) -> float:
     """Host memory of the evaluation's two matchings at most (before repeats are merged): each
-    holds an n x n float64 distance matrix and the float32 kernel of its entropic solve (the
-    study's, or the exact assignment's guess), and the exact assignments run side by side."""
-    return (2 if _side_by_side(method) else 1) * n * n * (8 + np.dtype(_KERNEL_DTYPE).itemsize)
+    holds an n x n float64 distance matrix, the float32 kernel of its entropic solve (the
+    study's, or the exact assignment's guess) and that kernel's live pattern (8 bytes for each
+    of at most LIVE_MAX_SHARE of the entries); they run side by side where there are two
+    cores."""
+    per_pair = 8 + np.dtype(_KERNEL_DTYPE).itemsize + 8 * match_passes.LIVE_MAX_SHARE
+    return (2 if _side_by_side() else 1) * n * n * per_pair
 
 
 def _expected_matching_seconds(n: int, method: str) -> float:
@@ -905,8 +936,7 @@ def _both_matchings(
     other, gen, ref, num_outputs, method, reg, progress, cancel=None, label="matching"
 ):
     """The baseline's and the RNN's matchings to the reference, which dominate an evaluation.
-    Exact assignments run side by side where there are two cores; the study's matchings one after
-    the other.
+    They run side by side where there are two cores, else one after the other.
 
     `gen` may be a function returning the RNN's outputs: it runs once the baseline's matching has
     started, so generating them overlaps with it. Returns both matchings and the outputs.
@@ -943,7 +973,7 @@ def _both_matchings(
         except BaseException as exc:  # handed to the waiting caller
             results[i] = exc
 
-    parallel = _side_by_side(method)
+    parallel = _side_by_side()
     expected = _expected_matching_seconds(len(ref), method)
     sets, started, start, told = [other, gen], 0, time.monotonic(), 0.0
     try:
@@ -1036,7 +1066,7 @@ def evaluate_model(
         f"evaluating {n} sequences of {steps} steps",
     )
     resources.require(
-        _matching_bytes(n, method),
+        _matching_bytes(n),
         f"matching {n} x {n} sequences ({method})",
         hint="use fewer sequences (the matchings grow as their square)",
     )

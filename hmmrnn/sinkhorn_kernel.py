@@ -168,6 +168,7 @@ class Kernel:
     match_argmax: Callable[..., None]
     match_pattern: Callable[..., int]
     match_sparse_sweep: Callable[..., None]
+    match_dense_sweep: Callable[..., None]
     match_row_min: Callable[..., None]
     match_col_min: Callable[..., None]
     match_pairs: Callable[..., int]
@@ -195,7 +196,8 @@ def _load() -> Kernel | None:
         updates = library.hmmrnn_absorbed_update, library.hmmrnn_absorbed_update_bf16
         matches = (library.hmmrnn_match_lse_rows, library.hmmrnn_match_lse_cols,
                    library.hmmrnn_match_gibbs, library.hmmrnn_match_argmax)  # fmt: skip
-        sparse = library.hmmrnn_match_pattern, library.hmmrnn_match_sparse_sweep
+        sparse = (library.hmmrnn_match_pattern, library.hmmrnn_match_sparse_sweep,
+                  library.hmmrnn_match_dense_sweep)  # fmt: skip
         exact = (library.hmmrnn_match_row_min, library.hmmrnn_match_col_min,
                  library.hmmrnn_match_pairs)  # fmt: skip
     except (OSError, AttributeError):
@@ -220,7 +222,8 @@ def _load() -> Kernel | None:
         [ptr, ptr],  # argmax: g, best
     ), strict=True):  # fmt: skip
         entry.argtypes, entry.restype = [*head, *middle, *tail], None
-    pattern, sweep = sparse
+    pattern, sweep, dense = sparse
+    dense.argtypes, dense.restype = [*head, ptr, ptr, ptr, ptr, *tail], None
     pattern.argtypes, pattern.restype = [*head, *[ptr] * 4, size, *[ptr] * 6], size
     sweep.argtypes, sweep.restype = [ptr, ptr, ptr, size, size, ptr, ptr, ptr, ptr, *tail], None
     row_min, col_min, pairs = exact

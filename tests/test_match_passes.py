@@ -301,3 +301,17 @@ def test_the_canonical_choice_is_numpys(numpy_only):
     np.testing.assert_array_equal(ours, numpy_only(asg._canonical, cost, u, v, blocks, scale,
                                                    partners))  # fmt: skip
     assert rounded[np.arange(n), ours].sum() == rounded[np.arange(n), exact].sum()
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(1, 5), (7, 33), (515, 260)])  # rows past a multiple of 4
+def test_the_dense_sweep_equals_the_exact_products(shape, numpy_only):
+    n, m = shape
+    rng = np.random.default_rng(11)
+    kernel = rng.exponential(size=(n, m)).astype(np.float32)
+    v, a = rng.uniform(0.5, 2, m), np.full(n, 1 / n)
+    ours = match_passes.dense_sweep(kernel, v, a)
+    for got, exact in zip(ours, _exact_sweep(kernel, v, a), strict=True):
+        np.testing.assert_allclose(got, exact, rtol=2e-6)
+    for got, eager in zip(ours, numpy_only(ev._kernel_sweep, kernel, v, a), strict=True):
+        np.testing.assert_allclose(got, eager, rtol=4e-6)
