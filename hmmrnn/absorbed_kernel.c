@@ -680,3 +680,109 @@ void hmmrnn_match_dense_sweep(const float *kernel, int64_t ld, int64_t n, int64_
         }
     }
 }
+
+/* ---- The exact assignment's repair after a round adds pairs (hmmrnn/assignment.py) --------- */
+
+/* A binary min-heap of (distance, column) with lazy deletion. */
+typedef struct {
+    double *key;
+    int32_t *col;
+    int64_t size;
+} heap;
+
+static void heap_push(heap *h, double key, int32_t col) {
+    int64_t i = h->size++;
+    while (i > 0) {
+        const int64_t up = (i - 1) / 2;
+        if (h->key[up] <= key) break;
+        h->key[i] = h->key[up], h->col[i] = h->col[up];
+        i = up;
+    }
+    h->key[i] = key, h->col[i] = col;
+}
+
+static void heap_pop(heap *h) {
+    const double key = h->key[--h->size];
+    const int32_t col = h->col[h->size];
+    int64_t i = 0;
+    for (;;) {
+        int64_t child = 2 * i + 1;
+        if (child >= h->size) break;
+        if (child + 1 < h->size && h->key[child + 1] < h->key[child]) ++child;
+        if (h->key[child] >= key) break;
+        h->key[i] = h->key[child], h->col[i] = h->col[child];
+        i = child;
+    }
+    h->key[i] = key, h->col[i] = col;
+}
+
+/* Rematch the free rows of an optimal partial assignment, one shortest augmenting path each
+ * (Dijkstra over reduced costs w_ij - u_i - v_j >= 0 on the sparse pairs, rows in CSR), the
+ * duals updated so that every pair stays >= 0 and the matched ones at 0. Integer-valued double
+ * arithmetic throughout (the caller checks the duals' range). Workspace: dist, pred_row (n each),
+ * done_cols (n), heap arrays (pairs + n each). Returns 0, or -1 if a free row has no path. */
+int64_t hmmrnn_assign_repair(int64_t n, const int64_t *indptr, const int32_t *cols,
+                             const double *w, double *u, double *v, int64_t *col_of_row,
+                             int64_t *row_of_col, const int64_t *free_rows, int64_t n_free,
+                             double *dist, int64_t *pred_row, int32_t *done_cols,
+                             uint8_t *state, double *heap_key, int32_t *heap_col) {
+    for (int64_t j = 0; j < n; ++j) dist[j] = __builtin_inf(), state[j] = 0;
+    for (int64_t f = 0; f < n_free; ++f) {
+        const int64_t root = free_rows[f];
+        heap h = {heap_key, heap_col, 0};
+        int64_t n_done = 0, end = -1;
+        /* state: 1 reached (in the heap), 2 done */
+        int64_t row = root;
+        double base = 0.0;
+        for (;;) {
+            const double ur = u[row];
+            for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                const int32_t j = cols[p];
+                if (state[j] == 2) continue;
+                const double d = base + (w[p] - ur - v[j]);
+                if (d < dist[j]) {
+                    dist[j] = d, pred_row[j] = row, state[j] = 1;
+                    heap_push(&h, d, j);
+                }
+            }
+            int32_t j = -1;
+            while (h.size > 0) {
+                const int32_t c = h.col[0];
+                const double d = h.key[0];
+                heap_pop(&h);
+                if (state[c] == 2 || d > dist[c]) continue;
+                j = c;
+                break;
+            }
+            if (j < 0) {
+                for (int64_t t = 0; t < n_done; ++t) dist[done_cols[t]] = __builtin_inf(), state[done_cols[t]] = 0;
+                return -1;
+            }
+            state[j] = 2, done_cols[n_done++] = j;
+            if (row_of_col[j] < 0) {
+                end = j;
+                break;
+            }
+            row = row_of_col[j];
+            base = dist[j];
+        }
+        const double total = dist[end];
+        u[root] += total;
+        for (int64_t t = 0; t < n_done; ++t) {
+            const int32_t j = done_cols[t];
+            const double slack = total - dist[j];
+            v[j] -= slack;
+            if (j != end) u[row_of_col[j]] += slack;
+        }
+        for (int64_t j = end;;) { /* augment along the predecessors */
+            const int64_t i = pred_row[j], next = col_of_row[i];
+            col_of_row[i] = j, row_of_col[j] = i;
+            if (i == root) break;
+            j = next;
+        }
+        /* reset what this search touched: done columns, and those still in the heap */
+        for (int64_t t = 0; t < n_done; ++t) dist[done_cols[t]] = __builtin_inf(), state[done_cols[t]] = 0;
+        for (int64_t t = 0; t < h.size; ++t) dist[h.col[t]] = __builtin_inf(), state[h.col[t]] = 0;
+    }
+    return 0;
+}

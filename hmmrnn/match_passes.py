@@ -290,3 +290,33 @@ def pairs(cost: np.ndarray, u: np.ndarray, v: np.ndarray, limit: float, scale: f
                                1.0 if scale is None else scale, int(scale is not None), limit,
                                cap, _ptr(keys), _ptr(scratch))  # fmt: skip
     return found, (keys[:found].copy() if found <= cap else None)
+
+
+def assign_repair(indptr: np.ndarray, cols: np.ndarray, weights: np.ndarray, u: np.ndarray,
+                  v: np.ndarray, partners: np.ndarray, free: np.ndarray):  # fmt: skip
+    """Rematch the rows ``free`` (unmatched from ``partners``) along shortest augmenting paths
+    over the pairs (CSR: ``indptr``, ``cols``, integer ``weights``), from duals ``u``, ``v``
+    under which every pair has reduced cost >= 0 and the other matched pairs 0. Returns the new
+    partners and ``(u, v)``, or None: no kernel, or a row left without a path."""
+    native = _native()
+    if native is None:
+        return None
+    n = len(partners)
+    col_of_row = np.ascontiguousarray(partners, dtype=np.int64).copy()
+    col_of_row[free] = -1
+    row_of_col = np.full(n, -1, dtype=np.int64)
+    matched = col_of_row >= 0
+    row_of_col[col_of_row[matched]] = np.flatnonzero(matched)
+    u, v = _vector(u).copy(), _vector(v).copy()
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    cols, weights = np.ascontiguousarray(cols, dtype=np.int32), _vector(weights)
+    free = np.ascontiguousarray(free, dtype=np.int64)
+    dist, pred = np.empty(n), np.empty(n, dtype=np.int64)
+    done, state = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.uint8)
+    room = len(cols) + n
+    heap_key, heap_col = np.empty(room), np.empty(room, dtype=np.int32)
+    status = native.assign_repair(n, _ptr(indptr), _ptr(cols), _ptr(weights), _ptr(u), _ptr(v),
+                                  _ptr(col_of_row), _ptr(row_of_col), _ptr(free), len(free),
+                                  _ptr(dist), _ptr(pred), _ptr(done), _ptr(state),
+                                  _ptr(heap_key), _ptr(heap_col))  # fmt: skip
+    return None if status != 0 else (col_of_row, u, v)

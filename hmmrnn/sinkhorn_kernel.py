@@ -172,6 +172,7 @@ class Kernel:
     match_row_min: Callable[..., None]
     match_col_min: Callable[..., None]
     match_pairs: Callable[..., int]
+    assign_repair: Callable[..., int]
 
 
 @functools.lru_cache(maxsize=1)
@@ -199,7 +200,7 @@ def _load() -> Kernel | None:
         sparse = (library.hmmrnn_match_pattern, library.hmmrnn_match_sparse_sweep,
                   library.hmmrnn_match_dense_sweep)  # fmt: skip
         exact = (library.hmmrnn_match_row_min, library.hmmrnn_match_col_min,
-                 library.hmmrnn_match_pairs)  # fmt: skip
+                 library.hmmrnn_match_pairs, library.hmmrnn_assign_repair)  # fmt: skip
     except (OSError, AttributeError):
         return None
     ptr, size = ctypes.c_void_p, ctypes.c_int64
@@ -226,7 +227,8 @@ def _load() -> Kernel | None:
     dense.argtypes, dense.restype = [*head, ptr, ptr, ptr, ptr, *tail], None
     pattern.argtypes, pattern.restype = [*head, *[ptr] * 4, size, *[ptr] * 6], size
     sweep.argtypes, sweep.restype = [ptr, ptr, ptr, size, size, ptr, ptr, ptr, ptr, *tail], None
-    row_min, col_min, pairs = exact
+    row_min, col_min, pairs, repair = exact
+    repair.argtypes, repair.restype = [size, *[ptr] * 7, ptr, size, *[ptr] * 6], size
     for entry in (row_min, col_min):
         entry.argtypes, entry.restype = [*head, ptr, ptr, *tail], None
     pairs.argtypes = [*head, ptr, ptr, double, ctypes.c_int32, double, size, ptr, ptr]

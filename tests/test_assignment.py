@@ -199,3 +199,91 @@ def test_the_optimum_found_does_not_depend_on_the_guess():
         check_optimal(cost, first)
         for guess in (rng.random(n), rng.random(n) * 3, -np.arange(n) / n):
             assert np.array_equal(solve(cost, guess=guess, slack=0.2), first)
+
+
+needs_kernel = pytest.mark.skipif(
+    __import__("hmmrnn.sinkhorn_kernel", fromlist=["kernel"]).kernel() is None,
+    reason="no C compiler: every round re-solves with scipy",
+)
+
+
+@needs_kernel
+def test_rounds_after_the_first_repair_the_optimum_instead_of_solving_again(monkeypatch):
+    """A poor guess needs several rounds; each after the first rematches only the rows of the
+    new pairs (no scipy solve but the canonical choice's), and the optimum is the dense one."""
+    rng = np.random.default_rng(21)
+    a, b = rng.integers(0, 3, (300, 20)), rng.integers(0, 3, (300, 20))
+    cost = distance_matrix(a, b, 3)
+    calls = {"solve": 0, "repair": 0}
+    solve_, repair_ = assignment._sparse_solve, assignment._repaired
+
+    def counted_solve(*args):
+        calls["solve"] += 1
+        return solve_(*args)
+
+    def counted_repair(*args):
+        calls["repair"] += 1
+        return repair_(*args)
+
+    monkeypatch.setattr(assignment, "_sparse_solve", counted_solve)
+    monkeypatch.setattr(assignment, "_repaired", counted_repair)
+    rounds = []
+    partners = solve(cost, guess=rng.random(300) * 5, slack=0.05, on_round=rounds.append)
+    check_optimal(cost, partners)
+    assert len(rounds) >= 2 and calls["repair"] == len(rounds) - 1 and calls["solve"] == 1
+
+
+@needs_kernel
+def test_a_failed_repair_solves_the_round_from_scratch(monkeypatch):
+    from hmmrnn import match_passes
+
+    monkeypatch.setattr(match_passes, "assign_repair", lambda *args: None)
+    rng = np.random.default_rng(22)
+    cost = np.sqrt(2.0 * rng.integers(0, 9, (120, 120)))
+    check_optimal(cost, solve(cost, guess=rng.random(120) * 5, slack=0.05))
+
+
+@needs_kernel
+def test_the_repair_keeps_duals_feasible_and_the_matching_tight():
+    """Random sparse pairs: the optimum on a subset, then pairs that violate its duals join; the
+    repaired matching is optimal on them all (scipy's total) under duals that certify it."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    from hmmrnn import match_passes
+
+    rng = np.random.default_rng(23)
+    n = 200
+    dense = rng.integers(1, 50, (n, n)).astype(float)
+    every = np.sort(np.r_[np.arange(n) * (n + 1), rng.choice(n * n, 6 * n, replace=False)])
+    every = np.unique(every)
+    first = np.unique(np.r_[np.arange(n) * (n + 1), every[rng.random(every.size) < 0.6]])
+
+    def optimum(keys):
+        rows, cols = np.divmod(keys, n)
+        indptr = np.searchsorted(rows, np.arange(n + 1))
+        r, c = min_weight_full_bipartite_matching(csr_matrix((dense[rows, cols], cols, indptr),
+                                                             (n, n)))  # fmt: skip
+        partners = np.empty(n, dtype=np.int64)
+        partners[r] = c
+        return partners, float(dense[np.arange(n), partners].sum())
+
+    partners, _ = optimum(first)
+    v = assignment._column_duals(dense, first, partners, np.zeros(n), 1.0)
+    u = dense[np.arange(n), partners] - v[partners]
+    rows, cols = np.divmod(every, n)
+    reduced = dense[rows, cols] - u[rows] - v[cols]
+    bad = every[reduced < 0]
+    assert bad.size > 0
+    new, v2 = assignment._repaired(dense, every, 1.0, partners, v, bad)
+    assert new is not None
+    assert float(dense[np.arange(n), new].sum()) == optimum(every)[1]
+    u2 = dense[np.arange(n), new] - v2[new]
+    assert (dense[rows, cols] - u2[rows] - v2[cols] >= 0).all()
+    assert (
+        np.array_equal(np.sort(new), np.arange(n)) and np.isin(np.arange(n) * n + new, every).all()
+    )
+    # a row with no augmenting path: both rows reach column 0 only
+    none = match_passes.assign_repair(np.array([0, 1, 2]), np.array([0, 0]), np.array([1.0, 1.0]),
+                                      np.zeros(2), np.zeros(2), np.array([0, 1]), np.array([1]))  # fmt: skip
+    assert none is None
