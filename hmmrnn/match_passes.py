@@ -1,17 +1,21 @@
-"""The float64 passes of the evaluation's matchings over their cost matrix, in C.
+"""The evaluation's matchings' work over their n x m float64 cost matrix, in C.
 
 The study's matching and the exact assignment's guess of its duals take log-sum-exps over the
-rows and over the columns of an n x m float64 cost, build the absorbed kernel from it and pick
-each row's best column. numpy takes four to six passes over each block for one of these, and on a
-CPU without AVX-512 its float64 ``exp`` is libm's, one entry at a time: on a 2-core AMD EPYC
-(AVX2) at 5,000 x 5,000 a log-sum-exp took 0.25-0.30 s, and the evaluation made 8-10 of them.
-The kernel's passes (``absorbed_kernel.c``, built with the loss's) read each entry once per pass
-and take the exponential as a polynomial in registers, on the caller's thread and the helper
-threads together, slab by slab from a shared counter.
+rows and over the columns of the cost, build the absorbed kernel from it, sweep that kernel
+(densely, or over its live pattern) and pick each row's best column; the exact assignment takes
+row and column minima, selects pairs by their reduced cost and finds shortest augmenting paths.
+numpy takes four to six passes over each block for one of the passes, and on a CPU without
+AVX-512 its float64 ``exp`` is libm's, one entry at a time: on a 2-core AMD EPYC (AVX2) at
+5,000 x 5,000 a log-sum-exp took 0.25-0.30 s, and an evaluation made 8-10 of them. The kernel's
+passes (``absorbed_kernel.c``, built with the loss's) read each entry once per pass and take
+the exponential as a polynomial in registers, on the caller's thread and helper threads
+together, slab by slab from a shared counter; none holds the GIL, so the evaluation's two
+matchings run side by side.
 
 Each function returns None where the kernel is not built, is turned off (``HMMRNN_NATIVE=0``) or
-cannot read the arrays (not float64 with contiguous rows); the caller then takes numpy's passes,
-whose numbers these equal to a few float64 ulps (``tests/test_match_passes.py``).
+cannot read the arrays (not float64 with contiguous rows); the caller then takes numpy's (or
+scipy's) way, whose numbers these equal to a few float64 ulps, or exactly where they are
+integers (``tests/test_match_passes.py``, ``tests/test_assignment.py``).
 """
 
 from __future__ import annotations
