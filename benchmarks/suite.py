@@ -390,10 +390,13 @@ def evaluation(size: dict, device: str) -> Row:
 
     loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
     params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"]}
-    mine, _ = alternate(
-        lambda: api.evaluate(loaded, params, save=False, use_cache=False), None, size["repeats"]
-    )
+
+    def run() -> None:
+        api.evaluate(loaded, params, save=False, use_cache=False)
+
+    mine, theirs = alternate(run, _without_kernel(run), size["repeats"])
     return Row(f"evaluation n {size['eval_n']}, L {size['eval_len']} (shipped Two)", device, mine,
+               theirs, "the same without the native passes (HMMRNN_NATIVE=0)",
                goal="< 5 s idle, < 8 s with one busy core")  # fmt: skip
 
 
@@ -403,11 +406,14 @@ def evaluation_study(size: dict, device: str) -> Row:
 
     loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
     params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"], "method": "study"}
-    mine, _ = alternate(
-        lambda: api.evaluate(loaded, params, save=False, use_cache=False), None, size["repeats"]
-    )
+
+    def run() -> None:
+        api.evaluate(loaded, params, save=False, use_cache=False)
+
+    mine, theirs = alternate(run, _without_kernel(run), size["repeats"])
     return Row(f"evaluation, study matching, n {size['eval_n']}, L {size['eval_len']} "
-               "(shipped Two)", device, mine, goal="< 5 s")  # fmt: skip
+               "(shipped Two)", device, mine, theirs,
+               "the same without the native passes (HMMRNN_NATIVE=0)", goal="< 5 s")  # fmt: skip
 
 
 def residency(size: dict, device: str) -> Row:

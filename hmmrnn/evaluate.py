@@ -905,23 +905,24 @@ def compare_outputs(
     )
 
 
-def _side_by_side() -> bool:
-    """Whether the two matchings run at once: where there are two cores. The study's sweeps
-    were bound by memory bandwidth, and two at once took longer than in turn; over their live
-    patterns and with the native passes they are not (Two h50, n 5,000, L 100, the evaluation
-    on a 2-core AMD EPYC: 4.2-4.7 s side by side against 5.2-5.6 s in turn; exact: 5.1-6.0
-    against 5.2-6.6 s)."""
-    return (os.cpu_count() or 1) > 1
+def _side_by_side(method: str) -> bool:
+    """Whether the two matchings run at once: where there are two cores, except the study's
+    matchings on numpy's passes. Those sweeps are bound by memory bandwidth, and two at once took
+    longer than in turn (6.1-6.8 s against 4.8-5.8 s); over their live patterns and with the
+    native passes they are not (Two h50, n 5,000, L 100, the evaluation on a 2-core AMD EPYC:
+    4.2-4.7 s side by side against 5.2-5.6 s in turn; exact: 5.1-6.0 against 5.2-6.6 s before
+    the native shortest paths)."""
+    cores = (os.cpu_count() or 1) > 1
+    return cores and (method == "assignment" or match_passes.available())
 
 
-def _matching_bytes(n: int) -> float:
+def _matching_bytes(n: int, method: str) -> float:
     """Host memory of the evaluation's two matchings at most (before repeats are merged): each
     holds an n x n float64 distance matrix, the float32 kernel of its entropic solve (the
     study's, or the exact assignment's guess) and that kernel's live pattern (8 bytes for each
-    of at most LIVE_MAX_SHARE of the entries); they run side by side where there are two
-    cores."""
+    of at most LIVE_MAX_SHARE of the entries); see :func:`_side_by_side`."""
     per_pair = 8 + np.dtype(_KERNEL_DTYPE).itemsize + 8 * match_passes.LIVE_MAX_SHARE
-    return (2 if _side_by_side() else 1) * n * n * per_pair
+    return (2 if _side_by_side(method) else 1) * n * n * per_pair
 
 
 def _expected_matching_seconds(n: int, method: str) -> float:
@@ -936,7 +937,7 @@ def _both_matchings(
     other, gen, ref, num_outputs, method, reg, progress, cancel=None, label="matching"
 ):
     """The baseline's and the RNN's matchings to the reference, which dominate an evaluation.
-    They run side by side where there are two cores, else one after the other.
+    They run side by side where :func:`_side_by_side` says so, else one after the other.
 
     `gen` may be a function returning the RNN's outputs: it runs once the baseline's matching has
     started, so generating them overlaps with it. Returns both matchings and the outputs.
@@ -973,7 +974,7 @@ def _both_matchings(
         except BaseException as exc:  # handed to the waiting caller
             results[i] = exc
 
-    parallel = _side_by_side()
+    parallel = _side_by_side(method)
     expected = _expected_matching_seconds(len(ref), method)
     sets, started, start, told = [other, gen], 0, time.monotonic(), 0.0
     try:
@@ -1066,7 +1067,7 @@ def evaluate_model(
         f"evaluating {n} sequences of {steps} steps",
     )
     resources.require(
-        _matching_bytes(n),
+        _matching_bytes(n, method),
         f"matching {n} x {n} sequences ({method})",
         hint="use fewer sequences (the matchings grow as their square)",
     )

@@ -43,6 +43,11 @@ def _native() -> Any:
     return sinkhorn_kernel.kernel()
 
 
+def available() -> bool:
+    """Whether the native passes will be used (on arrays they can read)."""
+    return _native() is not None
+
+
 def _kernel(cost: np.ndarray) -> Any:
     """The native entry points, if they can read ``cost`` (float64, rows contiguous)."""
     if cost.dtype != np.float64 or cost.ndim != 2 or cost.strides[1] != cost.itemsize:
