@@ -380,6 +380,18 @@ static inline int next_slab(int64_t *next, int64_t n, int64_t step, int64_t *k, 
     return 1;
 }
 
+/* max_j (shift_j - scale * c_j) over one row (NaN entries skipped). */
+static inline double row_top(const double *restrict c, int64_t m, const double *restrict shift,
+                             double scale) {
+    double t = -__builtin_inf();
+#pragma omp simd reduction(max : t)
+    for (int64_t j = 0; j < m; ++j) {
+        const double z = shift[j] - scale * c[j];
+        t = z > t ? z : t;
+    }
+    return t;
+}
+
 /* For each row i: top[i] = max_j (shift_j - scale * c_ij) and
  * sum[i] = sum_j 2 ** (shift_j - scale * c_ij - top[i]); log2 of the row's sum of exponentials
  * is then top[i] + log2(sum[i]). A row is read twice while it is in cache. */
@@ -390,12 +402,7 @@ void hmmrnn_match_lse_rows(const double *cost, int64_t ld, int64_t n, int64_t m,
     while (next_slab(next, n, step, &k, &start, &rows)) {
         for (int64_t i = start; i < start + rows; ++i) {
             const double *restrict c = cost + i * ld;
-            double t = -__builtin_inf();
-#pragma omp simd reduction(max : t)
-            for (int64_t j = 0; j < m; ++j) {
-                double z = shift[j] - scale * c[j];
-                t = z > t ? z : t;
-            }
+            const double t = row_top(c, m, shift, scale);
             double s = 0.0;
 #pragma omp simd reduction(+ : s)
             for (int64_t j = 0; j < m; ++j) s += exp2_double(shift[j] - scale * c[j] - t);
@@ -474,12 +481,7 @@ void hmmrnn_match_argmax(const double *cost, int64_t ld, int64_t n, int64_t m, c
     while (next_slab(next, n, step, &k, &start, &rows)) {
         for (int64_t i = start; i < start + rows; ++i) {
             const double *restrict c = cost + i * ld;
-            double t = -__builtin_inf();
-#pragma omp simd reduction(max : t)
-            for (int64_t j = 0; j < m; ++j) {
-                double z = g[j] - c[j];
-                t = z > t ? z : t;
-            }
+            const double t = row_top(c, m, g, 1.0);
             int64_t j = 0;
             while (j < m - 1 && !(g[j] - c[j] == t)) ++j;
             best[i] = j;

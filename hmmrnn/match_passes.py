@@ -88,6 +88,14 @@ def _ptr(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
+def _over_rows(entry: Callable[..., None], matrix: np.ndarray, *args: Any) -> None:
+    """``entry(matrix, its row stride, rows, columns, *args, SLAB_ROWS, counter)`` on this
+    thread and the helpers (:func:`_in_slabs`)."""
+    n, m = matrix.shape
+    ld = matrix.strides[0] // matrix.itemsize
+    _in_slabs(lambda counter: entry(_ptr(matrix), ld, n, m, *args, SLAB_ROWS, counter), n)
+
+
 def _vector(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64)
 
@@ -100,9 +108,7 @@ def soft_min_rows(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: float
     n, m = cost.shape
     shift = _vector((h / eps + log_w) * LOG2E)
     top, total = np.empty(n), np.empty(n)
-    _in_slabs(lambda counter: native.match_lse_rows(
-        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(shift), LOG2E / eps, _ptr(top),
-        _ptr(total), SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_lse_rows, cost, _ptr(shift), LOG2E / eps, _ptr(top), _ptr(total))
     return (top + np.log2(total)) / LOG2E
 
 
@@ -138,9 +144,8 @@ def gibbs_kernel(cost: np.ndarray, f0: np.ndarray, g0: np.ndarray, eps: float, o
         return None
     n, m = cost.shape
     fs, gs = _vector(f0 * (LOG2E / eps)), _vector(g0 * (LOG2E / eps))
-    _in_slabs(lambda counter: native.match_gibbs(
-        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(fs), _ptr(gs), LOG2E / eps, _ptr(out),
-        out.strides[0] // 4, SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_gibbs, cost, _ptr(fs), _ptr(gs), LOG2E / eps, _ptr(out),
+               out.strides[0] // 4)  # fmt: skip
     return out
 
 
@@ -152,8 +157,7 @@ def row_argmax(cost: np.ndarray, g: np.ndarray):
     n, m = cost.shape
     g = _vector(g)
     best = np.empty(n, dtype=np.int64)
-    _in_slabs(lambda counter: native.match_argmax(
-        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(g), _ptr(best), SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_argmax, cost, _ptr(g), _ptr(best))
     return best.astype(np.intp, copy=False)
 
 
@@ -168,9 +172,7 @@ def dense_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
     v, a = np.ascontiguousarray(v, dtype=np.float32), _vector(a)
     alpha = np.empty(n)
     partials = np.empty((-(-n // SLAB_ROWS), m), dtype=np.float32)
-    _in_slabs(lambda counter: native.match_dense_sweep(
-        _ptr(kernel), kernel.strides[0] // 4, n, m, _ptr(v), _ptr(a), _ptr(alpha),
-        _ptr(partials), SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_dense_sweep, kernel, _ptr(v), _ptr(a), _ptr(alpha), _ptr(partials))
     return alpha, 1.0 / partials.sum(axis=0, dtype=np.float64)
 
 
@@ -266,8 +268,7 @@ def row_min(cost: np.ndarray, g: np.ndarray):
         return None
     n, m = cost.shape
     g, out = _vector(g), np.empty(n)
-    _in_slabs(lambda counter: native.match_row_min(
-        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(g), _ptr(out), SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_row_min, cost, _ptr(g), _ptr(out))
     return out
 
 
@@ -278,8 +279,7 @@ def col_min(cost: np.ndarray, u: np.ndarray):
         return None
     n, m = cost.shape
     u, partials = _vector(u), np.empty((-(-n // SLAB_ROWS), m))
-    _in_slabs(lambda counter: native.match_col_min(
-        _ptr(cost), cost.strides[0] // 8, n, m, _ptr(u), _ptr(partials), SLAB_ROWS, counter), n)  # fmt: skip
+    _over_rows(native.match_col_min, cost, _ptr(u), _ptr(partials))
     return partials.min(axis=0)
 
 
