@@ -5,7 +5,7 @@ adds, ``exp2``, a row sum, a column sum), and each pass re-reads the block from 
 that this project's CPUs feed at 9-10 GB/s per core. The kernel reads each cost entry once and
 keeps its exponential in a register: measured on a 2-core Xeon (AVX-512) at B 4096, 0.8 against
 1.5 ns per entry, and the loss 2x faster (benchmarks/README.md). It is plain C with no torch
-headers, so the system compiler builds it in about 0.3 s; the library is cached per source,
+headers, so the system compiler builds it in about 1.5 s; the library is cached per source,
 compiler and CPU under ``$XDG_CACHE_HOME/hmmrnn/kernels`` (``~/.cache/hmmrnn/kernels``; a
 new build removes those no process has loaded for 30 days), and loaded with ctypes, whose calls
 release the GIL, so the block workers run it in parallel.
@@ -22,9 +22,12 @@ row is in L1 (their indices compacted without branches, the point rows' vectors 
 registers), and leaves rows with more than :data:`SPARSE_SHARE` of their entries live to the
 dense GEMM. At B 4096, L 30 on one core those two updates took 65 and 60 ms, now 14 and 10 ms.
 
+The same library holds the evaluation's matchings' passes (float64 log-sum-exps, live-pattern
+sweeps, shortest augmenting paths), called through :mod:`hmmrnn.match_passes`.
+
 Where there is no C compiler, the build fails or ``HMMRNN_NATIVE=0`` is set, :func:`kernel`
 returns None and the loss keeps the eager passes, which give the same numbers to float32
-rounding (``tests/test_sinkhorn_kernel.py``).
+rounding (``tests/test_sinkhorn_kernel.py``), and the matchings numpy's and scipy's.
 """
 
 from __future__ import annotations
