@@ -360,9 +360,9 @@ static inline double exp2_double(double t) {
     p = p * f + E2;
     p = p * f + E1;
     p = p * f + 1.0;
-    int64_t k;
+    uint64_t k; /* unsigned: a NaN's bits wrap instead of overflowing */
     memcpy(&k, &v, sizeof k);
-    int64_t bits = (k - ROUNDER_D_BITS + 1023) << 52;
+    uint64_t bits = (k - (uint64_t)ROUNDER_D_BITS + 1023u) << 52;
     double s;
     memcpy(&s, &bits, sizeof s);
     double e = p * s;
@@ -439,16 +439,21 @@ void hmmrnn_match_lse_cols(const double *cost, int64_t ld, int64_t n, int64_t m,
                     high[j] = z > high[j] ? z : high[j];
                 }
             }
+/* A column still at -inf (every term so far -inf: a zero weight) adds nothing, rather than
+ * exp2(-inf - -inf), a NaN that no later term would clear. */
 #pragma omp simd
             for (int64_t j = 0; j < m; ++j) {
-                sum[j] *= exp2_double(top[j] - high[j]);
+                sum[j] = top[j] == -__builtin_inf() ? 0.0 : sum[j] * exp2_double(top[j] - high[j]);
                 top[j] = high[j];
             }
             for (int64_t i = g; i < end; ++i) {
                 const double *restrict c = cost + i * ld;
                 const double a = shift[i];
 #pragma omp simd
-                for (int64_t j = 0; j < m; ++j) sum[j] += exp2_double(a - scale * c[j] - top[j]);
+                for (int64_t j = 0; j < m; ++j) {
+                    const double e = exp2_double(a - scale * c[j] - top[j]);
+                    sum[j] += top[j] == -__builtin_inf() ? 0.0 : e;
+                }
             }
         }
     }

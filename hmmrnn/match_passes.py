@@ -70,18 +70,22 @@ def _helpers(count: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_helpers.cache_clear)  # a forked child has none of them
 
 
-def _in_slabs(call: Callable[[int], None], rows: int) -> None:
-    """Run ``call(counter address)`` on this thread and on helpers, until the slabs are taken.
+def _in_slabs(call: Callable[[int], None], rows: int, threads: int | None = None) -> None:
+    """Run ``call(counter address)`` on this thread and on helpers (``threads`` in all, torch's
+    count by default) until the slabs are taken; the helpers are waited for whatever happens
+    here, since they hold the counter's address.
 
     Two matchings side by side share the helpers, so two cores stay busy without four threads.
     """
     counter = ctypes.c_int64(0)
     address = ctypes.addressof(counter)
-    extra = min(_threads(), -(-rows // SLAB_ROWS)) - 1
+    extra = min(threads or _threads(), -(-rows // SLAB_ROWS)) - 1
     waiting = [_helpers(extra).submit(call, address) for _ in range(extra)] if extra > 0 else []
-    call(address)
-    for done in waiting:
-        done.result()
+    try:
+        call(address)
+    finally:
+        for done in waiting:
+            done.result()
 
 
 def _ptr(array: np.ndarray) -> int:
@@ -122,15 +126,16 @@ def soft_min_cols(cost: np.ndarray, h: np.ndarray, log_w: np.ndarray, eps: float
     shift = _vector((h / eps + log_w) * LOG2E)
     slabs = -(-n // SLAB_ROWS)
     tops, sums = np.empty((slabs, m)), np.empty((slabs, m))
-    peaks = np.empty((_threads(), m))  # one scratch row per thread that may run a slab
-    slots = iter(range(len(peaks)))
+    threads = _threads()
+    peaks = np.empty((threads, m))  # one scratch row per thread that may run a slab
+    slots = iter(range(threads))
 
     def call(counter: int) -> None:
         peak = peaks[next(slots)]
         native.match_lse_cols(_ptr(cost), cost.strides[0] // 8, n, m, _ptr(shift), LOG2E / eps,
                               _ptr(tops), _ptr(sums), _ptr(peak), SLAB_ROWS, counter)  # fmt: skip
 
-    _in_slabs(call, n)
+    _in_slabs(call, n, threads)
     top = tops.max(axis=0)
     with np.errstate(invalid="ignore"):  # a column of -inf only: NaN, as numpy's passes give
         total = (sums * np.exp2(tops - top)).sum(axis=0)

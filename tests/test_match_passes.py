@@ -315,3 +315,17 @@ def test_the_dense_sweep_equals_the_exact_products(shape, numpy_only):
         np.testing.assert_allclose(got, exact, rtol=2e-6)
     for got, eager in zip(ours, numpy_only(ev._kernel_sweep, kernel, v, a), strict=True):
         np.testing.assert_allclose(got, eager, rtol=4e-6)
+
+
+@needs_kernel
+def test_zero_weights_add_nothing_to_a_log_sum_exp(numpy_only):
+    """log weights of -inf (a zero weight) in a column slab's first rows: numpy's finite sums, not
+    the NaN that -inf - -inf would leave."""
+    rng = np.random.default_rng(12)
+    cost = rng.random((300, 5))
+    log_w = np.zeros(300)
+    log_w[:16] = log_w[256:280] = -np.inf  # the first group of both slabs
+    ours = match_passes.soft_min_cols(cost, np.zeros(300), log_w, 0.1)
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, numpy_only(ev._soft_min_cols, cost, np.zeros(300), log_w, 0.1),
+                               rtol=1e-13)  # fmt: skip
