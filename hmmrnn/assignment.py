@@ -89,11 +89,9 @@ def exact_assignment(
             on_round(round_)
         if partners is None:  # no native kernel, or the last one's duals could not be used
             partners = _sparse_solve(cost, keys, scale)
-            v = (
-                _column_duals(cost, keys, partners, _start(v), scale)
-                if partners is not None
-                else None
-            )
+            if partners is None:
+                break
+            v = _column_duals(cost, keys, partners, _start(v), scale)
             if v is None:
                 break
         u = np.rint(cost[np.arange(n), partners] * scale) - v[partners]

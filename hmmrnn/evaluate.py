@@ -69,10 +69,11 @@ _DEDUP_RATIO = 0.5  # merge repeats and use ot.emd when the unique problem is <=
 # The exact assignment's guess of its duals: an entropic solve at a twentieth of the mean distance,
 # stopped at a summed move of 1e-4 per potential (the study stops at 0.1 in all). Speed only.
 _GUESS_EPS_SHARE = 0.05
-# Candidates lie up to this many guess epsilons above the guessed duals. scipy's sparse solver
-# holds the GIL (~0.2-0.3 s a solve at n 5,000 whatever the candidates' number), so rounds cost
-# most: at 2 epsilons Two and Four (n 5,000) took 3 rounds and 0.7-1.1 s of solves, at 3 (with
-# at most 64 candidates per row) 1 round and 0.26-0.29 s; Three, Five 0.24-0.42 s either way.
+# Candidates lie up to this many guess epsilons above the guessed duals. Chosen when every round
+# was a scipy solve holding the GIL (~0.2-0.3 s at n 5,000 whatever the candidates' number): at 2
+# epsilons Two and Four (n 5,000) took 3 rounds and 0.7-1.1 s of solves, at 3 (with at most 64
+# candidates per row) 1 round and 0.26-0.29 s; Three, Five 0.24-0.42 s either way. It is still
+# the path without the native kernel; with it, later rounds are 10-40 ms repairs.
 _CANDIDATE_SLACK = 3.0
 _GUESS_TOL = 1e-4
 _GUESS_MAX_ITER = 500

@@ -147,7 +147,6 @@ def gibbs_kernel(cost: np.ndarray, f0: np.ndarray, g0: np.ndarray, eps: float, o
     native = _kernel(cost)
     if native is None or out.dtype != np.float32 or out.strides[1] != out.itemsize:
         return None
-    n, m = cost.shape
     fs, gs = _vector(f0 * (LOG2E / eps)), _vector(g0 * (LOG2E / eps))
     _over_rows(native.match_gibbs, cost, _ptr(fs), _ptr(gs), LOG2E / eps, _ptr(out),
                out.strides[0] // 4)  # fmt: skip
@@ -168,8 +167,9 @@ def row_argmax(cost: np.ndarray, g: np.ndarray):
 
 def dense_sweep(kernel: np.ndarray, v: np.ndarray, a: np.ndarray):
     """alpha = 1 / (K v) and then 1 / (K^T (alpha a)) over the float32 ``kernel`` in one pass
-    (in float32 as numpy's, the slabs' column sums added in float64), or None. numpy's form runs BLAS's sgemv on each block, whose
-    helper threads spin between calls: 11% of an evaluation's CPU time with two matchings."""
+    (in float32 as numpy's, the slabs' column sums added in float64), or None. numpy's form runs
+    BLAS's sgemv on each block, whose helper threads spin between calls: 11% of an evaluation's
+    CPU time with two matchings."""
     native = _native()
     if native is None or kernel.dtype != np.float32 or kernel.strides[1] != kernel.itemsize:
         return None
