@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,6 +89,22 @@ def test_model_matches_config_and_emulates_its_hmm(rel):
     run = m.generate(8, 1500, generator=torch.Generator().manual_seed(0))
     norms = run.hidden.norm(dim=-1).mean(dim=0)
     assert torch.isfinite(norms).all() and norms[-1] < 1.5 * norms[cfg.seq_len - 1]
+
+
+@pytest.mark.parametrize("file_name", ["evaluation.json", "evaluation-study.json"])
+def test_saved_evaluation_is_what_evaluating_again_gives(file_name):
+    """A shipped evaluation is what a user's own `hmmrnn evaluate` prints: the same samples and
+    the same optimum; ties between optimal matchings resolved the same way (rnn_std once drifted
+    in its 4th digit here when the solver changed and the file stayed)."""
+    folder = ROOT / "Two/hidden_50/input_10/seed_0"
+    saved = json.loads((folder / file_name).read_text())
+    fresh = api.evaluate(folder, saved["params"], save=False, use_cache=False, device="cpu")
+    for name, value in saved["result"].items():
+        got = getattr(fresh.result, name)
+        if isinstance(value, str):
+            assert got == value, name
+        else:
+            np.testing.assert_allclose(np.asarray(got, dtype=float), value, rtol=1e-9, err_msg=name)
 
 
 def test_reference_model_has_evolution_checkpoints():
