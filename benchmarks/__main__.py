@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.suite import CASES, SIZES, Row, machine, run
+from benchmarks.suite import CASES, SIZES, Row, devices_for, machine, run
 
 
 def _fmt(spread: dict | None, unit: str = "s") -> str:
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"a case (repeatable): {', '.join(CASES)}")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the table as JSON to this file")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="all: the CPU, then CUDA when present; cuda: the GPU rows only")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -43,17 +45,28 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    try:
+        devices = devices_for(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     info = machine()
     print(
         "min/median/max over alternating rounds; " + ", ".join(f"{k} {v}" for k, v in info.items())
     )
-    rows = run(args.only or list(CASES), args.size, print_row)
+    failures: list[dict] = []
+
+    def failed(name: str, device: str, err: BaseException) -> None:
+        failures.append({"case": name, "device": device, "error": f"{type(err).__name__}: {err}"})
+        print(f"[{device}] {name}: FAILED {failures[-1]['error']}", flush=True)
+
+    rows = run(args.only or list(CASES), args.size, print_row, devices, failed)
     if args.json:
         from hmmrnn import api
 
         api.save_json(args.json, {"machine": info, "size": args.size,
-                                  "rows": [r.summary() for r in rows]})  # fmt: skip
-    return 0
+                                  "rows": [r.summary() for r in rows],
+                                  "failed": failures})  # fmt: skip
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

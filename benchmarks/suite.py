@@ -513,16 +513,39 @@ def machine() -> dict:
     return info
 
 
-def run(names: list[str], size_name: str, report: Callable[[Row], None]) -> list[Row]:
-    """Run the named cases on CPU, then the GPU ones on CUDA when there is a GPU."""
+def devices_for(choice: str) -> list[str]:
+    """The devices a run covers: `all` is the CPU, then CUDA when there is a GPU; `cuda` alone
+    skips the CPU rows (on a short GPU lease the CPU rows, measured elsewhere, would eat it)."""
+    if choice == "cpu":
+        return ["cpu"]
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device here")
+    return (["cpu"] if choice == "all" else []) + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def run(
+    names: list[str],
+    size_name: str,
+    report: Callable[[Row], None],
+    devices: list[str] | None = None,
+    failed: Callable[[str, str, BaseException], None] | None = None,
+) -> list[Row]:
+    """Run the named cases on each device (the GPU ones only on CUDA). A case that raises is
+    handed to `failed` and the rest still run, so that one broken case (a compiler missing on a
+    device, say) does not cost the others' numbers; without `failed` it propagates."""
     size = SIZES[size_name]
     rows = []
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+    for device in devices if devices is not None else devices_for("all"):
         for name in names:
             if device != "cpu" and name not in GPU_CASES:
                 continue
-            row = CASES[name](size, device)
+            try:
+                row = CASES[name](size, device)
+            except Exception as err:  # noqa: BLE001 - reported, the table goes on
+                if failed is None:
+                    raise
+                failed(name, device, err)
+                continue
             report(row)
             rows.append(row)
     return rows
