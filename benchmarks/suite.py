@@ -31,14 +31,15 @@ SHIPPED = ROOT / "TrainedModels"
 SIZES = {
     "full": dict(sample_n=30000, sample_ref=1000, gen_n=1000, gen_ref=50, batch=4096, eval_n=5000,
                  eval_len=100, res_states=5000, res_ref=20, repeats=3, paint=5, fp={}, ablation={},
-                 epoch_n=30000),
+                 epoch_n=30000, list_n=2000),
     "quick": dict(sample_n=30000, sample_ref=300, gen_n=1000, gen_ref=20, batch=1024, eval_n=2000,
                   eval_len=100, res_states=1000, res_ref=10, repeats=3, paint=3, fp={},
-                  ablation={}, epoch_n=6000),
+                  ablation={}, epoch_n=6000, list_n=500),
     "tiny": dict(sample_n=500, sample_ref=20, gen_n=50, gen_ref=5, batch=64, eval_n=60,
                  eval_len=12, res_states=40, res_ref=4, repeats=2, paint=1,
                  fp={"n_starts": 16, "iters": 200, "pca_steps": 200},
-                 ablation={"n_traj": 8, "steps": 20, "mus": [0.0, 1.0]}, epoch_n=300),
+                 ablation={"n_traj": 8, "steps": 20, "mus": [0.0, 1.0]}, epoch_n=300,
+                 list_n=20),
 }  # fmt: skip
 
 
@@ -469,6 +470,33 @@ def ablation(size: dict, device: str) -> Row:
                goal="seconds, not minutes")  # fmt: skip
 
 
+def listing(size: dict, device: str) -> Row:
+    """`hmmrnn ls` on a sweep-sized tree (copies of the shipped Three h50 model, its 150-epoch
+    curves included), process start to exit, against the same listing in one process."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    n = size["list_n"]
+    source = SHIPPED / "Three" / "hidden_50" / "input_10" / "seed_0"
+    with tempfile.TemporaryDirectory(prefix="hmmrnn-bench-tree-") as tmp:
+        for i in range(n):
+            shutil.copytree(source, Path(tmp) / f"group_{i // 100}" / f"seed_{i}")
+
+        def ls(workers: str | None) -> Callable[[], None]:
+            env = {k: v for k, v in os.environ.items() if k != "HMMRNN_LIST_WORKERS"}
+            if workers is not None:
+                env["HMMRNN_LIST_WORKERS"] = workers
+            cmd = [sys.executable, "-m", "hmmrnn", "ls", tmp]
+            return lambda: subprocess.run(cmd, env=env, capture_output=True, check=True)
+
+        mine, theirs = alternate(ls(None), ls("1"), size["repeats"])
+    return Row(f"hmmrnn ls, {n} model folders", "cpu", mine, theirs,
+               "the same listing in one process (HMMRNN_LIST_WORKERS=1)",
+               f"{os.cpu_count()} cores", "< 3 s for 2,000")  # fmt: skip
+
+
 def first_paint(size: dict, device: str) -> Row:
     from hmmrnn_tui.bench import first_paint as paint
 
@@ -493,6 +521,7 @@ CASES: dict[str, Callable[[dict, str], Row]] = {
     "fixed-points": fixed_points,
     "ablation": ablation,
     "paint": first_paint,
+    "listing": listing,
 }
 GPU_CASES = (
     "generation", "loss", "loss-roofline", "loss-kernel", "loss-precision", "loss-compiled", "step", "epoch", "evaluation",

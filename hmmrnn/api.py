@@ -90,21 +90,20 @@ def default_tree() -> tuple[Path, str]:
     return shipped, f"no ./TrainedModels here: showing the shipped models in {shipped}"
 
 
-def discover(root: str | Path) -> list[ModelEntry]:
-    """Every model folder under a tree root, broken ones with their reason."""
+def discover(root: str | Path, summaries: bool = False) -> list[ModelEntry]:
+    """Every model folder under a tree root, broken ones with their reason (with `summaries`,
+    each with its curves' summary, which entry_row then reuses)."""
     from hmmrnn.tree import discover as _discover
 
-    return _discover(root)
+    return _discover(root, summaries)
 
 
 def entry_row(entry: ModelEntry) -> dict:
     """The facts a listing shows for one entry (`hmmrnn ls`, the TUI's tables)."""
-    from hmmrnn.tree import training_curves
+    from hmmrnn.tree import curve_summary
 
     cfg = entry.config
-    metrics = training_curves(entry.path)
-    losses = [m["val_loss"] for m in metrics if isinstance(m.get("val_loss"), (int, float))]
-    floors = [m["floor"] for m in metrics if isinstance(m.get("floor"), (int, float))]
+    curves = entry.summary or curve_summary(entry.path)
     return {
         "model": entry.rel,
         "status": entry.status,
@@ -114,9 +113,9 @@ def entry_row(entry: ModelEntry) -> dict:
         "input": entry.sizes[0] if entry.sizes else (cfg.input_size if cfg else None),
         "outputs": entry.sizes[2] if entry.sizes else (cfg.outputs if cfg else None),
         "seed": cfg.seed if cfg else None,
-        "best_val": min(losses, default=None),
-        "floor": floors[0] if floors else None,  # the HMM-vs-HMM loss: what a perfect model gets
-        "epochs": len(metrics),
+        "best_val": curves.best_val,
+        "floor": curves.floor,  # the HMM-vs-HMM loss: what a perfect model gets
+        "epochs": curves.epochs,
         "checkpoints": len(entry.evolution),
         "config_inferred": entry.config_inferred,
         "warnings": entry.warnings,

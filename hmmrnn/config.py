@@ -8,6 +8,7 @@ reported, never dropped, so that a round trip through hmmrnn loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -192,20 +193,19 @@ class ExperimentConfig:
     def build_hmm(self) -> HMM:
         """The HMM this config describes. A custom matrix wins over the method, as in the study
         (its Cyclic preset says `target_prob` and carries a custom transition matrix)."""
-        t = build_transition(
-            "custom" if self.custom_transition_matrix is not None else self.transition_method,
-            self.states,
-            target_prob=self.target_prob,
-            stay_prob=self.stay_prob,
-            custom=self.custom_transition_matrix,
-        )
-        e = build_emission(
-            "custom" if self.custom_emission_matrix is not None else self.emission_method,
-            self.states,
-            self.outputs,
-            custom=self.custom_emission_matrix,
-        )
-        return HMM(t, e)
+        return _build_hmm(*self._hmm_settings())
+
+    def _hmm_settings(self) -> tuple:
+        """What the HMM depends on, hashable (the custom matrices as tuples of rows)."""
+
+        def rows(matrix: list | None) -> tuple | None:
+            return None if matrix is None else tuple(map(tuple, matrix))
+
+        return (
+            self.transition_method, self.emission_method, self.states, self.outputs,
+            self.target_prob, self.stay_prob,
+            rows(self.custom_transition_matrix), rows(self.custom_emission_matrix),
+        )  # fmt: skip
 
     def validate(self) -> None:
         """Check ranges and cross-field consistency; raise ConfigError naming the key."""
@@ -244,10 +244,40 @@ class ExperimentConfig:
             raise ConfigError(f"h0 must be one of {H0_MODES}, got {self.h0!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        try:
-            self.build_hmm()
-        except ValueError as exc:
-            raise ConfigError(f"HMM settings are invalid: {exc}") from exc
+        problem = _hmm_problem(self._hmm_settings())
+        if problem is not None:
+            raise ConfigError(f"HMM settings are invalid: {problem}")
+
+
+def _build_hmm(
+    transition_method: str, emission_method: str, states: int, outputs: int,
+    target_prob: float, stay_prob: float, custom_t: tuple | None, custom_e: tuple | None,
+) -> HMM:  # fmt: skip
+    t = build_transition(
+        "custom" if custom_t is not None else transition_method,
+        states,
+        target_prob=target_prob,
+        stay_prob=stay_prob,
+        custom=None if custom_t is None else [list(r) for r in custom_t],
+    )
+    e = build_emission(
+        "custom" if custom_e is not None else emission_method,
+        states,
+        outputs,
+        custom=None if custom_e is None else [list(r) for r in custom_e],
+    )
+    return HMM(t, e)
+
+
+@functools.lru_cache(maxsize=256)
+def _hmm_problem(settings: tuple) -> str | None:
+    """Why these HMM settings build no HMM (None when they do). Cached: a sweep's 2,000 configs
+    share a handful of HMMs, and listing a tree validates every config."""
+    try:
+        _build_hmm(*settings)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 _INT_KEYS = {

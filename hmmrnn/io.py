@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -149,13 +150,29 @@ def parse_records(lines: Iterable[str | bytes]) -> list[dict]:
     so a live log can be read at any moment."""
     records = []
     for line in lines:
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
+        rec = _record(line)
         if isinstance(rec, dict):
             records.append(rec)
     return records
+
+
+# json.loads' own scanner, called directly: a line that starts with "{" and scans to its end is
+# what json.loads would return, at three quarters of the cost (listing a sweep parses 300,000).
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _record(line: str | bytes) -> Any:
+    if isinstance(line, str) and line[:1] == "{":
+        try:
+            rec, end = _SCAN(line, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return None  # json.loads fails on it too (no leading space to skip)
+        if end == len(line):
+            return rec
+    try:  # bytes, leading or trailing white space, other values: json.loads decides
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
 
 
 def read_text_file(path: Path, error: type[Exception]) -> str:

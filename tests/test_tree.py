@@ -200,6 +200,53 @@ def test_files_the_plain_reader_declines_still_get_torchs_answer(tmp_path):
         state_shape(_saved(tmp_path / "nan.pth", nan))
 
 
+def test_the_stored_member_reader_reads_what_zipfile_reads(tmp_path):
+    """torch's archives are read member by member from the bytes; every member equals what
+    zipfile reads, and archives of other kinds are left to zipfile (which then reads them)."""
+    import zipfile
+
+    from hmmrnn.weights import _stored_entries, read_plain
+
+    state = {**study_state(), "fc.bias": torch.randn(3)}
+    path = _saved(tmp_path / "w.pth", state)
+    data = path.read_bytes()
+    entries = _stored_entries(data)
+    with zipfile.ZipFile(path) as archive:
+        assert list(entries) == archive.namelist()
+        for name in archive.namelist():
+            assert bytes(entries[name][0]) == archive.read(name), name
+    # the same archive deflated, or with a comment past the end record's reach: zipfile's turn
+    deflated = tmp_path / "deflated.pth"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+    assert _stored_entries(deflated.read_bytes()) is None
+    for key, value in state.items():
+        assert (read_plain(deflated)[key] == value.numpy()).all()
+    # truncated or nonsense bytes are declined, never misread
+    for broken in (data[: len(data) // 2], data[:-10], data[:-200] + data[-22:], b""):
+        assert _stored_entries(broken) is None
+    assert _stored_entries(b"PK\x05\x06" + bytes(18)) == {}  # an empty archive, as zipfile says
+
+
+def test_a_damaged_member_is_not_read_as_weights(tmp_path):
+    """A flipped byte inside a tensor fails the member's CRC: the reader declines the file and
+    torch's answer stands, as with zipfile before."""
+    import zipfile
+
+    from hmmrnn.weights import NotPlain, read_plain
+
+    path = _saved(tmp_path / "w.pth", study_state())
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if "/data/" in i.filename)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(NotPlain, match="CRC"):
+        read_plain(path)
+
+
 def test_listing_a_tree_does_not_import_torch(study_tree):
     import subprocess
     import sys
@@ -232,3 +279,40 @@ def test_a_zip_whose_pickle_names_code_is_refused_not_run(tmp_path):
         read_plain(path)
     with pytest.raises(ModelFileError):
         state_shape(path)
+
+
+def test_metrics_lines_parse_as_json_loads_reads_them_one_by_one():
+    """The direct scanner is a shortcut, not a second parser: every line gives what json.loads
+    gives it, and the lines json.loads refuses (or that hold no object) are skipped."""
+    import json
+
+    from hmmrnn.io import parse_records
+
+    lines = [
+        '{"epoch": 1, "val_loss": 8.6, "floor": 5.5}',
+        '{"epoch": 2, "val_loss": NaN, "seconds": Infinity}',
+        '  {"epoch": 3}',
+        '{"epoch": 4}   ',
+        '{"epoch": 5}, {"epoch": 6}',
+        '{"epoch": 7',
+        '{"a": [1, 2]}x',
+        '{"dup": 1, "dup": 2}',
+        '{"nested": {"deep": [[[]]]}}',
+        "[" * 100_000 + "]" * 100_000,
+        "{" + '"k": {' * 100_000,
+        "[1, 2]",
+        "",
+        "3",
+        b'{"epoch": 8}',
+        '{"s": "caf\\u00e9 \\"quoted\\""}',
+    ]
+
+    def loads(line):
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    assert parse_records(lines) == [v for v in map(loads, lines) if v is not None]
+    assert [r.get("epoch") for r in parse_records(lines)][:4] == [1, 2, 3, 4]

@@ -65,7 +65,7 @@ def register(sub) -> None:
 
 def run_ls(args: argparse.Namespace) -> int:
     args.tree = tree_or_default(args.tree)
-    entries = api.discover(args.tree)
+    entries = api.discover(args.tree, summaries=True)
     rows = [api.entry_row(e) for e in entries]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -1,0 +1,104 @@
+"""Pure-Python work over many small items, shared with worker processes on the other cores.
+
+Listing a sweep checks every folder's config, weights and curves: about 1 ms of Python each,
+which threads cannot share (the GIL). Worker processes can. They are plain interpreters started
+with `sys.executable`, handed their share as a pickle on stdin and answering on
+stdout, while the caller does its own share. Not multiprocessing: its fork start method is unsafe
+in a process with threads (the TUI lists from a worker thread), and its spawn and forkserver
+methods re-run the caller's main script in every child (a user's unguarded script would run
+twice). Whatever stops a worker (no interpreter, a crash, garbage on stdout) leaves its share
+to the caller: the pool is a speed-up, never a requirement.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+WORKERS_ENV = "HMMRNN_LIST_WORKERS"  # at most this many processes in all, the caller's included
+
+
+def worker_count(items: int, min_items: int, per_worker: int) -> int:
+    """How many processes `items` are worth, the caller's included: one below `min_items`,
+    else one per `per_worker` items up to the cores this process may use (and at most
+    $HMMRNN_LIST_WORKERS)."""
+    if items < min_items:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    cap = os.environ.get(WORKERS_ENV, "").strip()
+    if cap.isdigit():
+        cores = min(cores, max(1, int(cap)))
+    return max(1, min(cores, items // max(1, per_worker)))
+
+
+def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], processes: int) -> list:
+    """`[fn(x) for x in items]`, in order, shared by `processes` processes (this one included).
+    `fn` must be a module-level function, items and results picklable."""
+    if processes < 2:
+        return [fn(x) for x in items]
+    shares = [list(items[i::processes]) for i in range(processes)]
+    started = [_start(fn, share) for share in shares[1:]]
+    try:
+        results = [[fn(x) for x in shares[0]]]
+        for proc, share in zip(started, shares[1:], strict=True):
+            done = _collect(proc, len(share))
+            results.append(done if done is not None else [fn(x) for x in share])
+    finally:  # an error here (or Ctrl-C) leaves no worker behind
+        for proc in started:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    out: list = [None] * len(items)
+    for i, part in enumerate(results):
+        out[i::processes] = part
+    return out
+
+
+def _start(fn: Callable[[Any], Any], share: list) -> subprocess.Popen | None:
+    # The worker finds this package where this process did (installed or a source checkout),
+    # then every module this process can import; it runs in the same folder (relative paths).
+    here = str(Path(__file__).resolve().parents[1])
+    code = f"import sys; sys.path.insert(0, {here!r}); from hmmrnn.process_pool import _serve; "
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code + "sys.exit(_serve())"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        job = pickle.dumps(
+            (sys.path, fn.__module__, fn.__qualname__, share), pickle.HIGHEST_PROTOCOL
+        )
+        proc.stdin.write(job)
+        proc.stdin.close()
+    except (OSError, pickle.PicklingError, AttributeError, TypeError):
+        return None
+    return proc
+
+
+def _collect(proc: subprocess.Popen | None, expected: int) -> list | None:
+    if proc is None:
+        return None
+    try:
+        data = proc.stdout.read()
+        proc.stdout.close()
+        ok = proc.wait() == 0
+        result = pickle.loads(data) if ok else None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
+        result = None
+    return result if isinstance(result, list) and len(result) == expected else None
+
+
+def _serve() -> int:
+    path, module, name, share = pickle.loads(sys.stdin.buffer.read())
+    sys.path[:0] = [p for p in path if p not in sys.path]
+    fn = getattr(importlib.import_module(module), name)
+    sys.stdout.buffer.write(pickle.dumps([fn(x) for x in share], pickle.HIGHEST_PROTOCOL))
+    return 0
