@@ -121,13 +121,14 @@ def is_running(folder: Path) -> bool:
     return info.get("status") == "running" and trainer_alive(info, Path(folder))
 
 
-def run_state(folder: str | Path, has_weights: bool | None = None) -> str:
+def run_state(folder: str | Path, has_weights: bool | None = None, info: dict | None = None) -> str:
     """absent | finished | running | interrupted | diverged, from the folder's own files.
 
-    has_weights: whether best weights exist (looked up when None).
+    has_weights: whether best weights exist (looked up when None); info: run.json as already
+    read (read here when None).
     """
     folder = Path(folder)
-    info = read_info(folder)
+    info = read_info(folder) if info is None else info
     status = info.get("status")
     if has_weights is None:
         from hmmrnn.tree import pick_model_file

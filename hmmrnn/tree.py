@@ -119,13 +119,16 @@ def model_candidates(folder: Path) -> list[Path]:
     return found
 
 
-def pick_model_file(folder: Path) -> Path | None:
+def pick_model_file(
+    folder: Path, info: dict | None = None, candidates: list[Path] | None = None
+) -> Path | None:
     """The model's weights: the file run.json names (what its trainer saved last), else the lowest
-    loss in the study's file names, else the newest."""
-    named = read_run_info(folder).get("model_file")
+    loss in the study's file names, else the newest. `info` (run.json) and `candidates` are what
+    the caller has already read, if it has."""
+    named = (read_run_info(folder) if info is None else info).get("model_file")
     if isinstance(named, str) and named and (folder / named).is_file():
         return folder / named
-    candidates = model_candidates(folder)
+    candidates = model_candidates(folder) if candidates is None else candidates
     if not candidates:
         return None
     return min(candidates, key=lambda p: (_loss_from_name(p), -_mtime(p), p.name))
@@ -138,17 +141,16 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def choice_note(folder: Path, chosen: Path) -> str:
+def choice_note(
+    folder: Path, chosen: Path, info: dict | None = None, candidates: list[Path] | None = None
+) -> str:
     """Why these weights, when a folder holds several ('' when there is only one)."""
-    candidates = model_candidates(folder)
+    candidates = model_candidates(folder) if candidates is None else candidates
     if len(candidates) < 2:
         return ""
     newest = max(candidates, key=_mtime)
-    why = (
-        "named by run.json"
-        if read_run_info(folder).get("model_file")
-        else "lowest loss in its name"
-    )
+    named = (read_run_info(folder) if info is None else info).get("model_file")
+    why = "named by run.json" if named else "lowest loss in its name"
     note = f"{len(candidates)} weight files; using {chosen.name} ({why})"
     if newest != chosen:
         note += f"; the research code would take the newest, {newest.name}"
@@ -384,17 +386,21 @@ def inspect_folder(folder: Path, root: Path) -> ModelEntry:
     if not os.access(folder, os.R_OK | os.X_OK):
         return _broken(entry, "cannot read the folder (permission denied)", "absent")
     entry.evolution = evolution_files(folder)
-    status = read_run_info(folder).get("status")
+    info = read_run_info(folder)  # read once: the weights' choice and the run state use it too
+    status = info.get("status")
     entry.run_status = status if isinstance(status, str) else ""
     has_config = (folder / CONFIG_NAME).exists()
     if has_config:
         try:
             entry.config = ExperimentConfig.load(folder / CONFIG_NAME)
         except ConfigError as exc:
-            return _broken(entry, str(exc).replace(str(folder) + "/", ""), run_state(folder))
-    entry.model_file = pick_model_file(folder)
+            return _broken(
+                entry, str(exc).replace(str(folder) + "/", ""), run_state(folder, info=info)
+            )
+    candidates = model_candidates(folder)
+    entry.model_file = pick_model_file(folder, info, candidates)
     if entry.model_file is None:
-        state = run_state(folder, has_weights=False)
+        state = run_state(folder, has_weights=False, info=info)
         if state == "interrupted":
             entry.status = "interrupted"
             entry.reason = "no weights yet; resumable with hmmrnn resume"
@@ -403,7 +409,7 @@ def inspect_folder(folder: Path, root: Path) -> ModelEntry:
     try:
         shape = state_shape(entry.model_file)
     except ModelFileError as exc:
-        return _broken(entry, str(exc), run_state(folder, has_weights=True))
+        return _broken(entry, str(exc), run_state(folder, has_weights=True, info=info))
     entry.sizes = (shape.inputs, shape.hidden, shape.outputs)
     has_bias = shape.rnn_bias or shape.fc_bias
     if entry.config is None:
@@ -421,10 +427,10 @@ def inspect_folder(folder: Path, root: Path) -> ModelEntry:
         )
     if entry.config.unknown_keys:
         entry.warnings.append(f"unknown config keys kept: {', '.join(entry.config.unknown_keys)}")
-    note = choice_note(folder, entry.model_file)
+    note = choice_note(folder, entry.model_file, info, candidates)
     if note:
         entry.warnings.append(note)
-    state = run_state(folder, has_weights=True)
+    state = run_state(folder, has_weights=True, info=info)
     entry.status = "training" if state == "running" else "ok"
     if state == "interrupted":
         entry.warnings.append("training was interrupted; resumable with hmmrnn resume")
