@@ -130,15 +130,16 @@ def read_plain(path: Path) -> Any:
     """The object a torch zip file of plain tensors holds, its tensors as read-only numpy arrays
     (NotPlain for anything else, e.g. the legacy format or a file that needs code to load)."""
     try:
-        data = Path(path).read_bytes()
+        small = Path(path).stat().st_size <= _READ_WHOLE
+        data = Path(path).read_bytes() if small else None
     except OSError as exc:
         raise NotPlain(str(exc)) from exc
-    entries = _stored_entries(data)
+    entries = None if data is None else _stored_entries(data)
     if entries is not None:
         return _unpickle(list(entries), lambda name: _checked(entries, name))
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+        archive = zipfile.ZipFile(path if data is None else io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError) as exc:
         raise NotPlain(str(exc)) from exc
     with archive:
         return _unpickle(archive.namelist(), archive.read)
@@ -168,6 +169,7 @@ _END = struct.Struct("<4s4H2LH")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _LOCAL = struct.Struct("<4s5H3L2H")
 _ZIP64 = 0xFFFFFFFF
+_READ_WHOLE = 64 << 20  # larger files are read member by member by zipfile
 
 
 def _stored_entries(data: bytes) -> dict[str, tuple[memoryview, int]] | None:
@@ -178,8 +180,10 @@ def _stored_entries(data: bytes) -> dict[str, tuple[memoryview, int]] | None:
     at = data.rfind(b"PK\x05\x06", max(0, len(data) - _END.size - 0xFFFF))
     if at < 0 or at + _END.size > len(data):
         return None
-    _, _, _, _, count, size, offset, _ = _END.unpack_from(data, at)
-    if offset == _ZIP64 or count == 0xFFFF or offset + size > at:
+    _, _, _, _, count, size, offset, comment = _END.unpack_from(data, at)
+    if at + _END.size + comment != len(data) or offset == _ZIP64 or count == 0xFFFF:
+        return None
+    if offset + size > at:
         return None
     view, entries, pos = memoryview(data), {}, offset
     for _ in range(count):
@@ -198,7 +202,10 @@ def _stored_entries(data: bytes) -> dict[str, tuple[memoryview, int]] | None:
         start = local + _LOCAL.size + lnlen + lxlen
         if lsig != b"PK\x03\x04" or start + csize > offset:
             return None
-        text = name.decode("utf-8" if flags & 0x800 else "cp437")
+        try:
+            text = name.decode("utf-8" if flags & 0x800 else "cp437")
+        except UnicodeDecodeError:
+            return None
         entries[text] = (view[start : start + csize], crc)
     return entries
 

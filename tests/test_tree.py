@@ -200,7 +200,7 @@ def test_files_the_plain_reader_declines_still_get_torchs_answer(tmp_path):
         state_shape(_saved(tmp_path / "nan.pth", nan))
 
 
-def test_the_stored_member_reader_reads_what_zipfile_reads(tmp_path):
+def test_the_stored_member_reader_reads_what_zipfile_reads(tmp_path, monkeypatch):
     """torch's archives are read member by member from the bytes; every member equals what
     zipfile reads, and archives of other kinds are left to zipfile (which then reads them)."""
     import zipfile
@@ -224,9 +224,15 @@ def test_the_stored_member_reader_reads_what_zipfile_reads(tmp_path):
     for key, value in state.items():
         assert (read_plain(deflated)[key] == value.numpy()).all()
     # truncated or nonsense bytes are declined, never misread
-    for broken in (data[: len(data) // 2], data[:-10], data[:-200] + data[-22:], b""):
+    for broken in (data[: len(data) // 2], data[:-10], data[:-200] + data[-22:], data + b"x", b""):
         assert _stored_entries(broken) is None
     assert _stored_entries(b"PK\x05\x06" + bytes(18)) == {}  # an empty archive, as zipfile says
+    # a file too large to read whole goes to zipfile member by member, with the same answer
+    from hmmrnn import weights
+
+    monkeypatch.setattr(weights, "_READ_WHOLE", 0)
+    for key, value in state.items():
+        assert (read_plain(path)[key] == value.numpy()).all()
 
 
 def test_a_damaged_member_is_not_read_as_weights(tmp_path):
