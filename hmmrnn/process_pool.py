@@ -43,7 +43,7 @@ def worker_count(items: int, min_items: int, per_worker: int) -> int:
 def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], processes: int) -> list:
     """`[fn(x) for x in items]`, in order, shared by `processes` processes (this one included).
     `fn` must be a module-level function, items and results picklable."""
-    if processes < 2:
+    if processes < 2 or getattr(sys, "frozen", False):  # a frozen app's executable is the app
         return [fn(x) for x in items]
     shares = [list(items[i::processes]) for i in range(processes)]
     started = [_start(fn, share) for share in shares[1:]]
