@@ -40,27 +40,35 @@ def worker_count(items: int, min_items: int, per_worker: int) -> int:
     return max(1, min(cores, items // max(1, per_worker)))
 
 
-def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], processes: int) -> list:
+def map_in_processes(
+    fn: Callable[[Any], Any], items: Sequence[Any], processes: int, head_start: int = 0
+) -> list:
     """`[fn(x) for x in items]`, in order, shared by `processes` processes (this one included).
-    `fn` must be a module-level function, items and results picklable."""
+    `fn` must be a module-level function, items and results picklable. The caller takes
+    `head_start` items more than its share: what it gets through while a worker starts."""
     if processes < 2 or getattr(sys, "frozen", False):  # a frozen app's executable is the app
         return [fn(x) for x in items]
-    shares = [list(items[i::processes]) for i in range(processes)]
-    started = [_start(fn, share) for share in shares[1:]]
+    ends = _bounds(len(items), processes, head_start)
+    shares = [list(items[a:b]) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+    started = [_start(fn, share) if share else None for share in shares[1:]]
     try:
-        results = [[fn(x) for x in shares[0]]]
+        out = [fn(x) for x in shares[0]]
         for proc, share in zip(started, shares[1:], strict=True):
-            done = _collect(proc, len(share))
-            results.append(done if done is not None else [fn(x) for x in share])
+            done = _collect(proc, len(share)) if share else []
+            out += done if done is not None else [fn(x) for x in share]
     finally:  # an error here (or Ctrl-C) leaves no worker behind
         for proc in started:
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    out: list = [None] * len(items)
-    for i, part in enumerate(results):
-        out[i::processes] = part
     return out
+
+
+def _bounds(n: int, processes: int, head_start: int) -> list[int]:
+    """Where each process's run of items ends: the caller's first, `head_start` longer."""
+    first = min(n, -(-(n + (processes - 1) * head_start) // processes))
+    rest = n - first
+    return [0, first] + [first + rest * (i + 1) // (processes - 1) for i in range(processes - 1)]
 
 
 def _start(fn: Callable[[Any], Any], share: list) -> subprocess.Popen | None:

@@ -463,6 +463,7 @@ def _config_mismatch(config: ExperimentConfig, sizes: tuple[int, int, int]) -> l
 # A tree of fewer folders is listed faster than a worker process starts (~0.2 s).
 _POOL_FROM = 300
 _PER_WORKER = 150
+_HEAD_START = 100  # folders this process checks while a worker starts (~0.15 s, ~1.2 ms each)
 
 
 def discover(root: str | Path, summaries: bool = False) -> list[ModelEntry]:
@@ -492,7 +493,7 @@ def discover(root: str | Path, summaries: bool = False) -> list[ModelEntry]:
             dirnames[:] = []  # models/ and evolution/ belong to this entry
     jobs = [(folder, root, summaries) for folder in folders]
     workers = worker_count(len(jobs), _POOL_FROM, _PER_WORKER)
-    entries += map_in_processes(_inspected, jobs, workers)
+    entries += map_in_processes(_inspected, jobs, workers, head_start=_HEAD_START)
     return sorted(entries, key=lambda e: natural_key(e.rel))
 
 

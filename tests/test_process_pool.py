@@ -28,6 +28,13 @@ def test_shared_results_are_in_order_and_computed_elsewhere_too():
     assert [v for v, _ in out] == [x * x for x in range(23)]
     pids = {pid for _, pid in out}
     assert os.getpid() in pids and len(pids) == 3
+    # the caller's head start: it takes more, the workers the rest, the order stays
+    out = map_in_processes(square_and_pid, list(range(40)), 3, head_start=6)
+    assert [v for v, _ in out] == [x * x for x in range(40)]
+    mine = sum(pid == os.getpid() for _, pid in out)
+    assert mine == 18 and len({pid for _, pid in out}) == 3
+    # a head start longer than the work: the caller does it all
+    assert {pid for _, pid in map_in_processes(square_and_pid, [1, 2], 3, 10)} == {os.getpid()}
 
 
 def test_a_worker_that_fails_leaves_its_share_to_the_caller(monkeypatch):
