@@ -193,18 +193,29 @@ class ExperimentConfig:
     def build_hmm(self) -> HMM:
         """The HMM this config describes. A custom matrix wins over the method, as in the study
         (its Cyclic preset says `target_prob` and carries a custom transition matrix)."""
-        return _build_hmm(*self._hmm_settings())
+        return _build_hmm(*self._raw_settings())
 
-    def _hmm_settings(self) -> tuple:
-        """What the HMM depends on, hashable (the custom matrices as tuples of rows)."""
+    def _hmm_problem(self) -> str | None:
+        """Why this config's HMM settings build no HMM (None when they do), cached by settings:
+        a sweep's 2,000 configs share a handful of HMMs, and listing a tree validates each."""
 
-        def rows(matrix: list | None) -> tuple | None:
+        def rows(matrix: Any) -> tuple | None:
             return None if matrix is None else tuple(map(tuple, matrix))
 
+        raw = self._raw_settings()
+        try:
+            settings = (*raw[:6], rows(raw[6]), rows(raw[7]))
+            hash(settings)
+        except TypeError:  # a matrix not made of rows of numbers (set from Python, not a file)
+            return _hmm_problem_of(*raw)
+        return _cached_hmm_problem(settings)
+
+    def _raw_settings(self) -> tuple:
+        """What the HMM depends on, in _build_hmm's order."""
         return (
             self.transition_method, self.emission_method, self.states, self.outputs,
             self.target_prob, self.stay_prob,
-            rows(self.custom_transition_matrix), rows(self.custom_emission_matrix),
+            self.custom_transition_matrix, self.custom_emission_matrix,
         )  # fmt: skip
 
     def validate(self) -> None:
@@ -244,40 +255,39 @@ class ExperimentConfig:
             raise ConfigError(f"h0 must be one of {H0_MODES}, got {self.h0!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        problem = _hmm_problem(self._hmm_settings())
+        problem = self._hmm_problem()
         if problem is not None:
             raise ConfigError(f"HMM settings are invalid: {problem}")
 
 
 def _build_hmm(
     transition_method: str, emission_method: str, states: int, outputs: int,
-    target_prob: float, stay_prob: float, custom_t: tuple | None, custom_e: tuple | None,
+    target_prob: float, stay_prob: float, custom_t: Any, custom_e: Any,
 ) -> HMM:  # fmt: skip
     t = build_transition(
         "custom" if custom_t is not None else transition_method,
         states,
         target_prob=target_prob,
         stay_prob=stay_prob,
-        custom=None if custom_t is None else [list(r) for r in custom_t],
+        custom=custom_t,
     )
     e = build_emission(
-        "custom" if custom_e is not None else emission_method,
-        states,
-        outputs,
-        custom=None if custom_e is None else [list(r) for r in custom_e],
+        "custom" if custom_e is not None else emission_method, states, outputs, custom=custom_e
     )
     return HMM(t, e)
 
 
-@functools.lru_cache(maxsize=256)
-def _hmm_problem(settings: tuple) -> str | None:
-    """Why these HMM settings build no HMM (None when they do). Cached: a sweep's 2,000 configs
-    share a handful of HMMs, and listing a tree validates every config."""
+def _hmm_problem_of(*settings: Any) -> str | None:
     try:
         _build_hmm(*settings)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         return str(exc)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_hmm_problem(settings: tuple) -> str | None:
+    return _hmm_problem_of(*settings)
 
 
 _INT_KEYS = {

@@ -50,17 +50,20 @@ def map_in_processes(
         return [fn(x) for x in items]
     ends = _bounds(len(items), processes, head_start)
     shares = [list(items[a:b]) for a, b in zip(ends[:-1], ends[1:], strict=True)]
-    started = [_start(fn, share) if share else None for share in shares[1:]]
-    try:
+    started: list[subprocess.Popen | None] = []
+    try:  # an error or Ctrl-C anywhere below leaves no worker behind
+        jobs = [_job(fn, share) if share else None for share in shares[1:]]
+        started = [_start() if job is not None else None for job in jobs]
+        for proc, job in zip(started, jobs, strict=True):  # all boot while the jobs are sent
+            _send(proc, job)
         out = [fn(x) for x in shares[0]]
         for proc, share in zip(started, shares[1:], strict=True):
             done = _collect(proc, len(share)) if share else []
             out += done if done is not None else [fn(x) for x in share]
-    finally:  # an error here (or Ctrl-C) leaves no worker behind
+    finally:
         for proc in started:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                _reap(proc)
     return out
 
 
@@ -71,24 +74,43 @@ def _bounds(n: int, processes: int, head_start: int) -> list[int]:
     return [0, first] + [first + rest * (i + 1) // (processes - 1) for i in range(processes - 1)]
 
 
-def _start(fn: Callable[[Any], Any], share: list) -> subprocess.Popen | None:
-    # The worker finds this package where this process did (installed or a source checkout),
-    # then every module this process can import; it runs in the same folder (relative paths).
+# What a worker's answer starts with: anything a computation prints lands elsewhere, and
+# nothing but an answer can be taken for one.
+_MAGIC = b"hmmrnn-pool-1\n"
+
+
+def _job(fn: Callable[[Any], Any], share: list) -> bytes | None:
+    try:
+        return pickle.dumps(
+            (sys.path, fn.__module__, fn.__qualname__, share), pickle.HIGHEST_PROTOCOL
+        )
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+
+
+def _start() -> subprocess.Popen | None:
+    """A worker interpreter. `-P`: the folder it runs in (a model tree, say, that holds a
+    `pickle.py`) is not put before the standard library; this package is found where this
+    process found it, then the worker takes this process's own module path."""
     here = str(Path(__file__).resolve().parents[1])
     code = f"import sys; sys.path.insert(0, {here!r}); from hmmrnn.process_pool import _serve; "
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code + "sys.exit(_serve())"],
+        return subprocess.Popen(
+            [sys.executable, "-P", "-c", code + "sys.exit(_serve())"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        job = pickle.dumps(
-            (sys.path, fn.__module__, fn.__qualname__, share), pickle.HIGHEST_PROTOCOL
-        )
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _send(proc: subprocess.Popen | None, job: bytes | None) -> None:
+    if proc is None or job is None:
+        return
+    try:
         proc.stdin.write(job)
         proc.stdin.close()
-    except (OSError, pickle.PicklingError, AttributeError, TypeError):
-        return None
-    return proc
+    except OSError:  # the worker died; _collect finds no answer and the caller does its share
+        pass
 
 
 def _collect(proc: subprocess.Popen | None, expected: int) -> list | None:
@@ -96,17 +118,36 @@ def _collect(proc: subprocess.Popen | None, expected: int) -> list | None:
         return None
     try:
         data = proc.stdout.read()
-        proc.stdout.close()
-        ok = proc.wait() == 0
-        result = pickle.loads(data) if ok else None
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
-        result = None
+        if proc.wait() != 0 or not data.startswith(_MAGIC):
+            return None
+        result = pickle.loads(data[len(_MAGIC) :])
+    except Exception:  # noqa: BLE001 - any unreadable answer is no answer
+        return None
     return result if isinstance(result, list) and len(result) == expected else None
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None and not pipe.closed:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
 def _serve() -> int:
+    """The worker: its job from stdin, its answer on what was stdout (fd 1 then points to
+    stderr, so that a print in the computation, Python's or a C library's, cannot mix in)."""
+    answer = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     path, module, name, share = pickle.loads(sys.stdin.buffer.read())
-    sys.path[:0] = [p for p in path if p not in sys.path]
+    sys.path[:] = [*dict.fromkeys([*path, *sys.path])]
     fn = getattr(importlib.import_module(module), name)
-    sys.stdout.buffer.write(pickle.dumps([fn(x) for x in share], pickle.HIGHEST_PROTOCOL))
+    result = pickle.dumps([fn(x) for x in share], pickle.HIGHEST_PROTOCOL)
+    answer.write(_MAGIC + result)
+    answer.close()
     return 0

@@ -139,8 +139,8 @@ def read_plain(path: Path) -> Any:
         return _unpickle(list(entries), lambda name: _checked(entries, name))
     try:
         archive = zipfile.ZipFile(path if data is None else io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise NotPlain(str(exc)) from exc
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
+        raise NotPlain(f"{type(exc).__name__}: {exc}") from exc  # e.g. an undecodable name
     with archive:
         return _unpickle(archive.namelist(), archive.read)
 
@@ -154,6 +154,8 @@ def _unpickle(names: list[str], read: Callable[[str], bytes]) -> Any:
         order = ">" if bytes(read(f"{prefix}/byteorder")).strip() == b"big" else "<"
     except KeyError:
         order = "<"
+    except NotPlain:
+        raise
     except Exception as exc:  # a damaged entry: torch says what is wrong with it
         raise NotPlain(f"{type(exc).__name__}: {exc}") from exc
     try:
@@ -168,6 +170,8 @@ def _unpickle(names: list[str], read: Callable[[str], bytes]) -> Any:
 _END = struct.Struct("<4s4H2LH")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _LOCAL = struct.Struct("<4s5H3L2H")
+_LOCATOR = struct.Struct("<4sLQL")
+_END64 = struct.Struct("<4sQ2H2L4Q")
 _ZIP64 = 0xFFFFFFFF
 _READ_WHOLE = 64 << 20  # larger files are read member by member by zipfile
 
@@ -183,7 +187,17 @@ def _stored_entries(data: bytes) -> dict[str, tuple[memoryview, int]] | None:
     _, _, _, _, count, size, offset, comment = _END.unpack_from(data, at)
     if at + _END.size + comment != len(data) or offset == _ZIP64 or count == 0xFFFF:
         return None
-    if offset + size > at:
+    # torch also writes the zip64 end record, which zipfile believes: it must say the same
+    cd_end = at
+    if at >= _LOCATOR.size and data[at - _LOCATOR.size : at - _LOCATOR.size + 4] == b"PK\x06\x07":
+        _, _, where, _ = _LOCATOR.unpack_from(data, at - _LOCATOR.size)
+        if where + _END64.size > at - _LOCATOR.size:
+            return None
+        sig, _, _, _, _, _, _, count64, size64, offset64 = _END64.unpack_from(data, where)
+        if sig != b"PK\x06\x06" or (count64, size64, offset64) != (count, size, offset):
+            return None
+        cd_end = where
+    if offset + size != cd_end:  # data before the archive, or a damaged directory: zipfile's
         return None
     view, entries, pos = memoryview(data), {}, offset
     for _ in range(count):
@@ -205,6 +219,8 @@ def _stored_entries(data: bytes) -> dict[str, tuple[memoryview, int]] | None:
         try:
             text = name.decode("utf-8" if flags & 0x800 else "cp437")
         except UnicodeDecodeError:
+            return None
+        if text in entries:  # which one counts is the reader's choice: torch decides
             return None
         entries[text] = (view[start : start + csize], crc)
     return entries

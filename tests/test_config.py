@@ -92,3 +92,24 @@ def test_replace_revalidates():
     assert cfg.replace(hidden_size=7).hidden_size == 7
     with pytest.raises(ConfigError):
         cfg.replace(seq_len=0)
+
+
+@pytest.mark.parametrize(
+    "matrix", [[0.5, 0.5], [[[1.0]]], "ab", [[1, 0], [0.3]], [[0.9, 0.2], [0.5, 0.5]]]
+)
+def test_a_bad_custom_matrix_set_from_python_is_a_config_error(matrix):
+    """Validation is cached per distinct HMM; a matrix that is not rows of numbers (only the
+    Python API can make one: files are coerced first) still gets a ConfigError, not a crash."""
+    for _ in range(2):  # the second answer comes from the cache where there is one
+        with pytest.raises(ConfigError, match="HMM settings are invalid"):
+            ExperimentConfig(states=2, custom_transition_matrix=matrix).validate()
+
+
+def test_validation_cached_per_hmm_still_tells_configs_apart():
+    good = [[0.9, 0.1], [0.2, 0.8]]
+    ExperimentConfig(states=2, custom_transition_matrix=good).validate()
+    bad = [[0.9, 0.2], [0.2, 0.8]]
+    with pytest.raises(ConfigError, match="custom_transition_matrix"):
+        ExperimentConfig(states=2, custom_transition_matrix=bad).validate()
+    with pytest.raises(ConfigError, match="HMM settings"):
+        ExperimentConfig(states=3, custom_transition_matrix=good).validate()

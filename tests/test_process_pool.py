@@ -119,3 +119,25 @@ def test_an_error_in_the_callers_share_leaves_no_worker_running(monkeypatch):
     with pytest.raises(ValueError, match="caller's share"):
         map_in_processes(raises_here, list(range(6)), 3)
     assert len(started) == 2 and all(p.poll() is not None for p in started)
+
+
+def prints_then_answers(x: int) -> tuple[int, int]:
+    print("cuda not found")  # noqa: T201 - what a library might print in a worker
+    os.write(1, b"\x80c\x00 raw bytes on fd 1\n")
+    return x + 1, os.getpid()
+
+
+def test_what_a_worker_prints_does_not_spoil_its_answer():
+    out = map_in_processes(prints_then_answers, list(range(8)), 2)
+    assert [v for v, _ in out] == list(range(1, 9))
+    assert len({pid for _, pid in out}) == 2  # the worker's answer was taken, not redone here
+
+
+def test_a_workers_folder_cannot_shadow_the_standard_library(tmp_path, monkeypatch):
+    """Listing a downloaded tree from inside it: a `pickle.py` there is never imported."""
+    marker = tmp_path / "ran"
+    (tmp_path / "pickle.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit\n")
+    monkeypatch.chdir(tmp_path)
+    out = map_in_processes(square_and_pid, list(range(6)), 2)
+    assert [v for v, _ in out] == [x * x for x in range(6)]
+    assert not marker.exists() and len({pid for _, pid in out}) == 2

@@ -227,6 +227,22 @@ def test_the_stored_member_reader_reads_what_zipfile_reads(tmp_path, monkeypatch
     for broken in (data[: len(data) // 2], data[:-10], data[:-200] + data[-22:], data + b"x", b""):
         assert _stored_entries(broken) is None
     assert _stored_entries(b"PK\x05\x06" + bytes(18)) == {}  # an empty archive, as zipfile says
+    # torch's zip64 end record must agree with the plain one (zipfile trusts the zip64 one)
+    import struct
+
+    z64 = data.rindex(b"PK\x06\x06")
+    for field in (32, 40, 48):  # entry count, directory size, directory offset
+        damaged = bytearray(data)
+        struct.pack_into("<Q", damaged, z64 + field, 7)
+        assert _stored_entries(bytes(damaged)) is None, field
+    # two members of one name: which one counts is torch's call, not ours
+    twice = tmp_path / "twice.pth"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(twice, "w") as z, pytest.warns(UserWarning):
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+        pkl = next(n for n in src.namelist() if n.endswith("data.pkl"))
+        z.writestr(pkl, src.read(pkl))
+    assert _stored_entries(twice.read_bytes()) is None
     # a file too large to read whole goes to zipfile member by member, with the same answer
     from hmmrnn import weights
 
@@ -322,3 +338,20 @@ def test_metrics_lines_parse_as_json_loads_reads_them_one_by_one():
 
     assert parse_records(lines) == [v for v in map(loads, lines) if v is not None]
     assert [r.get("epoch") for r in parse_records(lines)][:4] == [1, 2, 3, 4]
+
+
+def test_an_undecodable_member_name_is_a_broken_file_not_a_crash(tmp_path):
+    import zipfile
+
+    from hmmrnn.tree import state_shape
+    from hmmrnn.weights import NotPlain, read_plain
+
+    path = tmp_path / "w.pth"
+    with zipfile.ZipFile(path, "w") as z:  # a non-ASCII name: zipfile flags it UTF-8
+        z.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        z.writestr("archive/é", b"x")
+    path.write_bytes(path.read_bytes().replace("é".encode(), b"\xff\xfe"))
+    with pytest.raises(NotPlain, match="UnicodeDecodeError"):
+        read_plain(path)
+    with pytest.raises(ModelFileError):
+        state_shape(path)
