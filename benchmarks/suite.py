@@ -386,35 +386,34 @@ def matching(size: dict, device: str) -> Row:
                "scipy's dense linear_sum_assignment", note)  # fmt: skip
 
 
-def evaluation(size: dict, device: str) -> Row:
+def _evaluation_rounds(size: dict, device: str, method: str) -> tuple[list[float], list[float]]:
+    """Seconds of an uncached evaluation of the shipped Two h50 model, with and without the
+    native passes, in alternation."""
     from hmmrnn import api
 
     loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
-    params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"]}
+    params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"], "method": method}
 
     def run() -> None:
         api.evaluate(loaded, params, save=False, use_cache=False)
 
-    mine, theirs = alternate(run, _without_kernel(run), size["repeats"])
+    return alternate(run, _without_kernel(run), size["repeats"])
+
+
+_WITHOUT_NATIVE = "the same without the native passes (HMMRNN_NATIVE=0)"
+
+
+def evaluation(size: dict, device: str) -> Row:
+    mine, theirs = _evaluation_rounds(size, device, "assignment")
     return Row(f"evaluation n {size['eval_n']}, L {size['eval_len']} (shipped Two)", device, mine,
-               theirs, "the same without the native passes (HMMRNN_NATIVE=0)",
-               goal="< 5 s idle, < 8 s with one busy core")  # fmt: skip
+               theirs, _WITHOUT_NATIVE, goal="< 5 s idle, < 8 s with one busy core")  # fmt: skip
 
 
 def evaluation_study(size: dict, device: str) -> Row:
     """The same evaluation with the study's matching (its entropic plan and argmax pairing)."""
-    from hmmrnn import api
-
-    loaded = api.load(SHIPPED / "Two" / "hidden_50" / "input_10" / "seed_0", device=device)
-    params = {"num_sequences": size["eval_n"], "seq_len": size["eval_len"], "method": "study"}
-
-    def run() -> None:
-        api.evaluate(loaded, params, save=False, use_cache=False)
-
-    mine, theirs = alternate(run, _without_kernel(run), size["repeats"])
+    mine, theirs = _evaluation_rounds(size, device, "study")
     return Row(f"evaluation, study matching, n {size['eval_n']}, L {size['eval_len']} "
-               "(shipped Two)", device, mine, theirs,
-               "the same without the native passes (HMMRNN_NATIVE=0)", goal="< 5 s")  # fmt: skip
+               "(shipped Two)", device, mine, theirs, _WITHOUT_NATIVE, goal="< 5 s")  # fmt: skip
 
 
 def residency(size: dict, device: str) -> Row:
@@ -478,6 +477,8 @@ def listing(size: dict, device: str) -> Row:
     import sys
     import tempfile
 
+    from hmmrnn.process_pool import WORKERS_ENV
+
     n = size["list_n"]
     source = SHIPPED / "Three" / "hidden_50" / "input_10" / "seed_0"
     with tempfile.TemporaryDirectory(prefix="hmmrnn-bench-tree-") as tmp:
@@ -485,9 +486,9 @@ def listing(size: dict, device: str) -> Row:
             shutil.copytree(source, Path(tmp) / f"group_{i // 100}" / f"seed_{i}")
 
         def ls(workers: str | None) -> Callable[[], None]:
-            env = {k: v for k, v in os.environ.items() if k != "HMMRNN_LIST_WORKERS"}
+            env = {k: v for k, v in os.environ.items() if k != WORKERS_ENV}
             if workers is not None:
-                env["HMMRNN_LIST_WORKERS"] = workers
+                env[WORKERS_ENV] = workers
             cmd = [sys.executable, "-m", "hmmrnn", "ls", tmp]
             return lambda: subprocess.run(cmd, env=env, capture_output=True, check=True)
 

@@ -2,8 +2,8 @@
 
 Listing a sweep checks every folder's config, weights and curves: about 1 ms of Python each,
 which threads cannot share (the GIL). Worker processes can. They are plain interpreters started
-with `sys.executable`, handed their share as a pickle on stdin and answering on
-stdout, while the caller does its own share. Not multiprocessing: its fork start method is unsafe
+with `sys.executable`, handed their share as a pickle on stdin and answering on stdout (a
+print in the worker goes to its stderr), while the caller does its own share. Not multiprocessing: its fork start method is unsafe
 in a process with threads (the TUI lists from a worker thread), and its spawn and forkserver
 methods re-run the caller's main script in every child (a user's unguarded script would run
 twice). Whatever stops a worker (no interpreter, a crash, garbage on stdout) leaves its share
@@ -120,7 +120,7 @@ def _collect(proc: subprocess.Popen | None, expected: int) -> list | None:
         data = proc.stdout.read()
         if proc.wait() != 0 or not data.startswith(_MAGIC):
             return None
-        result = pickle.loads(data[len(_MAGIC) :])
+        result = pickle.loads(memoryview(data)[len(_MAGIC) :])
     except Exception:  # noqa: BLE001 - any unreadable answer is no answer
         return None
     return result if isinstance(result, list) and len(result) == expected else None
